@@ -1,0 +1,226 @@
+//! The append-only audit trail: who changed what, when, before and after.
+//!
+//! Each community has its own hash chain (county-wide records use the empty
+//! community id). A record's hash covers its content and the previous record's
+//! hash, so editing or deleting a record breaks every later link, and
+//! [`verify`] reports the first broken one. Chains are per community so that
+//! communities never wait on each other and the table can be sharded by
+//! community.
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+
+use linli_proto::common::v1::{AuditEvent, AuditVerification};
+
+use crate::page::PageRequest;
+use crate::{Actor, Db, Error, Result};
+
+/// One change, as a service describes it.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    pub community_id: &'a str,
+    pub action: &'a str,
+    pub entity: &'a str,
+    pub entity_id: &'a str,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+fn link_hash(e: &AuditEvent) -> String {
+    // A JSON array is an unambiguous encoding of the fields, whatever they contain.
+    let canonical = serde_json::json!([
+        e.community_id,
+        e.seq,
+        e.id,
+        e.at.as_ref().map(|t| (t.seconds, t.nanos)),
+        e.actor,
+        e.action,
+        e.entity,
+        e.entity_id,
+        e.before_json,
+        e.after_json,
+        e.prev_hash,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string()))
+}
+
+/// Appends a change to its community's chain, inside the caller's transaction.
+pub async fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<AuditEvent> {
+    sqlx::query("INSERT INTO audit_heads (community_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (community_id) DO NOTHING")
+        .bind(change.community_id)
+        .execute(&mut *conn)
+        .await?;
+    // Taking the head's row lock here orders concurrent writers to one chain.
+    let head = sqlx::query(
+        "UPDATE audit_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq, hash",
+    )
+    .bind(change.community_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut event = AuditEvent {
+        id: crate::new_id(),
+        community_id: change.community_id.to_owned(),
+        seq: head.try_get("seq")?,
+        // Whole microseconds, so the stored time hashes the same when read back.
+        at: Some(crate::time::to_timestamp(crate::time::now_micros())),
+        actor: actor.id.clone(),
+        action: change.action.to_owned(),
+        entity: change.entity.to_owned(),
+        entity_id: change.entity_id.to_owned(),
+        before_json: json(change.before),
+        after_json: json(change.after),
+        prev_hash: head.try_get("hash")?,
+        hash: String::new(),
+    };
+    event.hash = link_hash(&event);
+    sqlx::query("UPDATE audit_heads SET hash = $2 WHERE community_id = $1")
+        .bind(&event.community_id)
+        .bind(&event.hash)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_events (community_id, seq, id, at, actor, action, entity, entity_id, before_json, after_json, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&event.community_id)
+    .bind(event.seq)
+    .bind(&event.id)
+    .bind(event.at.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)).unwrap_or_default())
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.entity)
+    .bind(&event.entity_id)
+    .bind(&event.before_json)
+    .bind(&event.after_json)
+    .bind(&event.prev_hash)
+    .bind(&event.hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(event)
+}
+
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        community_id: row.try_get("community_id")?,
+        seq: row.try_get("seq")?,
+        at: Some(crate::time::to_timestamp(row.try_get("at")?)),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        entity: row.try_get("entity")?,
+        entity_id: row.try_get("entity_id")?,
+        before_json: row.try_get("before_json")?,
+        after_json: row.try_get("after_json")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+const COLUMNS: &str = "community_id, seq, id, at, actor, action, entity, entity_id, before_json, after_json, prev_hash, hash";
+
+/// Lists a community's audit events in chain order, optionally about one record.
+/// The page token is the last sequence number seen.
+pub async fn list(
+    db: &Db,
+    community_id: &str,
+    entity_id: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<AuditEvent>, String)> {
+    let page = PageRequest::parse(page_size, "")?;
+    let after: i64 = match page_token {
+        "" => 0,
+        t => t
+            .parse()
+            .map_err(|_| Error::invalid("page_token", "is not a token this service issued"))?,
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE community_id = $1 AND ($2 = '' OR entity_id = $2) AND seq > $3 \
+         ORDER BY seq LIMIT $4"
+    ))
+    .bind(community_id)
+    .bind(entity_id)
+    .bind(after)
+    .bind(page.fetch_limit())
+    .fetch_all(&db.pool)
+    .await?;
+    let mut events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let next = if events.len() as i64 > page.size {
+        events.truncate(page.size as usize);
+        events.last().map(|e| e.seq.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((events, next))
+}
+
+/// Walks a community's chain from the start and reports the first broken link.
+pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
+    let mut result = AuditVerification {
+        community_id: community_id.to_owned(),
+        intact: true,
+        ..Default::default()
+    };
+    let mut prev_hash = String::new();
+    let mut expected_seq = 1;
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE community_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
+        ))
+        .bind(community_id)
+        .bind(after)
+        .fetch_all(&db.pool)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let event = event_from_row(row)?;
+            after = event.seq;
+            result.checked += 1;
+            let problem = if event.seq != expected_seq {
+                Some(format!("record {expected_seq} is missing"))
+            } else if event.prev_hash != prev_hash {
+                Some("does not link to the record before it".to_owned())
+            } else if link_hash(&event) != event.hash {
+                Some("its content does not match its hash".to_owned())
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                result.intact = false;
+                result.first_broken_seq = expected_seq.min(event.seq);
+                result.problem = problem;
+                return Ok(result);
+            }
+            prev_hash = event.hash;
+            expected_seq += 1;
+        }
+    }
+    // A chain cut off at the end is caught by the head, which remembers the last hash.
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE community_id = $1")
+            .bind(community_id)
+            .fetch_optional(&db.pool)
+            .await?;
+    if let Some((seq, hash)) = head
+        && (seq != expected_seq - 1 || hash != prev_hash)
+    {
+        result.intact = false;
+        result.first_broken_seq = expected_seq;
+        result.problem = format!(
+            "the chain ends at record {} but its head says {seq}",
+            expected_seq - 1
+        );
+    }
+    Ok(result)
+}

@@ -1,0 +1,268 @@
+//! Storage on SQLite (the embedded default) or PostgreSQL (production), chosen
+//! by the URL scheme. Services write one dialect that both accept — `$1`
+//! placeholders, BIGINT times, TEXT ids made in Rust, `ON CONFLICT`,
+//! `RETURNING` — through sqlx's `Any` driver, so both backends run the very
+//! same queries and the same tests.
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One schema change. `id`s sort in the order they must be applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub id: &'static str,
+    pub sql: &'static str,
+}
+
+/// The tables every service has: idempotency keys and the audit trail.
+pub const CORE_MIGRATIONS: &[Migration] = &[Migration {
+    id: "core/0001_idempotency_audit",
+    sql: include_str!("../migrations/0001_idempotency_audit.sql"),
+}];
+
+/// Hides the password in a database URL, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Opens the database at `url`, creating it (an SQLite file and its
+    /// directory, or a PostgreSQL database) if it does not exist yet.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "database URL {} must start with sqlite:// or postgres://",
+                redact_url(url)
+            );
+        };
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite(url)?,
+            Backend::Postgres => {
+                ensure_postgres_database(url).await?;
+                url.to_owned()
+            }
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match backend {
+            // SQLite allows one writer at a time; a single connection serialises
+            // writes in-process instead of failing them with SQLITE_BUSY, and is
+            // ample for one community's traffic.
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?,
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?,
+        };
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies, in order, every migration not applied yet. Safe to run from
+    /// several replicas at once: PostgreSQL serialises them with an advisory lock.
+    pub async fn migrate(&self, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_lock(7468171)").await?;
+        }
+        let result = apply(&mut conn, migrations).await;
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_unlock(7468171)").await?;
+        }
+        result
+    }
+}
+
+async fn apply(
+    conn: &mut AnyConnection,
+    migrations: &[Migration],
+) -> anyhow::Result<Vec<&'static str>> {
+    conn.execute("CREATE TABLE IF NOT EXISTS linli_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .await?;
+    let mut applied = Vec::new();
+    for m in migrations {
+        let done: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM linli_migrations WHERE id = $1")
+                .bind(m.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        tx.execute(m.sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {}: {e}", m.id))?;
+        sqlx::query("INSERT INTO linli_migrations (id, applied_at) VALUES ($1, $2)")
+            .bind(m.id)
+            .bind(crate::time::now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(migration = m.id, "applied migration");
+        applied.push(m.id);
+    }
+    Ok(applied)
+}
+
+/// Makes sure an SQLite file can be created: its directory exists and the URL asks for create mode.
+fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        anyhow::bail!(
+            "use a file for SQLite (e.g. sqlite://data/people.db): an in-memory database is lost on restart"
+        );
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(if rest.contains("mode=") {
+        url.to_owned()
+    } else if rest.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Creates the PostgreSQL database named in `url` when it is missing, so one
+/// server can hold each service's database without a manual step.
+async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let Some((server, name)) = base
+        .rsplit_once('/')
+        .filter(|(s, n)| s.contains("://") && !s.ends_with('/') && !n.is_empty())
+    else {
+        return Ok(());
+    };
+    if name == "postgres" {
+        return Ok(());
+    }
+    let admin_url = match query {
+        Some(q) => format!("{server}/postgres?{q}"),
+        None => format!("{server}/postgres"),
+    };
+    let mut admin = match AnyConnection::connect(&admin_url).await {
+        Ok(c) => c,
+        // Without access to the maintenance database, assume the database exists;
+        // connecting to it will tell otherwise.
+        Err(_) => return Ok(()),
+    };
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await?;
+    if exists.is_none() {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            anyhow::bail!("database name {name:?} may only hold letters, digits and underscores");
+        }
+        match admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+        {
+            Ok(_) => tracing::info!(database = name, "created database"),
+            // Another replica created it first.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Reads a column, turning a missing or mistyped column into an internal error.
+pub fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    Ok(row.try_get(name)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://linli:s3cret@db:5432/people"),
+            "postgres://linli:****@db:5432/people"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/people"),
+            "postgres://postgres@127.0.0.1/people"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/people.db"),
+            "sqlite://data/people.db"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("linli-db-{}", crate::new_id()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        assert_eq!(prepare_sqlite(&url).unwrap(), format!("{url}?mode=rwc"));
+        assert!(dir.is_dir());
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(prepare_sqlite("sqlite::memory:").is_err());
+    }
+}

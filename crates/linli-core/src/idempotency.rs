@@ -1,0 +1,107 @@
+//! Idempotent creates. A create carries a client-chosen key; the first request
+//! with a key makes the record, and every retry with the same key gets that
+//! same record back instead of a second one.
+//!
+//! The key is claimed inside the create's own transaction, so a create that
+//! fails releases its key, and two concurrent requests with one key cannot both
+//! win: the second waits on the first's row (PostgreSQL) or its turn at the
+//! single writer (SQLite), then finds the key taken.
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+
+use crate::{Error, Result};
+
+pub const MAX_KEY_LEN: usize = 128;
+
+/// What a create should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new: make the record with the id given to [`claim`].
+    New,
+    /// A record was already made with this key: return it.
+    Replay(String),
+}
+
+/// Validates a request's idempotency key and takes it out of the request, so
+/// the rest of the request can be fingerprinted.
+pub fn take_key(key: &mut String) -> Result<String> {
+    let key = std::mem::take(key);
+    if key.trim().is_empty() {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "is required: choose one per record, and reuse it when retrying",
+        ));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("must be at most {MAX_KEY_LEN} bytes"),
+        ));
+    }
+    Ok(key)
+}
+
+/// A digest of a request (its key already taken out), to tell a retry from a
+/// different request that reuses a key by mistake.
+pub fn fingerprint<M: Message>(request: &M) -> String {
+    hex::encode(Sha256::digest(request.encode_to_vec()))
+}
+
+/// Claims `key` in `scope` for a record about to be made with id `new_id`.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    new_id: &str,
+) -> Result<Claim> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (scope, key) DO NOTHING",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(new_id)
+    .bind(crate::time::now_micros())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::New);
+    }
+    let (existing_fp, id): (String, String) = sqlx::query_as(
+        "SELECT fingerprint, resource_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    if existing_fp != fingerprint {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "was already used for a different request",
+        ));
+    }
+    Ok(Claim::Replay(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_required_and_bounded() {
+        assert!(
+            take_key(&mut String::new())
+                .unwrap_err()
+                .to_string()
+                .starts_with("idempotency_key:")
+        );
+        assert!(take_key(&mut "k".repeat(129)).is_err());
+        let mut k = "roster-2021-01".to_owned();
+        assert_eq!(take_key(&mut k).unwrap(), "roster-2021-01");
+        assert!(k.is_empty(), "the key is taken out of the request");
+    }
+}

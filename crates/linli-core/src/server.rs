@@ -1,0 +1,132 @@
+//! Serving a service over gRPC: the service's routes plus `grpc.health.v1`
+//! and server reflection, one tower stack, request spans, and graceful
+//! shutdown that drains requests in flight for a bounded time.
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub drain_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            drain_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 512,
+        }
+    }
+}
+
+/// A service ready to serve: its routes and its fully-qualified gRPC name
+/// (e.g. `linli.people.v1.PeopleService`), which health reports by.
+pub struct GrpcServer {
+    pub name: &'static str,
+    pub routes: Routes,
+    pub settings: ServeSettings,
+}
+
+impl GrpcServer {
+    pub fn new(name: &'static str, routes: Routes, settings: ServeSettings) -> Self {
+        GrpcServer {
+            name,
+            routes,
+            settings,
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting,
+    /// reports NOT_SERVING and lets requests in flight finish for up to the
+    /// drain timeout.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status(self.name, ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(linli_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let routes = self.routes.add_service(health).add_service(reflection);
+
+        let layers = ServiceBuilder::new()
+            // Bound the work in flight across all connections, so a burst queues instead of exhausting the database pool.
+            .layer(GlobalConcurrencyLimitLayer::new(
+                self.settings.max_concurrent_requests,
+            ))
+            .into_inner();
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let name = self.name;
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining requests in flight");
+            reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = drain_tx.send(());
+        };
+        let server = Server::builder()
+            // Cancel requests that run too long rather than let them hold resources forever.
+            .timeout(self.settings.request_timeout)
+            // Detect dead peers on idle connections.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .trace_fn(crate::telemetry::request_span)
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(server);
+        tokio::select! {
+            biased;
+            result = &mut server => result?,
+            _ = drain_rx => match tokio::time::timeout(self.settings.drain_timeout, &mut server).await {
+                Ok(result) => result?,
+                Err(_) => tracing::warn!(timeout = ?self.settings.drain_timeout, "drain timed out; closing remaining requests"),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what container runtimes send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

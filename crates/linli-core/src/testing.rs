@@ -1,0 +1,175 @@
+//! The test harness: a fresh database per test on either backend, and a
+//! service spawned on a port-0 listener with a connected channel.
+//!
+//! PostgreSQL tests never skip. They use `LINLI_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) to create a database of
+//! their own, and fail with a clear message when no server answers.
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use sqlx::{Connection, Executor};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::server::GrpcServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("LINLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Logs from tests are silent unless `TEST_LOG` is set.
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A database that exists for one test and is removed after it.
+pub struct TestDb {
+    pub url: String,
+    backend: Backend,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        init_logging();
+        let name = format!("linli_test_{}", crate::new_id().replace('-', ""));
+        let url = match backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}/{name}/db.sqlite",
+                std::env::temp_dir().display()
+            ),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                sqlx::any::install_default_drivers();
+                let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL tests need a server at {admin} (set LINLI_TEST_POSTGRES_URL to another); \
+                         they never skip. Connecting failed: {e}"
+                    )
+                });
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let _ = conn.close().await;
+                let (server, _) = admin.rsplit_once('/').expect("database URL with a path");
+                format!("{server}/{name}")
+            }
+        };
+        TestDb { url, backend, name }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self.backend {
+            Backend::Sqlite => {
+                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.name));
+            }
+            Backend::Postgres => {
+                // Drop runs outside async context; a short-lived runtime on its own thread does the cleanup.
+                let name = self.name.clone();
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    rt.block_on(async {
+                        let mut conn = sqlx::AnyConnection::connect(&postgres_admin_url())
+                            .await
+                            .ok()?;
+                        conn.execute(
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                        )
+                        .await
+                        .ok()?;
+                        conn.close().await.ok()
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// A service serving on a random local port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Binds 127.0.0.1:0, serves `server` there and connects a channel to it.
+    pub async fn spawn(server: GrpcServer) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        // The listener is already bound, so the connection is accepted as soon as the task runs.
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to test server");
+        TestServer {
+            addr,
+            channel,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL,
+/// as two tests: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::testing::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::testing::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,126 @@
+//! The `linli-people` command: serve (the default), migrate, import a roster, seed demo data.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::FixedOffset;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
+use linli_core::server::shutdown_signal;
+
+use crate::domain::CarePolicy;
+
+const DEFAULTS: Defaults = Defaults {
+    service: "people",
+    listen: "127.0.0.1:50053",
+};
+
+/// linli people service: households, residents, cadres, pairings, duty, visits and accounts.
+///
+/// Settings come from, in rising order: built-in defaults, the --config file, environment
+/// variables, flags. The care policy is set in the file under [care_policy] (see README).
+#[derive(Debug, Parser)]
+#[command(name = "linli-people", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// UTC offset of the local time zone, for duty weeks and ages [default: +08:00].
+    #[arg(long, env = "LINLI_UTC_OFFSET", global = true)]
+    pub utc_offset: Option<FixedOffset>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (the default).
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Import households and residents from a roster CSV (see services/people/examples/).
+    Import {
+        /// The community to import into, by id or exact name.
+        #[arg(long)]
+        community: String,
+        /// Check every row and report, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Load the demo data (双泉社区, 八角亭小区); safe to run again.
+    Seed,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("linli-people: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = ConfigFile::load(cli.common.config.as_deref())?;
+    let settings = Settings::resolve(&cli.common, &file, &["care_policy", "utc_offset"], DEFAULTS)?;
+    let policy: CarePolicy = file.section("care_policy")?.unwrap_or_default();
+    policy.validate()?;
+    let utc_offset = match (
+        cli.utc_offset,
+        file.table.get("utc_offset").and_then(|v| v.as_str()),
+    ) {
+        (Some(o), _) => o,
+        (None, Some(s)) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("utc_offset {s:?} is not like +08:00"))?,
+        (None, None) => crate::default_utc_offset(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let telemetry = linli_core::telemetry::init(
+            "people",
+            settings.log_format,
+            settings.otlp_endpoint.as_deref(),
+        )?;
+        let result = async {
+            tracing::info!(database = %settings.database_url, "opening database");
+            let store =
+                crate::open_store(settings.database_url.expose(), policy, utc_offset).await?;
+            match cli.command.unwrap_or(Command::Serve) {
+                Command::Serve => {
+                    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+                        anyhow::anyhow!("cannot listen on {}: {e}", settings.listen)
+                    })?;
+                    tracing::info!(address = %listener.local_addr()?, "people service listening");
+                    crate::grpc_server(store, settings.serve.clone())
+                        .serve(listener, shutdown_signal())
+                        .await?;
+                    tracing::info!("people service stopped");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Migrate => {
+                    println!("database schema is up to date");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Import {
+                    community,
+                    dry_run,
+                    file,
+                } => crate::import::run(&store, &community, &file, dry_run).await,
+                Command::Seed => {
+                    crate::seed::run(&store).await?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        .await;
+        telemetry.shutdown();
+        result
+    })
+}

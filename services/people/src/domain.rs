@@ -1,0 +1,795 @@
+//! The people service's rules, as plain Rust: what a valid name, phone number,
+//! ID number and birth date are; how members' vulnerability sets a household's
+//! care level and visit cadence; how many may look after one household; how
+//! registrations move; when a visit is overdue; which days make a duty week.
+use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::Deserialize;
+
+use linli_core::time::Micros;
+use linli_core::{Error, Result};
+
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_TEXT_CHARS: usize = 500;
+
+/// A required short text (a name, an address): trimmed, not empty, no control characters.
+pub fn parse_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    check_text(field, v, MAX_NAME_CHARS)?;
+    Ok(v.to_owned())
+}
+
+/// Optional free text (a note, a reason), bounded in length.
+pub fn parse_text(field: &str, value: &str, max_chars: usize) -> Result<String> {
+    let v = value.trim();
+    check_text(field, v, max_chars)?;
+    Ok(v.to_owned())
+}
+
+fn check_text(field: &str, v: &str, max_chars: usize) -> Result<()> {
+    if v.chars().count() > max_chars {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A record id given in a request: required, and shaped like the ids this service makes.
+pub fn parse_id(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::required(field));
+    }
+    if v.len() != 36 || !v.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Error::invalid(field, "is not a valid id"));
+    }
+    Ok(v.to_ascii_lowercase())
+}
+
+/// An optional id: empty means none.
+pub fn parse_opt_id(field: &str, value: &str) -> Result<Option<String>> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, value).map(Some)
+    }
+}
+
+/// A mainland mobile number (11 digits starting 1[3-9]) or a landline with
+/// area code (0 + 2–3 digits, then 7–8 digits). Spaces and dashes are
+/// dropped; a leading +86 is accepted. Empty means none.
+pub fn parse_phone(field: &str, value: &str) -> Result<Option<String>> {
+    let mut digits: String = value.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if digits.is_empty() {
+        return Ok(None);
+    }
+    if let Some(rest) = digits.strip_prefix("+86") {
+        digits = rest.to_owned();
+    }
+    let all_digits = digits.chars().all(|c| c.is_ascii_digit());
+    let b = digits.as_bytes();
+    let mobile = b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]);
+    let landline = b.len() >= 10 && b.len() <= 12 && b[0] == b'0';
+    if all_digits && (mobile || landline) {
+        Ok(Some(digits))
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be an 11-digit mobile number or a landline with area code",
+        ))
+    }
+}
+
+/// A resident identity card number (GB 11643-1999): 17 digits and a check
+/// character (a digit or X) that must match, with a real birth date inside.
+/// Returns the number (upper case) and the birth date it encodes. Empty means none.
+pub fn parse_id_number(field: &str, value: &str) -> Result<Option<(String, NaiveDate)>> {
+    let v = value.trim().to_ascii_uppercase();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| Error::invalid(field, why.to_owned());
+    let b = v.as_bytes();
+    if b.len() != 18
+        || !b[..17].iter().all(u8::is_ascii_digit)
+        || !(b[17].is_ascii_digit() || b[17] == b'X')
+    {
+        return Err(bad(
+            "must be 18 characters: 17 digits and a check digit or X",
+        ));
+    }
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let sum: u32 = b[..17]
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    if CHECK[(sum % 11) as usize] != b[17] {
+        return Err(bad("has a wrong check digit"));
+    }
+    let birth = NaiveDate::parse_from_str(&v[6..14], "%Y%m%d")
+        .map_err(|_| bad("does not contain a valid birth date"))?;
+    Ok(Some((v, birth)))
+}
+
+/// The check character for the first 17 digits of an ID number; for demo data and tests.
+pub fn id_check_char(first17: &str) -> char {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    b"10X98765432"[(sum % 11) as usize] as char
+}
+
+/// A birth date as YYYY-MM-DD, not in the future and not before 1900.
+pub fn parse_birth_date(field: &str, value: &str, today: NaiveDate) -> Result<NaiveDate> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::required(field));
+    }
+    let d = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| Error::invalid(field, "must be a date as YYYY-MM-DD"))?;
+    if d > today {
+        return Err(Error::invalid(field, "is in the future"));
+    }
+    if d.year() < 1900 {
+        return Err(Error::invalid(field, "is before 1900"));
+    }
+    Ok(d)
+}
+
+pub fn age_on(birth: NaiveDate, day: NaiveDate) -> i32 {
+    let mut age = day.year() - birth.year();
+    if (day.month(), day.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    age.max(0)
+}
+
+/// 13812345678 → 138****5678.
+pub fn mask_phone(phone: &str) -> String {
+    let n = phone.chars().count();
+    if n <= 7 {
+        return "*".repeat(n);
+    }
+    let keep_end = 4;
+    let keep_start = 3.min(n - keep_end);
+    let start: String = phone.chars().take(keep_start).collect();
+    let end: String = phone.chars().skip(n - keep_end).collect();
+    format!("{start}{}{end}", "*".repeat(n - keep_start - keep_end))
+}
+
+/// 421224193501011234 → 421224********1234 (region kept, birth date hidden).
+pub fn mask_id_number(id: &str) -> String {
+    if id.len() != 18 {
+        return "*".repeat(id.len());
+    }
+    format!("{}********{}", &id[..6], &id[14..])
+}
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+            /// The proto enum number: the variants are declared in the proto's order, from 1.
+            pub fn to_proto(self) -> i32 {
+                Self::ALL.iter().position(|v| *v == self).map_or(0, |i| i as i32 + 1)
+            }
+            /// `None` for 0 (unspecified) and numbers the proto does not define.
+            pub fn from_proto(n: i32) -> Option<$name> {
+                usize::try_from(n).ok()?.checked_sub(1).and_then(|i| Self::ALL.get(i).copied())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Vulnerability tags, stored by these names.
+    Tag {
+        LivingAlone = "living_alone",
+        Elderly = "elderly",
+        HearingImpaired = "hearing_impaired",
+        LimitedMobility = "limited_mobility",
+        Disabled = "disabled",
+        ChronicIllness = "chronic_illness",
+        LowIncome = "low_income",
+        ChildLeftBehind = "child_left_behind",
+    }
+);
+
+text_enum!(PlaceKind { County = "county", Town = "town", Community = "community", Compound = "compound", Building = "building" });
+text_enum!(Gender { Male = "male", Female = "female" });
+text_enum!(Relation {
+    Head = "head",
+    Spouse = "spouse",
+    Child = "child",
+    Parent = "parent",
+    Grandchild = "grandchild",
+    Sibling = "sibling",
+    Other = "other",
+});
+text_enum!(RegistrationState { Requested = "requested", Active = "active", Ended = "ended" });
+text_enum!(PairingRole { Cadre = "cadre", CommunityWorker = "community_worker", MedicalWorker = "medical_worker" });
+text_enum!(VisitKind { HomeVisit = "home_visit", PhoneCall = "phone_call", Delivery = "delivery", Other = "other" });
+text_enum!(VisitOutcome { Ok = "ok", NotHome = "not_home", NeedsHelp = "needs_help", Referred = "referred" });
+
+text_enum!(
+    /// Ordered: a higher level means closer care.
+    CareLevel { None = "none", Watch = "watch", Priority = "priority", Intensive = "intensive" }
+);
+
+impl PlaceKind {
+    /// The kind a place of this kind must sit under; `None` for a county, which is the top.
+    pub fn parent_kind(self) -> Option<PlaceKind> {
+        match self {
+            PlaceKind::County => None,
+            PlaceKind::Town => Some(PlaceKind::County),
+            PlaceKind::Community => Some(PlaceKind::Town),
+            PlaceKind::Compound => Some(PlaceKind::Community),
+            PlaceKind::Building => Some(PlaceKind::Compound),
+        }
+    }
+}
+
+/// Tags as given in a request: each known, none repeated. `field` names the list (e.g. `tags`).
+pub fn parse_tags(field: &str, tags: impl IntoIterator<Item = Option<Tag>>) -> Result<Vec<Tag>> {
+    let mut out: Vec<Tag> = Vec::new();
+    for (i, tag) in tags.into_iter().enumerate() {
+        let tag = tag.ok_or_else(|| {
+            Error::invalid(format!("{field}[{i}]"), "is not a known vulnerability tag")
+        })?;
+        if out.contains(&tag) {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("repeats {}", tag.as_str()),
+            ));
+        }
+        out.push(tag);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Tags as stored: `,living_alone,elderly,` (the commas let SQL match one tag with LIKE).
+pub fn tags_to_db(tags: &[Tag]) -> String {
+    if tags.is_empty() {
+        return String::new();
+    }
+    format!(
+        ",{},",
+        tags.iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+pub fn tags_from_db(s: &str) -> Vec<Tag> {
+    s.split(',').filter_map(Tag::parse).collect()
+}
+
+/// What the care policy looks at for one resident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub age: Option<i32>,
+    pub tags: Vec<Tag>,
+}
+
+impl MemberFacts {
+    /// The resident's tags plus `elderly` when they are 80 or over, so nobody
+    /// has to remember to tag a birthday.
+    pub fn effective_tags(&self) -> Vec<Tag> {
+        let mut tags = self.tags.clone();
+        if self.age.is_some_and(|a| a >= ELDERLY_AGE) && !tags.contains(&Tag::Elderly) {
+            tags.push(Tag::Elderly);
+        }
+        tags
+    }
+}
+
+pub const ELDERLY_AGE: i32 = 80;
+
+/// A household's care as the policy decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Care {
+    pub level: CareLevel,
+    /// Required days between visits; 0 when none.
+    pub every_days: i32,
+    pub reason: String,
+}
+
+impl Care {
+    pub fn none() -> Care {
+        Care {
+            level: CareLevel::None,
+            every_days: 0,
+            reason: String::new(),
+        }
+    }
+    pub fn is_vulnerable(&self) -> bool {
+        self.level > CareLevel::None
+    }
+}
+
+/// One rule: a household gets `level` and a visit every `every_days` days if
+/// any one member has all of `all_tags`, at least one of `any_tags` (when
+/// given) and is at least `min_age` (when given).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CareRule {
+    pub name: String,
+    pub level: CareLevel,
+    pub every_days: i32,
+    #[serde(default)]
+    pub all_tags: Vec<Tag>,
+    #[serde(default)]
+    pub any_tags: Vec<Tag>,
+    #[serde(default)]
+    pub min_age: Option<i32>,
+}
+
+impl CareRule {
+    fn matches(&self, m: &MemberFacts) -> bool {
+        let tags = m.effective_tags();
+        self.all_tags.iter().all(|t| tags.contains(t))
+            && (self.any_tags.is_empty() || self.any_tags.iter().any(|t| tags.contains(t)))
+            && self
+                .min_age
+                .is_none_or(|min| m.age.is_some_and(|a| a >= min))
+    }
+}
+
+/// The care policy: configurable in the settings file under `[care_policy]`
+/// as a list of `[[care_policy.rules]]`. A household takes the closest care
+/// any rule gives it (the highest level, then the shortest cadence).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarePolicy {
+    pub rules: Vec<CareRule>,
+}
+
+impl Default for CarePolicy {
+    fn default() -> Self {
+        use Tag::*;
+        let rule = |name: &str, level, every_days, all_tags: &[Tag], any_tags: &[Tag]| CareRule {
+            name: name.into(),
+            level,
+            every_days,
+            all_tags: all_tags.to_vec(),
+            any_tags: any_tags.to_vec(),
+            min_age: None,
+        };
+        CarePolicy {
+            rules: vec![
+                rule(
+                    "living alone and aged 80 or over",
+                    CareLevel::Intensive,
+                    7,
+                    &[LivingAlone, Elderly],
+                    &[],
+                ),
+                rule(
+                    "living alone with a disability or illness",
+                    CareLevel::Intensive,
+                    7,
+                    &[LivingAlone],
+                    &[HearingImpaired, LimitedMobility, Disabled, ChronicIllness],
+                ),
+                rule("aged 80 or over", CareLevel::Priority, 14, &[Elderly], &[]),
+                rule(
+                    "disabled or of limited mobility",
+                    CareLevel::Priority,
+                    14,
+                    &[],
+                    &[Disabled, LimitedMobility],
+                ),
+                rule(
+                    "other vulnerability",
+                    CareLevel::Watch,
+                    30,
+                    &[],
+                    &[
+                        LivingAlone,
+                        HearingImpaired,
+                        ChronicIllness,
+                        LowIncome,
+                        ChildLeftBehind,
+                    ],
+                ),
+            ],
+        }
+    }
+}
+
+impl CarePolicy {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for r in &self.rules {
+            if r.level > CareLevel::None && !(1..=366).contains(&r.every_days) {
+                anyhow::bail!(
+                    "care_policy rule {:?}: every_days must be between 1 and 366",
+                    r.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn evaluate(&self, members: &[MemberFacts]) -> Care {
+        self.rules
+            .iter()
+            .filter(|r| members.iter().any(|m| r.matches(m)))
+            .max_by_key(|r| (r.level, std::cmp::Reverse(r.every_days)))
+            .map(|r| Care {
+                level: r.level,
+                every_days: r.every_days,
+                reason: r.name.clone(),
+            })
+            .unwrap_or_else(Care::none)
+    }
+}
+
+/// 三包一: at most three people look after one household.
+pub const MAX_CARERS: usize = 3;
+
+/// Someone already looking after a household.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carer {
+    pub role: PairingRole,
+    pub cadre_id: Option<String>,
+    pub name: String,
+}
+
+/// Whether `new` may join the household's team.
+pub fn check_can_pair(team: &[Carer], new: &Carer) -> Result<()> {
+    if team.len() >= MAX_CARERS {
+        return Err(Error::FailedPrecondition(format!(
+            "this household already has {} people looking after it, the most allowed (三包一); end a pairing first",
+            team.len()
+        )));
+    }
+    let same_person = team.iter().any(|c| match (&c.cadre_id, &new.cadre_id) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => c.role == new.role && c.name == new.name,
+        _ => false,
+    });
+    if same_person {
+        return Err(Error::AlreadyExists(format!(
+            "{} is already paired with this household",
+            new.name
+        )));
+    }
+    Ok(())
+}
+
+/// Registration moves: requested → active → ended, or requested → ended.
+pub fn check_registration_move(from: RegistrationState, to: RegistrationState) -> Result<()> {
+    use RegistrationState::*;
+    match (from, to) {
+        (Requested, Active) | (Requested, Ended) | (Active, Ended) => Ok(()),
+        _ => Err(Error::FailedPrecondition(format!(
+            "a registration that is {} cannot become {}",
+            from.as_str(),
+            to.as_str()
+        ))),
+    }
+}
+
+/// A version the caller read must still be current.
+pub fn check_version(field: &str, expected: i64, actual: i64) -> Result<()> {
+    if expected <= 0 {
+        return Err(Error::invalid(
+            field,
+            "is required: pass the version you last read",
+        ));
+    }
+    if expected != actual {
+        return Err(Error::Aborted(format!(
+            "the record is at version {actual}, not {expected}: it changed since you read it; read it again"
+        )));
+    }
+    Ok(())
+}
+
+/// The duty week (Monday 00:00 to the next Monday 00:00, local time) containing `at`.
+pub fn week_bounds(at: Micros, offset: FixedOffset) -> (Micros, Micros) {
+    let local = linli_core::time::to_datetime(at).with_timezone(&offset);
+    let monday =
+        local.date_naive() - Duration::days(i64::from(local.weekday().num_days_from_monday()));
+    let start = offset
+        .from_local_datetime(&monday.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .single()
+        .map(|d| d.with_timezone(&Utc).timestamp_micros())
+        .unwrap_or(at);
+    (start, start + 7 * 86_400_000_000)
+}
+
+/// The local calendar day of `at`, for counting distinct days present.
+pub fn local_day(at: Micros, offset: FixedOffset) -> NaiveDate {
+    linli_core::time::to_datetime(at)
+        .with_timezone(&offset)
+        .date_naive()
+}
+
+/// Where one vulnerable household stands on its visits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitStatus {
+    pub due_at: Micros,
+    pub overdue_micros: i64,
+}
+
+/// A household is due a visit `every_days` after its last visit that reached
+/// someone, or after it came under care if it was never visited.
+pub fn visit_status(
+    care: &Care,
+    care_since: Micros,
+    last_visit: Option<Micros>,
+    as_of: Micros,
+) -> VisitStatus {
+    let from = last_visit.unwrap_or(care_since);
+    let due_at = from + i64::from(care.every_days) * 86_400_000_000;
+    VisitStatus {
+        due_at,
+        overdue_micros: (as_of - due_at).max(0),
+    }
+}
+
+/// Only visits that reached someone count towards the cadence.
+pub fn visit_counts(outcome: VisitOutcome) -> bool {
+    outcome != VisitOutcome::NotHome
+}
+
+/// Usernames: 3–32 of a–z, 0–9, `_`, `.`, `-`.
+pub fn parse_username(field: &str, v: &str) -> Result<String> {
+    let v = v.trim();
+    if !(3..=32).contains(&v.len())
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+    {
+        return Err(Error::invalid(
+            field,
+            "must be 3 to 32 characters of a-z, 0-9, _ . -",
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+pub fn check_password(field: &str, v: &str) -> Result<()> {
+    let n = v.chars().count();
+    if n < 8 {
+        return Err(Error::invalid(field, "must be at least 8 characters"));
+    }
+    if n > 128 {
+        return Err(Error::invalid(field, "must be at most 128 characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(age: i32, tags: &[Tag]) -> MemberFacts {
+        MemberFacts {
+            age: Some(age),
+            tags: tags.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_resident_over_80_living_alone_is_visited_weekly() {
+        let p = CarePolicy::default();
+        let care = p.evaluate(&[member(
+            90,
+            &[Tag::LivingAlone, Tag::HearingImpaired, Tag::LimitedMobility],
+        )]);
+        assert_eq!((care.level, care.every_days), (CareLevel::Intensive, 7));
+        // 80 derives `elderly` without the tag being set.
+        assert_eq!(
+            p.evaluate(&[member(80, &[Tag::LivingAlone])]).level,
+            CareLevel::Intensive
+        );
+        assert_eq!(
+            p.evaluate(&[member(79, &[Tag::LivingAlone])]).level,
+            CareLevel::Watch
+        );
+    }
+
+    #[test]
+    fn the_closest_care_any_member_needs_wins() {
+        let p = CarePolicy::default();
+        let care = p.evaluate(&[
+            member(40, &[]),
+            member(85, &[]),
+            member(12, &[Tag::ChildLeftBehind]),
+        ]);
+        assert_eq!((care.level, care.every_days), (CareLevel::Priority, 14));
+        assert_eq!(care.reason, "aged 80 or over");
+        assert_eq!(
+            p.evaluate(&[member(40, &[]), member(38, &[])]),
+            Care::none()
+        );
+        assert_eq!(p.evaluate(&[]), Care::none());
+    }
+
+    #[test]
+    fn the_policy_is_configurable() {
+        let p: CarePolicy = toml::from_str(
+            "[[rules]]\nname = \"low income\"\nlevel = \"priority\"\nevery_days = 10\nany_tags = [\"low_income\"]\n",
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.evaluate(&[member(30, &[Tag::LowIncome])]).every_days, 10);
+        let bad: CarePolicy =
+            toml::from_str("[[rules]]\nname = \"x\"\nlevel = \"watch\"\nevery_days = 0\n").unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_fourth_carer_is_refused() {
+        let carer = |role, cadre: Option<&str>, name: &str| Carer {
+            role,
+            cadre_id: cadre.map(str::to_owned),
+            name: name.to_owned(),
+        };
+        let mut team = vec![carer(PairingRole::Cadre, Some("c1"), "阮")];
+        assert!(matches!(
+            check_can_pair(&team, &carer(PairingRole::Cadre, Some("c1"), "阮")),
+            Err(Error::AlreadyExists(_))
+        ));
+        team.push(carer(PairingRole::CommunityWorker, None, "吴晶"));
+        team.push(carer(PairingRole::MedicalWorker, None, "李医生"));
+        let err = check_can_pair(&team, &carer(PairingRole::Cadre, Some("c2"), "王")).unwrap_err();
+        assert!(
+            matches!(err, Error::FailedPrecondition(ref m) if m.contains("三包一")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn registrations_only_move_forward() {
+        use RegistrationState::*;
+        assert!(check_registration_move(Requested, Active).is_ok());
+        assert!(check_registration_move(Active, Ended).is_ok());
+        assert!(check_registration_move(Ended, Active).is_err());
+        assert!(check_registration_move(Active, Active).is_err());
+        assert!(matches!(
+            check_version("expected_version", 2, 3),
+            Err(Error::Aborted(_))
+        ));
+        assert!(matches!(
+            check_version("expected_version", 0, 3),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn id_numbers_are_checked() {
+        let first17 = "42122419310115002";
+        let id = format!("{first17}{}", id_check_char(first17));
+        let (parsed, birth) = parse_id_number("id_number", &id).unwrap().unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(birth, NaiveDate::from_ymd_opt(1931, 1, 15).unwrap());
+        let wrong_check = format!("{first17}{}", if id.ends_with('0') { '1' } else { '0' });
+        assert!(parse_id_number("id_number", &wrong_check).is_err());
+        assert!(parse_id_number("id_number", "4212241931011500").is_err());
+        assert!(parse_id_number("id_number", "").unwrap().is_none());
+        assert_eq!(mask_id_number(&id), format!("421224********{}", &id[14..]));
+    }
+
+    #[test]
+    fn phones_are_normalised_and_masked() {
+        assert_eq!(
+            parse_phone("phone", "138 1234-5678").unwrap().as_deref(),
+            Some("13812345678")
+        );
+        assert_eq!(
+            parse_phone("phone", "+8613812345678").unwrap().as_deref(),
+            Some("13812345678")
+        );
+        assert_eq!(
+            parse_phone("phone", "0715-2345678").unwrap().as_deref(),
+            Some("07152345678")
+        );
+        for bad in ["12345", "23812345678", "1381234567a"] {
+            assert!(parse_phone("phone", bad).is_err(), "{bad}");
+        }
+        assert_eq!(mask_phone("13812345678"), "138****5678");
+    }
+
+    #[test]
+    fn birth_dates_and_ages() {
+        let today = NaiveDate::from_ymd_opt(2021, 1, 22).unwrap();
+        assert!(parse_birth_date("birth_date", "2030-01-01", today).is_err());
+        assert!(parse_birth_date("birth_date", "1931-02-30", today).is_err());
+        let b = parse_birth_date("birth_date", "1931-01-23", today).unwrap();
+        assert_eq!(age_on(b, today), 89);
+        assert_eq!(age_on(b, today + Duration::days(1)), 90);
+    }
+
+    #[test]
+    fn tags_must_be_known_and_not_repeated() {
+        let err =
+            parse_tags("tags", [Some(Tag::Elderly), Some(Tag::LivingAlone), None]).unwrap_err();
+        assert!(err.to_string().starts_with("tags[2]:"), "{err}");
+        let err = parse_tags(
+            "tags",
+            [
+                Tag::LivingAlone,
+                Tag::Elderly,
+                Tag::Disabled,
+                Tag::LowIncome,
+                Tag::Elderly,
+            ]
+            .map(Some),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("tags[4]: repeats elderly"),
+            "{err}"
+        );
+        let tags = parse_tags("tags", [Some(Tag::LowIncome), Some(Tag::LivingAlone)]).unwrap();
+        assert_eq!(tags_from_db(&tags_to_db(&tags)), tags);
+    }
+
+    #[test]
+    fn weeks_run_monday_to_monday_in_local_time() {
+        let cst = FixedOffset::east_opt(8 * 3600).unwrap();
+        // 2020-11-25 was a Wednesday; 10:00 in UTC+8.
+        let at = cst
+            .with_ymd_and_hms(2020, 11, 25, 10, 0, 0)
+            .unwrap()
+            .timestamp_micros();
+        let (start, end) = week_bounds(at, cst);
+        assert_eq!(
+            start,
+            cst.with_ymd_and_hms(2020, 11, 23, 0, 0, 0)
+                .unwrap()
+                .timestamp_micros()
+        );
+        assert_eq!(end - start, 7 * 86_400_000_000);
+        // Sunday 23:30 local is still the same week even though it is Sunday 15:30 UTC.
+        let sunday = cst
+            .with_ymd_and_hms(2020, 11, 29, 23, 30, 0)
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(week_bounds(sunday, cst).0, start);
+    }
+
+    #[test]
+    fn overdue_counts_from_the_last_visit_that_reached_someone() {
+        let day = 86_400_000_000;
+        let care = Care {
+            level: CareLevel::Intensive,
+            every_days: 7,
+            reason: String::new(),
+        };
+        let s = visit_status(&care, 0, Some(10 * day), 20 * day);
+        assert_eq!((s.due_at, s.overdue_micros), (17 * day, 3 * day));
+        let never = visit_status(&care, 0, None, 3 * day);
+        assert_eq!((never.due_at, never.overdue_micros), (7 * day, 0));
+        assert!(!visit_counts(VisitOutcome::NotHome));
+        assert!(visit_counts(VisitOutcome::NeedsHelp));
+    }
+}

@@ -1,0 +1,208 @@
+//! Test helpers: a people service on port 0 with a fresh database, and request builders.
+#![allow(dead_code)]
+
+use linli_core::server::ServeSettings;
+use linli_core::testing::{Backend, TestDb, TestServer};
+use linli_proto::people::v1 as pb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub type Client = PeopleServiceClient<Channel>;
+
+pub struct Harness {
+    pub client: Client,
+    pub server: TestServer,
+    pub store: linli_people::Store,
+    pub db: TestDb,
+}
+
+impl Harness {
+    pub async fn start(backend: Backend) -> Harness {
+        let db = TestDb::new(backend).await;
+        let store = linli_people::open_store(
+            &db.url,
+            Default::default(),
+            linli_people::default_utc_offset(),
+        )
+        .await
+        .expect("open store");
+        let server = TestServer::spawn(linli_people::grpc_server(
+            store.clone(),
+            ServeSettings::default(),
+        ))
+        .await;
+        let client = PeopleServiceClient::new(server.channel.clone());
+        Harness {
+            client,
+            server,
+            store,
+            db,
+        }
+    }
+}
+
+/// A request carrying an identity, as the gateway would send it.
+pub fn as_role<T>(msg: T, role: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert("x-linli-actor", format!("test-{role}").parse().unwrap());
+    req.metadata_mut()
+        .insert("x-linli-role", role.parse().unwrap());
+    req
+}
+
+pub fn key() -> String {
+    linli_core::new_id()
+}
+
+/// Asserts a call failed with `code`, and for INVALID_ARGUMENT that the message and the
+/// BadRequest detail name `field`.
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, field: &str) {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "{status:?}");
+    if code == Code::InvalidArgument {
+        assert!(
+            status.message().starts_with(&format!("{field}:")),
+            "message {:?} should name {field}",
+            status.message()
+        );
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        let violation = &details
+            .bad_request()
+            .expect("BadRequest detail")
+            .field_violations[0];
+        assert_eq!(violation.field, field);
+    } else if !field.is_empty() {
+        assert!(
+            status.message().contains(field),
+            "message {:?} should mention {field}",
+            status.message()
+        );
+    }
+}
+
+/// A valid 18-character ID number for a birth date and a sequence number.
+pub fn id_number(birth: &str, seq: u32) -> String {
+    let first17 = format!("421224{}{:03}", birth.replace('-', ""), seq % 1000);
+    format!("{first17}{}", linli_people::domain::id_check_char(&first17))
+}
+
+/// County → town → community → compound → building, returning (community, compound, building).
+pub async fn places(c: &mut Client) -> (pb::Place, pb::Place, pb::Place) {
+    let mut create = async |kind: pb::PlaceKind, parent: &str, name: &str| {
+        c.create_place(pb::CreatePlaceRequest {
+            idempotency_key: key(),
+            kind: kind as i32,
+            parent_id: parent.into(),
+            name: name.into(),
+            code: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .place
+        .unwrap()
+    };
+    let county = create(pb::PlaceKind::County, "", "通山县").await;
+    let town = create(pb::PlaceKind::Town, &county.id, "通羊镇").await;
+    let community = create(pb::PlaceKind::Community, &town.id, "双泉社区").await;
+    let compound = create(pb::PlaceKind::Compound, &community.id, "八角亭小区").await;
+    let building = create(pb::PlaceKind::Building, &compound.id, "3栋").await;
+    (community, compound, building)
+}
+
+pub async fn household(c: &mut Client, community: &pb::Place, address: &str) -> pb::Household {
+    c.create_household(pb::CreateHouseholdRequest {
+        idempotency_key: key(),
+        community_id: community.id.clone(),
+        address: address.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .household
+    .unwrap()
+}
+
+pub fn resident(
+    household: &pb::Household,
+    name: &str,
+    birth: &str,
+    seq: u32,
+    tags: &[pb::VulnerabilityTag],
+) -> pb::AddResidentRequest {
+    pb::AddResidentRequest {
+        idempotency_key: key(),
+        household_id: household.id.clone(),
+        name: name.into(),
+        gender: pb::Gender::Female as i32,
+        birth_date: birth.into(),
+        phone: format!("138{:08}", seq),
+        id_number: id_number(birth, seq),
+        relation: pb::Relation::Head as i32,
+        tags: tags.iter().map(|t| *t as i32).collect(),
+    }
+}
+
+/// A unit with one cadre actively registered with `community`; returns (unit, cadre).
+pub async fn registered_cadre(
+    c: &mut Client,
+    community: &pb::Place,
+    name: &str,
+) -> (pb::Unit, pb::Cadre) {
+    let unit = c
+        .create_unit(pb::CreateUnitRequest {
+            idempotency_key: key(),
+            name: format!("{name}的单位"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    let cadre = c
+        .create_cadre(pb::CreateCadreRequest {
+            idempotency_key: key(),
+            unit_id: unit.id.clone(),
+            name: name.into(),
+            phone: "13900000000".into(),
+            title: "干部".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cadre
+        .unwrap();
+    register(c, &cadre, community).await;
+    (unit, cadre)
+}
+
+pub async fn register(
+    c: &mut Client,
+    cadre: &pb::Cadre,
+    community: &pb::Place,
+) -> pb::Registration {
+    let reg = c
+        .request_registration(pb::RequestRegistrationRequest {
+            idempotency_key: key(),
+            cadre_id: cadre.id.clone(),
+            community_id: community.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .registration
+        .unwrap();
+    c.approve_registration(pb::ApproveRegistrationRequest {
+        registration_id: reg.id,
+        expected_version: reg.version,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .registration
+    .unwrap()
+}
