@@ -1,6 +1,6 @@
 # linli — the targets CI runs are the ones a developer runs.
 CARGO ?= cargo
-BUF ?= npx --yes @bufbuild/buf@1.47.2
+BUF ?= npx --yes @bufbuild/buf@1.75.0
 
 .PHONY: run build test fmt fmt-check lint clippy proto-lint release
 

@@ -64,6 +64,10 @@ impl GrpcServer {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(linli_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Advertise only what this server serves, not every service in linli's descriptor set.
+            .with_service_name(self.name)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()?;
         let routes = self.routes.add_service(health).add_service(reflection);
 

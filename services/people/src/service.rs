@@ -98,7 +98,7 @@ fn optional_time(field: &str, ts: Option<&prost_types::Timestamp>) -> Result<Opt
 
 static DUMMY_HASH: OnceLock<String> = OnceLock::new();
 
-fn hash_password(password: &str) -> Result<String> {
+pub(crate) fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

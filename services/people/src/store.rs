@@ -452,6 +452,7 @@ impl Store {
                 .map(|p| p.community_id.clone())
                 .unwrap_or_default(),
         };
+        let now = now_micros();
         let place = pb::Place {
             id: id.clone(),
             kind: new.kind.to_proto(),
@@ -459,7 +460,7 @@ impl Store {
             name: new.name,
             code: new.code,
             community_id,
-            created_at: Some(to_timestamp(now_micros())),
+            created_at: Some(to_timestamp(now)),
         };
         sqlx::query("INSERT INTO places (id, kind, parent_id, name, code, community_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&place.id)
@@ -468,7 +469,7 @@ impl Store {
             .bind(&place.name)
             .bind(&place.code)
             .bind(&place.community_id)
-            .bind(now_micros())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         let after = json!({ "id": place.id, "kind": new.kind.as_str(), "parent_id": place.parent_id, "name": place.name, "code": place.code });
