@@ -1,4 +1,5 @@
 # linli — the targets CI runs are the ones a developer runs.
+SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
@@ -13,7 +14,9 @@ build:
 
 ## make test: every test, on SQLite and on PostgreSQL (LINLI_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
 test:
-	$(CARGO) test --workspace --all-targets
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' target/test.log
 
 fmt:
 	$(CARGO) fmt --all

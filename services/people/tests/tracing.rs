@@ -1,0 +1,121 @@
+//! Trace export: with an OTLP endpoint set, each RPC becomes a server span,
+//! named by the RPC and joined to the caller's W3C trace, and reaches an OTLP
+//! collector. The collector here is an in-test receiver on port 0.
+//!
+//! This file is its own test process, so it may install the global subscriber.
+use std::sync::{Arc, Mutex};
+
+use linli_core::config::LogFormat;
+use linli_core::server::ServeSettings;
+use linli_core::testing::{Backend, TestDb, TestServer};
+use linli_proto::people::v1 as pb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::{Request, Response, Status};
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.0.lock().unwrap().push(req.into_inner());
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let telemetry =
+        linli_core::telemetry::init("people", LogFormat::Human, Some(&endpoint)).unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = linli_people::open_store(
+        &db.url,
+        Default::default(),
+        linli_people::default_utc_offset(),
+    )
+    .await
+    .unwrap();
+    let server =
+        TestServer::spawn(linli_people::grpc_server(store, ServeSettings::default())).await;
+    let mut client = PeopleServiceClient::new(server.channel.clone());
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+    let mut req = Request::new(pb::ListUnitsRequest::default());
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_span}-01").parse().unwrap(),
+    );
+    client.list_units(req).await.unwrap();
+    // A failing call is traced too.
+    let _ = client
+        .get_place(pb::GetPlaceRequest {
+            place_id: "x".into(),
+        })
+        .await;
+
+    server.stop().await;
+    // Shutting down flushes every buffered span to the collector.
+    telemetry.shutdown();
+    receiver.abort();
+
+    let exported = collector.0.lock().unwrap().clone();
+    let spans: Vec<_> = exported
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let list = spans
+        .iter()
+        .find(|s| s.name == "linli.people.v1.PeopleService/ListUnits")
+        .unwrap_or_else(|| panic!("no ListUnits span in {names:?}"));
+    assert_eq!(
+        hex(&list.trace_id),
+        trace_id,
+        "the span joins the caller's trace"
+    );
+    assert_eq!(hex(&list.parent_span_id), parent_span);
+    assert!(
+        names.contains(&"linli.people.v1.PeopleService/GetPlace"),
+        "{names:?}"
+    );
+    // Transport internals (h2, hyper, tonic, tower) are kept out of the export.
+    assert!(names.iter().all(|n| n.starts_with("linli.")), "{names:?}");
+    let service_name = exported[0].resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|a| a.key == "service.name")
+        .and_then(|a| a.value.as_ref())
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    assert!(service_name.contains("linli-people"), "{service_name}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
