@@ -42,6 +42,25 @@ pub fn take_key(key: &mut String) -> Result<String> {
     Ok(key)
 }
 
+/// A create's idempotency key and the fingerprint of the rest of its request.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// Takes the idempotency key out of a create request and fingerprints the rest.
+pub fn idem_key<M: Message>(
+    req: &mut M,
+    key: impl FnOnce(&mut M) -> &mut String,
+) -> Result<IdemKey> {
+    let key = take_key(key(req))?;
+    Ok(IdemKey {
+        key,
+        fingerprint: fingerprint(req),
+    })
+}
+
 /// A digest of a request (its key already taken out), to tell a retry from a
 /// different request that reuses a key by mistake.
 pub fn fingerprint<M: Message>(request: &M) -> String {

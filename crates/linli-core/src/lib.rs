@@ -17,6 +17,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod validate;
 
 pub use actor::{Actor, Role};
 pub use db::Db;

@@ -1,7 +1,7 @@
 //! Keyset pagination. Records are listed in id order; ids are UUIDv7, so that
 //! is creation order, and a page token is the last id seen. Unlike OFFSET, a
 //! page stays correct while records are being added.
-use crate::{Error, Result};
+use crate::{Db, Error, Result};
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
@@ -57,6 +57,49 @@ impl PageRequest {
         } else {
             (rows, String::new())
         }
+    }
+}
+
+/// Fetches one page: `sql` must end with `AND id > $N ORDER BY id LIMIT $N+1`,
+/// where `$N` follows the placeholders `binds` fill.
+pub async fn fetch_page<T>(
+    db: &Db,
+    sql: &str,
+    binds: Vec<BindValue>,
+    page: &PageRequest,
+    map: impl Fn(&sqlx::any::AnyRow) -> Result<T>,
+    id: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, String)> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = match b {
+            BindValue::Text(s) => q.bind(s),
+            BindValue::Int(i) => q.bind(i),
+        };
+    }
+    let rows = q
+        .bind(page.after_id().to_owned())
+        .bind(page.fetch_limit())
+        .fetch_all(&db.pool)
+        .await?;
+    let items = rows.iter().map(map).collect::<Result<Vec<_>>>()?;
+    Ok(page.finish(items, id))
+}
+
+/// A value bound to a list query's filter placeholders.
+pub enum BindValue {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for BindValue {
+    fn from(s: &str) -> Self {
+        BindValue::Text(s.to_owned())
+    }
+}
+impl From<i64> for BindValue {
+    fn from(i: i64) -> Self {
+        BindValue::Int(i)
     }
 }
 

@@ -5,20 +5,20 @@ use std::sync::OnceLock;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use linli_core::idempotency::{fingerprint, take_key};
+use linli_core::idempotency::idem_key;
 use linli_core::page::PageRequest;
 use linli_core::time::{from_timestamp, now_micros, past_or_now};
+use linli_core::validate::{optional_enum, required_enum};
 use linli_core::{Actor, Error, Result, Role, audit};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_server::PeopleService;
 
 use crate::domain::{self, MAX_TEXT_CHARS, parse_id, parse_name, parse_opt_id, parse_text};
 use crate::store::{
-    IdemKey, NewAccount, NewCadre, NewCheckIn, NewHousehold, NewPairing, NewPlace, NewResident,
-    NewVisit, ResidentChanges, Store,
+    NewAccount, NewCadre, NewCheckIn, NewHousehold, NewPairing, NewPlace, NewResident, NewVisit,
+    ResidentChanges, Store,
 };
 
 type Resp<T> = std::result::Result<Response<T>, Status>;
@@ -30,33 +30,6 @@ pub struct PeopleApi {
 impl PeopleApi {
     pub fn new(store: Store) -> Self {
         PeopleApi { store }
-    }
-}
-
-/// Takes the idempotency key out of a create request and fingerprints the rest.
-fn idem_key<M: Message>(req: &mut M, key: impl FnOnce(&mut M) -> &mut String) -> Result<IdemKey> {
-    let key = take_key(key(req))?;
-    Ok(IdemKey {
-        key,
-        fingerprint: fingerprint(req),
-    })
-}
-
-/// An enum field that must be set to a known value.
-fn required_enum<T>(field: &str, n: i32, from: fn(i32) -> Option<T>) -> Result<T> {
-    match n {
-        0 => Err(Error::required(field)),
-        n => from(n).ok_or_else(|| Error::invalid(field, format!("{n} is not a known value"))),
-    }
-}
-
-/// An enum filter: 0 means any.
-fn optional_enum<T>(field: &str, n: i32, from: fn(i32) -> Option<T>) -> Result<Option<T>> {
-    match n {
-        0 => Ok(None),
-        n => from(n)
-            .map(Some)
-            .ok_or_else(|| Error::invalid(field, format!("{n} is not a known value"))),
     }
 }
 
@@ -383,6 +356,13 @@ impl PeopleService for PeopleApi {
         let name = parse_name("name", &r.name)?;
         let unit = self.store.create_unit(&actor, &idem, &name).await?;
         Ok(Response::new(pb::CreateUnitResponse { unit: Some(unit) }))
+    }
+
+    async fn get_unit(&self, req: Request<pb::GetUnitRequest>) -> Resp<pb::GetUnitResponse> {
+        let id = parse_id("unit_id", &req.get_ref().unit_id)?;
+        Ok(Response::new(pb::GetUnitResponse {
+            unit: Some(self.store.get_unit(&id).await?),
+        }))
     }
 
     async fn list_units(&self, req: Request<pb::ListUnitsRequest>) -> Resp<pb::ListUnitsResponse> {

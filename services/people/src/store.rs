@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Row};
 
 use linli_core::audit::{self, Change};
 use linli_core::idempotency::{self, Claim};
-use linli_core::page::PageRequest;
+use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_datetime, to_timestamp};
 use linli_core::{Actor, Db, Error, Result, Role, new_id};
 use linli_proto::people::v1 as pb;
@@ -25,12 +25,7 @@ use crate::domain::{
     RegistrationState, Tag,
 };
 
-/// A create's idempotency key and request fingerprint.
-#[derive(Debug, Clone)]
-pub struct IdemKey {
-    pub key: String,
-    pub fingerprint: String,
-}
+pub use linli_core::idempotency::IdemKey;
 
 #[derive(Clone)]
 pub struct Store {
@@ -304,47 +299,6 @@ fn pairing_json(p: &pb::Pairing) -> serde_json::Value {
         .unwrap_or_default();
     json!({ "id": p.id, "household_id": p.household_id, "role": role, "cadre_id": p.cadre_id,
             "member_name": p.member_name, "ended": p.ended_at.is_some() })
-}
-
-/// Fetches rows for one page: the query must end with `AND id > $N ORDER BY id LIMIT $N+1`.
-async fn fetch_page<T>(
-    db: &Db,
-    sql: &str,
-    binds: Vec<BindValue>,
-    page: &PageRequest,
-    map: impl Fn(&AnyRow) -> Result<T>,
-    id: impl Fn(&T) -> &str,
-) -> Result<(Vec<T>, String)> {
-    let mut q = sqlx::query(sql);
-    for b in binds {
-        q = match b {
-            BindValue::Text(s) => q.bind(s),
-            BindValue::Int(i) => q.bind(i),
-        };
-    }
-    let rows = q
-        .bind(page.after_id().to_owned())
-        .bind(page.fetch_limit())
-        .fetch_all(&db.pool)
-        .await?;
-    let items = rows.iter().map(map).collect::<Result<Vec<_>>>()?;
-    Ok(page.finish(items, id))
-}
-
-pub enum BindValue {
-    Text(String),
-    Int(i64),
-}
-
-impl From<&str> for BindValue {
-    fn from(s: &str) -> Self {
-        BindValue::Text(s.to_owned())
-    }
-}
-impl From<i64> for BindValue {
-    fn from(i: i64) -> Self {
-        BindValue::Int(i)
-    }
 }
 
 impl Store {
@@ -1033,6 +987,17 @@ impl Store {
             name: name.to_owned(),
             created_at: Some(to_timestamp(now)),
         })
+    }
+
+    pub async fn get_unit(&self, id: &str) -> Result<pb::Unit> {
+        let row = sqlx::query("SELECT id, name, created_at FROM units WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref()
+            .map(unit_from_row)
+            .transpose()?
+            .ok_or_else(|| Error::not_found("unit", id))
     }
 
     pub async fn list_units(&self, page: &PageRequest) -> Result<(Vec<pb::Unit>, String)> {

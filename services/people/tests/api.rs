@@ -772,6 +772,25 @@ async fn units_cadres_and_registration(backend: Backend) {
             .units,
         vec![unit.clone()]
     );
+    assert_eq!(
+        c.get_unit(pb::GetUnitRequest {
+            unit_id: unit.id.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap(),
+        unit
+    );
+    assert_status(
+        c.get_unit(pb::GetUnitRequest {
+            unit_id: linli_core::new_id(),
+        })
+        .await,
+        Code::NotFound,
+        "unit",
+    );
 
     let cadre_req = pb::CreateCadreRequest {
         idempotency_key: key(),

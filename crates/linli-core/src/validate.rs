@@ -1,0 +1,122 @@
+//! Checks shared by every service's request parsing: required ids and names,
+//! bounded free text, enum fields, expected versions. Each error names the
+//! field, so callers see exactly what to fix.
+use crate::{Error, Result};
+
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_TEXT_CHARS: usize = 500;
+
+/// A required short text (a name, an address): trimmed, not empty, no control characters.
+pub fn parse_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    check_text(field, v, MAX_NAME_CHARS)?;
+    Ok(v.to_owned())
+}
+
+/// Optional free text (a note, a reason), bounded in length.
+pub fn parse_text(field: &str, value: &str, max_chars: usize) -> Result<String> {
+    let v = value.trim();
+    check_text(field, v, max_chars)?;
+    Ok(v.to_owned())
+}
+
+fn check_text(field: &str, v: &str, max_chars: usize) -> Result<()> {
+    if v.chars().count() > max_chars {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A record id given in a request: required, and shaped like the ids this service makes.
+pub fn parse_id(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::required(field));
+    }
+    if v.len() != 36 || !v.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Error::invalid(field, "is not a valid id"));
+    }
+    Ok(v.to_ascii_lowercase())
+}
+
+/// An optional id: empty means none.
+pub fn parse_opt_id(field: &str, value: &str) -> Result<Option<String>> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, value).map(Some)
+    }
+}
+
+/// A version the caller read must still be current.
+pub fn check_version(field: &str, expected: i64, actual: i64) -> Result<()> {
+    if expected <= 0 {
+        return Err(Error::invalid(
+            field,
+            "is required: pass the version you last read",
+        ));
+    }
+    if expected != actual {
+        return Err(Error::Aborted(format!(
+            "the record is at version {actual}, not {expected}: it changed since you read it; read it again"
+        )));
+    }
+    Ok(())
+}
+
+/// An enum field that must be set to a known value.
+pub fn required_enum<T>(field: &str, n: i32, from: fn(i32) -> Option<T>) -> Result<T> {
+    match n {
+        0 => Err(Error::required(field)),
+        n => from(n).ok_or_else(|| Error::invalid(field, format!("{n} is not a known value"))),
+    }
+}
+
+/// An enum filter: 0 means any.
+pub fn optional_enum<T>(field: &str, n: i32, from: fn(i32) -> Option<T>) -> Result<Option<T>> {
+    match n {
+        0 => Ok(None),
+        n => from(n)
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("{n} is not a known value"))),
+    }
+}
+
+/// Declares an enum stored as text and sent as a proto enum. The variants
+/// must be listed in the proto's order (proto numbers 1, 2, …; 0 is unspecified).
+#[macro_export]
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+            /// The proto enum number: the variants are declared in the proto's order, from 1.
+            pub fn to_proto(self) -> i32 {
+                Self::ALL.iter().position(|v| *v == self).map_or(0, |i| i as i32 + 1)
+            }
+            /// `None` for 0 (unspecified) and numbers the proto does not define.
+            pub fn from_proto(n: i32) -> Option<$name> {
+                usize::try_from(n).ok()?.checked_sub(1).and_then(|i| Self::ALL.get(i).copied())
+            }
+        }
+    };
+}
