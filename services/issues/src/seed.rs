@@ -1,0 +1,4 @@
+//! placeholder
+pub async fn run(_store: &crate::Store, _people: &crate::People) -> anyhow::Result<()> {
+    Ok(())
+}
