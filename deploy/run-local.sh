@@ -6,32 +6,56 @@ cd "$(dirname "$0")/.."
 BIN=${LINLI_BIN:-target/debug}
 mkdir -p data
 
+PEOPLE_ADDR=${LINLI_PEOPLE_LISTEN:-127.0.0.1:50053}
+ISSUES_ADDR=${LINLI_ISSUES_LISTEN:-127.0.0.1:50052}
 PEOPLE_DB=${PEOPLE_DATABASE_URL:-sqlite://data/people.db}
+ISSUES_DB=${ISSUES_DATABASE_URL:-sqlite://data/issues.db}
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo
+    echo "stopping linli..."
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    echo "stopped."
+  fi
+}
+trap stop EXIT
+trap "stop; exit 0" INT TERM
+
+# Waits until something accepts connections on host:port, for at most 30 seconds.
+wait_for() {
+  local host=${1%:*} port=${1##*:}
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing is listening on $1 after 30 seconds" >&2
+  return 1
+}
 
 echo "loading demo data (safe to repeat)..."
 "$BIN/linli-people" --database-url "$PEOPLE_DB" seed
 
-pids=()
-stop() {
-  trap - INT TERM
-  echo
-  echo "stopping linli..."
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
-  echo "stopped."
-}
-trap stop INT TERM
-
-"$BIN/linli-people" --database-url "$PEOPLE_DB" --listen "${LINLI_PEOPLE_LISTEN:-127.0.0.1:50053}" serve &
+"$BIN/linli-people" --database-url "$PEOPLE_DB" --listen "$PEOPLE_ADDR" serve &
 pids+=($!)
+wait_for "$PEOPLE_ADDR"
+
+"$BIN/linli-issues" --database-url "$ISSUES_DB" --people-addr "http://$PEOPLE_ADDR" seed
+"$BIN/linli-issues" --database-url "$ISSUES_DB" --people-addr "http://$PEOPLE_ADDR" --listen "$ISSUES_ADDR" serve &
+pids+=($!)
+wait_for "$ISSUES_ADDR"
 
 cat <<EOT
 
 linli is running:
-  people   grpc://${LINLI_PEOPLE_LISTEN:-127.0.0.1:50053}  (linli.people.v1.PeopleService, grpc.health.v1, reflection)
+  people   grpc://$PEOPLE_ADDR  (linli.people.v1.PeopleService)
+  issues   grpc://$ISSUES_ADDR  (linli.issues.v1.IssuesService)
+  each also serves grpc.health.v1.Health and reflection.
 
-Try:  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge \\
-        http://127.0.0.1:50053/linli.people.v1.PeopleService/ListUnits
+Try:  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge --list-services http://$PEOPLE_ADDR
 Press Ctrl-C to stop.
 EOT
 wait "${pids[@]}"

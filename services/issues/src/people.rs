@@ -36,6 +36,11 @@ impl People {
         }
     }
 
+    /// The raw client, for listing (the demo seed reads households and cadres).
+    pub fn client(&self) -> PeopleServiceClient<Channel> {
+        self.client.clone()
+    }
+
     fn request<T>(actor: &Actor, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         actor.to_metadata(req.metadata_mut());
