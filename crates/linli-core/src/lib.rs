@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod idempotency;
 pub mod page;
+pub mod people;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -5,7 +5,6 @@
 
 pub mod cli;
 pub mod domain;
-pub mod people;
 pub mod seed;
 pub mod service;
 pub mod store;
@@ -18,7 +17,7 @@ use linli_core::server::{GrpcServer, ServeSettings};
 use linli_proto::issues::v1::issues_service_server::IssuesServiceServer;
 
 pub use domain::DeadlinePolicy;
-pub use people::People;
+pub use linli_core::people::People;
 pub use store::Store;
 
 pub const SERVICE_NAME: &str = "linli.issues.v1.IssuesService";

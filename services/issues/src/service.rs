@@ -17,8 +17,8 @@ use linli_proto::issues::v1 as pb;
 use linli_proto::issues::v1::issues_service_server::IssuesService;
 
 use crate::domain::{self, Action, Category, Claimant, IssueState, PhotoPhase, Source, ThreeMost};
-use crate::people::People;
 use crate::store::{IssueFilter, Move, NewIssue, Store, ranking, statistics};
+use linli_core::people::People;
 
 type Resp<T> = std::result::Result<Response<T>, Status>;
 

@@ -1,5 +1,5 @@
-//! The issues service's view of the people service: does a household exist,
-//! is a cadre actively registered here, which unit is a cadre in. Every call
+//! A client of the people service for the other services: does a household
+//! exist, is a cadre actively registered here, which unit is a cadre in. Every call
 //! carries the caller's identity and trace context; a people service that
 //! cannot be reached makes the calling RPC fail with UNAVAILABLE before
 //! anything is written.
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use linli_core::{Actor, Error, Result};
+use crate::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
@@ -18,7 +18,7 @@ pub struct People {
 }
 
 impl People {
-    /// A client that connects on first use, so the issues service starts even while people is down.
+    /// A client that connects on first use, so a service starts even while people is down.
     pub fn connect_lazy(addr: &str, timeout: Duration) -> anyhow::Result<People> {
         let channel = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| anyhow::anyhow!("people address {addr:?}: {e}"))?
@@ -44,7 +44,7 @@ impl People {
     fn request<T>(actor: &Actor, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         actor.to_metadata(req.metadata_mut());
-        linli_core::telemetry::inject_context(req.metadata_mut());
+        crate::telemetry::inject_context(req.metadata_mut());
         req
     }
 
@@ -84,6 +84,42 @@ impl People {
         match resp.into_inner().place {
             Some(p) if p.kind == pb::PlaceKind::Community as i32 => Ok(p),
             _ => Err(Error::not_found("community", id)),
+        }
+    }
+
+    /// The households of a community at `min_care_level` or above (rank 1–4; 0 for all),
+    /// as (id, care level rank), read page by page.
+    pub async fn households(
+        &self,
+        actor: &Actor,
+        community_id: &str,
+        min_care_level: i32,
+    ) -> Result<Vec<(String, i32)>> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let req = Self::request(
+                actor,
+                pb::ListHouseholdsRequest {
+                    community_id: community_id.to_owned(),
+                    min_care_level,
+                    page_size: 500,
+                    page_token,
+                    ..Default::default()
+                },
+            );
+            let resp = self
+                .client
+                .clone()
+                .list_households(req)
+                .await
+                .map_err(|s| map_status(s, "community", community_id))?
+                .into_inner();
+            out.extend(resp.households.into_iter().map(|h| (h.id, h.care_level)));
+            if resp.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            page_token = resp.next_page_token;
         }
     }
 
@@ -146,7 +182,7 @@ impl People {
     }
 }
 
-/// What a people error means for the issues caller.
+/// What a people error means for the caller.
 fn map_status(s: Status, what: &'static str, id: &str) -> Error {
     match s.code() {
         Code::NotFound => Error::not_found(what, id),
