@@ -10,6 +10,8 @@ PEOPLE_ADDR=${LINLI_PEOPLE_LISTEN:-127.0.0.1:50053}
 ISSUES_ADDR=${LINLI_ISSUES_LISTEN:-127.0.0.1:50052}
 PEOPLE_DB=${PEOPLE_DATABASE_URL:-sqlite://data/people.db}
 ISSUES_DB=${ISSUES_DATABASE_URL:-sqlite://data/issues.db}
+LOGISTICS_ADDR=${LINLI_LOGISTICS_LISTEN:-127.0.0.1:50054}
+LOGISTICS_DB=${LOGISTICS_DATABASE_URL:-sqlite://data/logistics.db}
 
 pids=()
 stop() {
@@ -48,11 +50,17 @@ wait_for "$PEOPLE_ADDR"
 pids+=($!)
 wait_for "$ISSUES_ADDR"
 
+"$BIN/linli-logistics" --database-url "$LOGISTICS_DB" --people-addr "http://$PEOPLE_ADDR" seed
+"$BIN/linli-logistics" --database-url "$LOGISTICS_DB" --people-addr "http://$PEOPLE_ADDR" --listen "$LOGISTICS_ADDR" serve &
+pids+=($!)
+wait_for "$LOGISTICS_ADDR"
+
 cat <<EOT
 
 linli is running:
-  people   grpc://$PEOPLE_ADDR  (linli.people.v1.PeopleService)
-  issues   grpc://$ISSUES_ADDR  (linli.issues.v1.IssuesService)
+  people     grpc://$PEOPLE_ADDR  (linli.people.v1.PeopleService)
+  issues     grpc://$ISSUES_ADDR  (linli.issues.v1.IssuesService)
+  logistics  grpc://$LOGISTICS_ADDR  (linli.logistics.v1.LogisticsService)
   each also serves grpc.health.v1.Health and reflection.
 
 Try:  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge --list-services http://$PEOPLE_ADDR

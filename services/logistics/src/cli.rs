@@ -1,4 +1,4 @@
-//! The `linli-logistics` command: serve (the default) or migrate.
+//! The `linli-logistics` command: serve (the default), migrate, seed demo data.
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ pub enum Command {
     Serve,
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Load demo logistics for 双泉社区 (needs the people service with its demo data); safe to run again.
+    Seed,
 }
 
 pub fn main() -> ExitCode {
@@ -122,6 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Command::Migrate => {
                     println!("database schema is up to date");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Seed => {
+                    crate::seed::run(&store, &people).await?;
                     Ok(ExitCode::SUCCESS)
                 }
             }

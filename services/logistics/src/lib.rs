@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod seed;
 pub mod service;
 pub mod store;
 
