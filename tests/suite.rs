@@ -1,0 +1,330 @@
+//! The suite as it is deployed: people, issues and logistics as separate
+//! processes from the built binaries, each with its own SQLite database,
+//! seeded with the demo data the way `make run` does, talking only over gRPC.
+//!
+//! `make test` builds the binaries first (`cargo test --all-targets` builds
+//! every bin target); run `cargo build --bins` before `cargo test -p linli-e2e` alone.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use linli_proto::issues::v1 as ipb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+use linli_proto::logistics::v1 as lpb;
+use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+use linli_proto::people::v1 as ppb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+fn bin(name: &str) -> PathBuf {
+    // target/<profile>/deps/suite-… → target/<profile>/<name>
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A service process that is stopped with SIGTERM when dropped.
+struct Service {
+    child: Option<Child>,
+    addr: String,
+}
+
+impl Service {
+    fn start(name: &str, db: &Path, extra: &[&str]) -> Service {
+        let addr = free_addr();
+        let url = format!("sqlite://{}", db.display());
+        let child = Command::new(bin(name))
+            .args(["--database-url", &url, "--listen", &addr])
+            .args(extra)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Service {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// Waits, for at most 20 seconds, until the service reports SERVING.
+    async fn channel(&mut self, service: &str) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+                .unwrap()
+                .connect()
+                .await
+            {
+                let status = HealthClient::new(ch.clone())
+                    .check(HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status);
+                if matches!(status, Ok(1)) {
+                    return ch;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not become SERVING"
+            );
+            assert!(
+                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                "{service} exited early"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status and what it logged.
+    fn stop(&mut self) -> Output {
+        let child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_runs_as_separate_processes() {
+    let dir = std::env::temp_dir().join(format!("linli-e2e-{}", linli_core::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (people_db, issues_db, logistics_db) = (
+        dir.join("people.db"),
+        dir.join("issues.db"),
+        dir.join("logistics.db"),
+    );
+    let sqlite = |p: &Path| format!("sqlite://{}", p.display());
+
+    run(Command::new(bin("linli-people")).args(["--database-url", &sqlite(&people_db), "seed"]));
+    let mut people = Service::start("linli-people", &people_db, &[]);
+    let people_channel = people.channel("linli.people.v1.PeopleService").await;
+    let people_url = format!("http://{}", people.addr);
+
+    let seeded = run(Command::new(bin("linli-issues")).args([
+        "--database-url",
+        &sqlite(&issues_db),
+        "--people-addr",
+        &people_url,
+        "seed",
+    ]));
+    assert!(String::from_utf8_lossy(&seeded.stdout).contains("demo issues"));
+    run(Command::new(bin("linli-logistics")).args([
+        "--database-url",
+        &sqlite(&logistics_db),
+        "--people-addr",
+        &people_url,
+        "seed",
+    ]));
+    let mut issues = Service::start("linli-issues", &issues_db, &["--people-addr", &people_url]);
+    let mut logistics = Service::start(
+        "linli-logistics",
+        &logistics_db,
+        &["--people-addr", &people_url],
+    );
+    let issues_channel = issues.channel("linli.issues.v1.IssuesService").await;
+    let logistics_channel = logistics
+        .channel("linli.logistics.v1.LogisticsService")
+        .await;
+
+    let mut p = PeopleServiceClient::new(people_channel);
+    let mut i = IssuesServiceClient::new(issues_channel);
+    let mut l = LogisticsServiceClient::new(logistics_channel);
+    let community = p
+        .list_places(ppb::ListPlacesRequest {
+            kind: ppb::PlaceKind::Community as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .places
+        .remove(0);
+    let summary = p
+        .get_community_summary(ppb::GetCommunitySummaryRequest {
+            community_id: community.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.residents, 1258);
+    let open = i
+        .get_community_summary(ipb::GetCommunitySummaryRequest {
+            community_id: community.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(open.open_issues > 0 && open.resolved_issues > 0, "{open:?}");
+    let supplies = l
+        .get_community_summary(lpb::GetCommunitySummaryRequest {
+            community_id: community.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        supplies.deliveries_made > 0 && supplies.funds_balance_fen > 0,
+        "{supplies:?}"
+    );
+
+    // A resident reports a problem: the issues process asks the people process about the household.
+    let household = p
+        .list_households(ppb::ListHouseholdsRequest {
+            community_id: community.id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .households
+        .remove(0);
+    let report = ipb::ReportIssueRequest {
+        idempotency_key: "e2e-1".into(),
+        community_id: community.id.clone(),
+        household_id: household.id.clone(),
+        title: "楼道灯坏了".into(),
+        category: ipb::Category::PublicSafety as i32,
+        source: ipb::Source::ResidentReport as i32,
+        ..Default::default()
+    };
+    let issue = i
+        .report_issue(report.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    let issue = i
+        .acknowledge_issue(ipb::AcknowledgeIssueRequest {
+            transition: Some(ipb::Transition {
+                issue_id: issue.id.clone(),
+                expected_version: issue.version,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    let cadre = p
+        .list_cadres(ppb::ListCadresRequest {
+            community_id: community.id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cadres
+        .remove(0);
+
+    // People goes down: a claim cannot be checked, so it fails UNAVAILABLE and changes nothing.
+    let stopped = people.stop();
+    assert!(stopped.status.success(), "people stops cleanly on SIGTERM");
+    let claim = ipb::ClaimIssueRequest {
+        transition: Some(ipb::Transition {
+            issue_id: issue.id.clone(),
+            expected_version: issue.version,
+            ..Default::default()
+        }),
+        cadre_id: cadre.id.clone(),
+        ..Default::default()
+    };
+    let err = i.claim_issue(claim.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert_eq!(
+        i.get_issue(ipb::GetIssueRequest {
+            issue_id: issue.id.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap()
+        .version,
+        issue.version
+    );
+
+    // People comes back on the same address and database.
+    let url = sqlite(&people_db);
+    let restarted = Command::new(bin("linli-people"))
+        .args(["--database-url", &url, "--listen", &people.addr, "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut people = Service {
+        child: Some(restarted),
+        addr: people.addr.clone(),
+    };
+    people.channel("linli.people.v1.PeopleService").await;
+    let claimed = i
+        .claim_issue(claim)
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    assert_eq!(
+        claimed.claim.unwrap().cadre_id,
+        cadre.id,
+        "the issues service reconnects by itself"
+    );
+
+    for (name, service) in [
+        ("issues", &mut issues),
+        ("logistics", &mut logistics),
+        ("people", &mut people),
+    ] {
+        let out = service.stop();
+        assert!(out.status.success(), "{name} exit: {:?}", out.status);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
