@@ -123,6 +123,27 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
 
 const COLUMNS: &str = "community_id, seq, id, at, actor, action, entity, entity_id, before_json, after_json, prev_hash, hash";
 
+/// `ListAuditEvents` as every service serves it: ids checked, then [`list`].
+pub async fn list_request(
+    db: &Db,
+    community_id: &str,
+    entity_id: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<AuditEvent>, String)> {
+    let community =
+        crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
+    let entity = crate::validate::parse_opt_id("entity_id", entity_id)?.unwrap_or_default();
+    list(db, &community, &entity, page_size, page_token).await
+}
+
+/// `VerifyAuditTrail` as every service serves it: the id checked, then [`verify`].
+pub async fn verify_request(db: &Db, community_id: &str) -> Result<AuditVerification> {
+    let community =
+        crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
+    verify(db, &community).await
+}
+
 /// Lists a community's audit events in chain order, optionally about one record.
 /// The page token is the last sequence number seen.
 pub async fn list(

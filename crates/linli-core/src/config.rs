@@ -134,6 +134,24 @@ impl ConfigFile {
             .transpose()
     }
 
+    /// A service's own top-level setting from the file, if present.
+    pub fn value<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        self.section(key)
+    }
+
+    /// A service's own setting: the flag or environment variable, else the file, else `default`.
+    pub fn setting<T: serde::de::DeserializeOwned>(
+        &self,
+        flag: Option<T>,
+        key: &str,
+        default: T,
+    ) -> anyhow::Result<T> {
+        match flag {
+            Some(v) => Ok(v),
+            None => Ok(self.value(key)?.unwrap_or(default)),
+        }
+    }
+
     fn common(&self, service_sections: &[&str]) -> anyhow::Result<FileCommon> {
         let mut common = self.table.clone();
         for s in service_sections {

@@ -7,6 +7,7 @@
 
 pub mod actor;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;

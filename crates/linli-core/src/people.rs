@@ -67,6 +67,30 @@ impl People {
             .ok_or_else(|| Error::not_found("household", id))
     }
 
+    /// The community with this exact name (for tools and demo data, which know communities by name).
+    pub async fn community_named(&self, actor: &Actor, name: &str) -> Result<pb::Place> {
+        let req = Self::request(
+            actor,
+            pb::ListPlacesRequest {
+                kind: pb::PlaceKind::Community as i32,
+                page_size: 500,
+                ..Default::default()
+            },
+        );
+        let places = self
+            .client
+            .clone()
+            .list_places(req)
+            .await
+            .map_err(|s| map_status(s, "community", name))?
+            .into_inner()
+            .places;
+        places
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::not_found("community", name))
+    }
+
     /// The community with this id; NOT_FOUND when there is no such community.
     pub async fn community(&self, actor: &Actor, id: &str) -> Result<pb::Place> {
         let req = Self::request(

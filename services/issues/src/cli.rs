@@ -3,10 +3,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
-use linli_core::server::shutdown_signal;
+use linli_core::people::People;
 
 use crate::domain::DeadlinePolicy;
 
@@ -45,76 +44,56 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("linli-issues: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    linli_core::cli::exit_with("linli-issues", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = ConfigFile::load(cli.common.config.as_deref())?;
-    let sections = ["deadlines", "people_addr", "supervision_interval_secs"];
-    let settings = Settings::resolve(&cli.common, &file, &sections, DEFAULTS)?;
+    let settings = Settings::resolve(
+        &cli.common,
+        &file,
+        &["deadlines", "people_addr", "supervision_interval_secs"],
+        DEFAULTS,
+    )?;
     let policy: DeadlinePolicy = file.section("deadlines")?.unwrap_or_default();
     policy.validate()?;
-    let people_addr = cli
-        .people_addr
-        .or_else(|| {
-            file.table
-                .get("people_addr")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "http://127.0.0.1:50053".into());
-    let interval = cli
-        .supervision_interval_secs
-        .or_else(|| {
-            file.table
-                .get("supervision_interval_secs")
-                .and_then(|v| v.as_integer())
-                .map(|v| v as u64)
-        })
-        .unwrap_or(60);
+    let people_addr = file.setting(
+        cli.people_addr,
+        "people_addr",
+        "http://127.0.0.1:50053".to_owned(),
+    )?;
+    let interval = file.setting(
+        cli.supervision_interval_secs,
+        "supervision_interval_secs",
+        60,
+    )?;
     if interval == 0 {
         anyhow::bail!("supervision_interval_secs must be at least 1");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let telemetry = linli_core::telemetry::init("issues", settings.log_format, settings.otlp_endpoint.as_deref())?;
-        let result = async {
-            tracing::info!(database = %settings.database_url, people = %people_addr, "opening database");
-            let store = crate::open_store(settings.database_url.expose(), policy).await?;
-            let people = crate::People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
-            match cli.command.unwrap_or(Command::Serve) {
-                Command::Serve => {
-                    let listener = TcpListener::bind(settings.listen)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-                    tracing::info!(address = %listener.local_addr()?, "issues service listening");
-                    let sweeper = crate::spawn_supervision(store.clone(), Duration::from_secs(interval));
-                    crate::grpc_server(store, people, settings.serve.clone()).serve(listener, shutdown_signal()).await?;
-                    sweeper.abort();
-                    tracing::info!("issues service stopped");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Migrate => {
-                    println!("database schema is up to date");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Seed => {
-                    crate::seed::run(&store, &people).await?;
-                    Ok(ExitCode::SUCCESS)
-                }
+    linli_core::cli::run("issues", &settings, async {
+        let store = crate::open_store(settings.database_url.expose(), policy).await?;
+        let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let sweeper =
+                    crate::spawn_supervision(store.clone(), Duration::from_secs(interval));
+                let served = linli_core::cli::serve(
+                    "issues",
+                    &settings,
+                    crate::grpc_server(store, people, settings.serve.clone()),
+                )
+                .await;
+                sweeper.abort();
+                served
+            }
+            Command::Migrate => {
+                println!("database schema is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Seed => {
+                crate::seed::run(&store, &people).await?;
+                Ok(ExitCode::SUCCESS)
             }
         }
-        .await;
-        telemetry.shutdown();
-        result
     })
 }

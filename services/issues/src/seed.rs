@@ -64,19 +64,10 @@ pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
         community: None,
     };
     let mut client = people.client();
-    let places = client
-        .list_places(ppb::ListPlacesRequest {
-            kind: ppb::PlaceKind::Community as i32,
-            page_size: 500,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .places;
-    let community = places
-        .into_iter()
-        .find(|p| p.name == "双泉社区")
-        .ok_or_else(|| {
+    let community = people
+        .community_named(&actor, "双泉社区")
+        .await
+        .map_err(|_| {
             anyhow::anyhow!("双泉社区 is not in the people service; run `linli-people seed` first")
         })?;
     let households = client

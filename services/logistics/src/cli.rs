@@ -3,11 +3,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
 use linli_core::people::People;
-use linli_core::server::shutdown_signal;
 
 const DEFAULTS: Defaults = Defaults {
     service: "logistics",
@@ -50,14 +48,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("linli-logistics: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    linli_core::cli::exit_with("linli-logistics", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,31 +60,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         "max_duty_hours_per_day",
     ];
     let settings = Settings::resolve(&cli.common, &file, &sections, DEFAULTS)?;
-    let get = |k: &str| file.table.get(k);
-    let people_addr = cli
-        .people_addr
-        .or_else(|| {
-            get("people_addr")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "http://127.0.0.1:50053".into());
-    let interval = cli
-        .schedule_interval_secs
-        .or_else(|| {
-            get("schedule_interval_secs")
-                .and_then(|v| v.as_integer())
-                .map(|v| v as u64)
-        })
-        .unwrap_or(60);
-    let fever = cli
-        .fever_threshold
-        .or_else(|| get("fever_threshold").and_then(|v| v.as_float()))
-        .unwrap_or(37.3);
-    let max_hours = cli
-        .max_duty_hours_per_day
-        .or_else(|| get("max_duty_hours_per_day").and_then(|v| v.as_integer()))
-        .unwrap_or(12);
+    let people_addr = file.setting(
+        cli.people_addr,
+        "people_addr",
+        "http://127.0.0.1:50053".to_owned(),
+    )?;
+    let interval = file.setting(cli.schedule_interval_secs, "schedule_interval_secs", 60)?;
+    let fever = file.setting(cli.fever_threshold, "fever_threshold", 37.3)?;
+    let max_hours = file.setting(cli.max_duty_hours_per_day, "max_duty_hours_per_day", 12)?;
     if interval == 0 {
         anyhow::bail!("schedule_interval_secs must be at least 1");
     }
@@ -103,37 +77,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !(1..=24).contains(&max_hours) {
         anyhow::bail!("max_duty_hours_per_day must be from 1 to 24");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let telemetry = linli_core::telemetry::init("logistics", settings.log_format, settings.otlp_endpoint.as_deref())?;
-        let result = async {
-            tracing::info!(database = %settings.database_url, people = %people_addr, "opening database");
-            let store = crate::open_store(settings.database_url.expose(), fever, max_hours).await?;
-            let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
-            match cli.command.unwrap_or(Command::Serve) {
-                Command::Serve => {
-                    let listener = TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-                    tracing::info!(address = %listener.local_addr()?, "logistics service listening");
-                    let scheduler = crate::spawn_schedules(store.clone(), people.clone(), Duration::from_secs(interval));
-                    crate::grpc_server(store, people, settings.serve.clone()).serve(listener, shutdown_signal()).await?;
-                    scheduler.abort();
-                    tracing::info!("logistics service stopped");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Migrate => {
-                    println!("database schema is up to date");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Seed => {
-                    crate::seed::run(&store, &people).await?;
-                    Ok(ExitCode::SUCCESS)
-                }
+    linli_core::cli::run("logistics", &settings, async {
+        let store = crate::open_store(settings.database_url.expose(), fever, max_hours).await?;
+        let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let scheduler = crate::spawn_schedules(
+                    store.clone(),
+                    people.clone(),
+                    Duration::from_secs(interval),
+                );
+                let served = linli_core::cli::serve(
+                    "logistics",
+                    &settings,
+                    crate::grpc_server(store, people, settings.serve.clone()),
+                )
+                .await;
+                scheduler.abort();
+                served
+            }
+            Command::Migrate => {
+                println!("database schema is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Seed => {
+                crate::seed::run(&store, &people).await?;
+                Ok(ExitCode::SUCCESS)
             }
         }
-        .await;
-        telemetry.shutdown();
-        result
     })
 }

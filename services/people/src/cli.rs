@@ -4,10 +4,8 @@ use std::process::ExitCode;
 
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
-use linli_core::server::shutdown_signal;
 
 use crate::domain::CarePolicy;
 
@@ -54,14 +52,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("linli-people: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    linli_core::cli::exit_with("linli-people", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,58 +60,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(&cli.common, &file, &["care_policy", "utc_offset"], DEFAULTS)?;
     let policy: CarePolicy = file.section("care_policy")?.unwrap_or_default();
     policy.validate()?;
-    let utc_offset = match (
-        cli.utc_offset,
-        file.table.get("utc_offset").and_then(|v| v.as_str()),
-    ) {
+    let utc_offset = match (cli.utc_offset, file.value::<String>("utc_offset")?) {
         (Some(o), _) => o,
         (None, Some(s)) => s
             .parse()
             .map_err(|_| anyhow::anyhow!("utc_offset {s:?} is not like +08:00"))?,
         (None, None) => crate::default_utc_offset(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let telemetry = linli_core::telemetry::init(
-            "people",
-            settings.log_format,
-            settings.otlp_endpoint.as_deref(),
-        )?;
-        let result = async {
-            tracing::info!(database = %settings.database_url, "opening database");
-            let store =
-                crate::open_store(settings.database_url.expose(), policy, utc_offset).await?;
-            match cli.command.unwrap_or(Command::Serve) {
-                Command::Serve => {
-                    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-                        anyhow::anyhow!("cannot listen on {}: {e}", settings.listen)
-                    })?;
-                    tracing::info!(address = %listener.local_addr()?, "people service listening");
-                    crate::grpc_server(store, settings.serve.clone())
-                        .serve(listener, shutdown_signal())
-                        .await?;
-                    tracing::info!("people service stopped");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Migrate => {
-                    println!("database schema is up to date");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Import {
-                    community,
-                    dry_run,
-                    file,
-                } => crate::import::run(&store, &community, &file, dry_run).await,
-                Command::Seed => {
-                    crate::seed::run(&store).await?;
-                    Ok(ExitCode::SUCCESS)
-                }
+    linli_core::cli::run("people", &settings, async {
+        let store = crate::open_store(settings.database_url.expose(), policy, utc_offset).await?;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                linli_core::cli::serve(
+                    "people",
+                    &settings,
+                    crate::grpc_server(store, settings.serve.clone()),
+                )
+                .await
+            }
+            Command::Migrate => {
+                println!("database schema is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Import {
+                community,
+                dry_run,
+                file,
+            } => crate::import::run(&store, &community, &file, dry_run).await,
+            Command::Seed => {
+                crate::seed::run(&store).await?;
+                Ok(ExitCode::SUCCESS)
             }
         }
-        .await;
-        telemetry.shutdown();
-        result
     })
 }

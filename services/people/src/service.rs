@@ -807,12 +807,10 @@ impl PeopleService for PeopleApi {
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Resp<pb::ListAuditEventsResponse> {
         let r = req.into_inner();
-        let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
-        let entity = parse_opt_id("entity_id", &r.entity_id)?.unwrap_or_default();
-        let (events, next_page_token) = audit::list(
+        let (events, next_page_token) = audit::list_request(
             &self.store.db,
-            &community,
-            &entity,
+            &r.community_id,
+            &r.entity_id,
             r.page_size,
             &r.page_token,
         )
@@ -827,9 +825,8 @@ impl PeopleService for PeopleApi {
         &self,
         req: Request<pb::VerifyAuditTrailRequest>,
     ) -> Resp<pb::VerifyAuditTrailResponse> {
-        let community =
-            parse_opt_id("community_id", &req.get_ref().community_id)?.unwrap_or_default();
-        let verification = audit::verify(&self.store.db, &community).await?;
+        let verification =
+            audit::verify_request(&self.store.db, &req.get_ref().community_id).await?;
         Ok(Response::new(pb::VerifyAuditTrailResponse {
             verification: Some(verification),
         }))

@@ -1,0 +1,58 @@
+//! What every service's command line does around its own commands: report
+//! errors as `program: message` with a failing exit code, build the runtime
+//! and telemetry, and serve on the configured address until SIGTERM/SIGINT.
+use std::future::Future;
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::server::{GrpcServer, shutdown_signal};
+
+/// Turns a command's result into the process exit code, printing any error.
+pub fn exit_with(program: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `command` on a new runtime with logging (and trace export, when configured)
+/// set up first and flushed last.
+pub fn run<F>(service: &str, settings: &Settings, command: F) -> anyhow::Result<ExitCode>
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let telemetry = crate::telemetry::init(
+            service,
+            settings.log_format,
+            settings.otlp_endpoint.as_deref(),
+        )?;
+        tracing::info!(database = %settings.database_url, "{service} starting");
+        let result = command.await;
+        telemetry.shutdown();
+        result
+    })
+}
+
+/// Binds the configured address and serves until SIGTERM or SIGINT, then drains.
+pub async fn serve(
+    service: &str,
+    settings: &Settings,
+    server: GrpcServer,
+) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "{service} service listening");
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("{service} service stopped");
+    Ok(ExitCode::SUCCESS)
+}
