@@ -106,6 +106,17 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock
+    /// at once (`BEGIN IMMEDIATE`): a transaction that read first and wrote
+    /// later would fail at once with SQLITE_BUSY when another process or
+    /// replica wrote in between, instead of waiting its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Applies, in order, every migration not applied yet. Safe to run from
     /// several replicas at once: PostgreSQL serialises them with an advisory lock.
     pub async fn migrate(&self, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {

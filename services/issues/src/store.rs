@@ -388,7 +388,7 @@ impl Store {
     }
 
     pub async fn report(&self, actor: &Actor, idem: &IdemKey, new: NewIssue) -> Result<pb::Issue> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let KeyClaim::Replay(existing) =
             idempotency::claim(&mut tx, "issues.issue", &idem.key, &idem.fingerprint, &id).await?
@@ -475,7 +475,7 @@ impl Store {
         mv: Move,
         action: impl FnOnce(&IssueRecord, Micros) -> Result<Action>,
     ) -> Result<pb::Issue> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load(&mut tx, &mv.issue_id).await?;
         linli_core::validate::check_version(
             "transition.expected_version",
@@ -625,7 +625,7 @@ impl Store {
         issue_id: &str,
         note: &str,
     ) -> Result<pb::IssueEvent> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let issue = self.load(&mut tx, issue_id).await?;
         // The event id is chosen here so that a retry finds it by the key.
         let mut event = match idempotency::claim(
@@ -799,7 +799,7 @@ impl Store {
                 r.domain.resolution_due_at,
                 as_of,
             ) {
-                let mut tx = self.db.pool.begin().await?;
+                let mut tx = self.db.begin_write().await?;
                 let claimed = sqlx::query("INSERT INTO escalations (community_id, issue_id, deadline_kind, due_at, escalated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
                     .bind(&r.community_id)
                     .bind(&r.id)

@@ -304,7 +304,7 @@ impl Store {
         unit: &str,
         perishable: bool,
     ) -> Result<pb::Item> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "logistics.item", &idem.key, &idem.fingerprint, &id).await?
@@ -389,7 +389,7 @@ impl Store {
         name: &str,
         address: &str,
     ) -> Result<pb::Depot> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -481,7 +481,7 @@ impl Store {
         reference: &str,
         at: Micros,
     ) -> Result<(pb::StockMovement, i64)> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let depot = self.load_depot(&mut tx, depot_id).await?;
         let scope = format!("logistics.movement.{}", depot.community_id);
         let placeholder = new_id();
@@ -690,7 +690,7 @@ impl Store {
         bundle: &Lines,
         households: Vec<(String, i32)>,
     ) -> Result<pb::Batch> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let depot = self.load_depot(&mut tx, depot_id).await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
@@ -790,7 +790,7 @@ impl Store {
         delivery_ids: &[String],
         count: i64,
     ) -> Result<Vec<pb::Delivery>> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let batch = self.load_batch(&mut tx, batch_id).await?;
         let ids: Vec<String> = if delivery_ids.is_empty() {
             let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM deliveries WHERE community_id = $1 AND batch_id = $2 AND status = 'pending' AND cadre_id = '' ORDER BY care_level DESC, id LIMIT $3")
@@ -855,7 +855,7 @@ impl Store {
         id: &str,
         o: OutcomeReport<'_>,
     ) -> Result<pb::Delivery> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_delivery(&mut tx, id).await?;
         let OutcomeReport {
             expected_version,
@@ -1022,7 +1022,7 @@ impl Store {
         prices: &BTreeMap<String, i64>,
         closes_at: Micros,
     ) -> Result<pb::GroupPurchase> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -1061,7 +1061,7 @@ impl Store {
         household_id: &str,
         lines: &Lines,
     ) -> Result<pb::Order> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let p = self.load_purchase(&mut tx, purchase_id).await?;
         // The purchase row's lock orders orders against closing.
         let open = sqlx::query("UPDATE group_purchases SET version = version WHERE community_id = $1 AND id = $2 AND closed = 0")
@@ -1202,7 +1202,7 @@ impl Store {
         depot_id: &str,
         care: &HashMap<String, i32>,
     ) -> Result<pb::CloseGroupPurchaseResponse> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let p = self.load_purchase(&mut tx, id).await?;
         linli_core::validate::check_version("expected_version", expected_version, p.version)?;
         if p.closed {
@@ -1324,7 +1324,7 @@ impl Store {
         every_days: i64,
         first_at: Micros,
     ) -> Result<String> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let depot = self.load_depot(&mut tx, depot_id).await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
@@ -1399,7 +1399,7 @@ impl Store {
         s: &DueSchedule,
         households: Vec<(String, i32)>,
     ) -> Result<Option<pb::Batch>> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let advanced = sqlx::query("UPDATE schedules SET next_at = $3 WHERE community_id = $1 AND id = $2 AND next_at = $4")
             .bind(&s.community_id)
             .bind(&s.id)
@@ -1454,7 +1454,7 @@ impl Store {
         name: &str,
         required_staff: i32,
     ) -> Result<pb::Checkpoint> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -1532,7 +1532,7 @@ impl Store {
         unit_id: &str,
         span: Span,
     ) -> Result<pb::Shift> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let checkpoint = self.load_checkpoint(&mut tx, checkpoint_id).await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
@@ -1615,7 +1615,7 @@ impl Store {
         action: ShiftAction,
         at: Micros,
     ) -> Result<pb::Shift> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_shift(&mut tx, id).await?;
         if before.cancelled {
             return Err(Error::FailedPrecondition("the shift was cancelled".into()));
@@ -1797,7 +1797,7 @@ impl Store {
         at: Micros,
         note: &str,
     ) -> Result<pb::CheckpointLogEntry> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let checkpoint = self.load_checkpoint(&mut tx, checkpoint_id).await?;
         let id = new_id();
         if let Claim::Replay(existing) =
@@ -1930,7 +1930,7 @@ impl Store {
         idem: &IdemKey,
         e: NewFunds,
     ) -> Result<pb::FundsEntry> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -1974,7 +1974,7 @@ impl Store {
         reason: &str,
         approver: &str,
     ) -> Result<pb::FundsEntry> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,

@@ -371,7 +371,7 @@ impl Store {
         idem: &IdemKey,
         new: NewPlace,
     ) -> Result<pb::Place> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.place", &idem.key, &idem.fingerprint, &id).await?
@@ -488,7 +488,7 @@ impl Store {
         idem: &IdemKey,
         new: NewHousehold,
     ) -> Result<pb::Household> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -725,7 +725,7 @@ impl Store {
         idem: &IdemKey,
         new: NewResident,
     ) -> Result<pb::Resident> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -829,7 +829,7 @@ impl Store {
         expected_version: i64,
         changes: ResidentChanges,
     ) -> Result<pb::Resident> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_resident(&mut tx, id).await?;
         if before.removed_at.is_some() {
             return Err(Error::FailedPrecondition(
@@ -895,7 +895,7 @@ impl Store {
         expected_version: i64,
         reason: &str,
     ) -> Result<pb::Resident> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_resident(&mut tx, id).await?;
         if before.removed_at.is_some() {
             return Err(Error::FailedPrecondition(
@@ -940,7 +940,7 @@ impl Store {
     // ---- units and cadres ----
 
     pub async fn create_unit(&self, actor: &Actor, idem: &IdemKey, name: &str) -> Result<pb::Unit> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.unit", &idem.key, &idem.fingerprint, &id).await?
@@ -1031,7 +1031,7 @@ impl Store {
         idem: &IdemKey,
         new: NewCadre,
     ) -> Result<pb::Cadre> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.cadre", &idem.key, &idem.fingerprint, &id).await?
@@ -1187,7 +1187,7 @@ impl Store {
         cadre_id: &str,
         community_id: &str,
     ) -> Result<pb::Registration> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -1251,7 +1251,7 @@ impl Store {
         to: RegistrationState,
         reason: &str,
     ) -> Result<pb::Registration> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_registration(&mut tx, id).await?;
         let from = RegistrationState::from_proto(before.state)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("bad state")))?;
@@ -1357,7 +1357,7 @@ impl Store {
         idem: &IdemKey,
         new: NewPairing,
     ) -> Result<pb::Pairing> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.pairing", &idem.key, &idem.fingerprint, &id).await?
@@ -1478,7 +1478,7 @@ impl Store {
     }
 
     pub async fn end_pairing(&self, actor: &Actor, id: &str, reason: &str) -> Result<pb::Pairing> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let before = self.load_pairing(&mut tx, id).await?;
         let after = self.end_pairing_in(&mut tx, actor, before, reason).await?;
         tx.commit().await?;
@@ -1566,7 +1566,7 @@ impl Store {
         idem: &IdemKey,
         new: NewCheckIn,
     ) -> Result<pb::CheckIn> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
             &mut tx,
@@ -1739,7 +1739,7 @@ impl Store {
         idem: &IdemKey,
         new: NewVisit,
     ) -> Result<pb::Visit> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.visit", &idem.key, &idem.fingerprint, &id).await?
@@ -1920,7 +1920,7 @@ impl Store {
         idem: &IdemKey,
         new: NewAccount,
     ) -> Result<pb::Account> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) =
             idempotency::claim(&mut tx, "people.account", &idem.key, &idem.fingerprint, &id).await?
