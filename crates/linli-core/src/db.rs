@@ -238,15 +238,6 @@ async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a column, turning a missing or mistyped column into an internal error.
-pub fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    use sqlx::Row;
-    Ok(row.try_get(name)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use linli_proto::people::v1 as ppb;
 use crate::domain::{
     self, DeliveryOutcome, DeliveryStatus, FundsCategory, FundsDirection, MovementKind, Span,
 };
-use crate::store::{NewFunds, OutcomeReport, Store};
+use crate::store::{NewFunds, NewMovement, NewSchedule, OutcomeReport, Store};
 
 fn key(k: &str) -> IdemKey {
     IdemKey {
@@ -90,13 +90,15 @@ pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
             .record_movement(
                 &actor,
                 &key(&format!("stock:{name}")),
-                &depot.id,
-                &items[name],
-                MovementKind::DonationIn,
-                qty,
-                "",
-                "爱心企业捐赠",
-                now,
+                NewMovement {
+                    depot_id: &depot.id,
+                    item_id: &items[name],
+                    kind: MovementKind::DonationIn,
+                    quantity: qty,
+                    reason: "",
+                    reference: "爱心企业捐赠",
+                    at: now,
+                },
             )
             .await?;
     }
@@ -167,12 +169,14 @@ pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
         .create_schedule(
             &actor,
             &key("schedule:weekly"),
-            &depot.id,
-            "独居老人每周送菜",
-            &bundle(&[("青菜", 3), ("鸡蛋", 6)]),
-            &recipients,
-            7,
-            now + domain::DAY,
+            NewSchedule {
+                depot_id: &depot.id,
+                name: "独居老人每周送菜",
+                bundle: &bundle(&[("青菜", 3), ("鸡蛋", 6)]),
+                recipients_json: &recipients,
+                every_days: 7,
+                first_at: now + domain::DAY,
+            },
         )
         .await?;
 

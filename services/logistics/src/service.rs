@@ -19,7 +19,10 @@ use crate::domain::{
     self, DeliveryOutcome, DeliveryStatus, FundsCategory, FundsDirection, LogEntryKind,
     MovementKind,
 };
-use crate::store::{Lines, NewFunds, OutcomeReport, ShiftAction, Store};
+use crate::store::{
+    Lines, NewFunds, NewLogEntry, NewMovement, NewPurchase, NewSchedule, OutcomeReport,
+    ShiftAction, Store,
+};
 
 type Resp<T> = std::result::Result<Response<T>, Status>;
 
@@ -220,7 +223,17 @@ impl LogisticsService for LogisticsApi {
         let (movement, balance) = self
             .store
             .record_movement(
-                &actor, &idem, &depot, &item, kind, quantity, &reason, &reference, at,
+                &actor,
+                &idem,
+                NewMovement {
+                    depot_id: &depot,
+                    item_id: &item,
+                    kind,
+                    quantity,
+                    reason: &reason,
+                    reference: &reference,
+                    at,
+                },
             )
             .await?;
         Ok(Response::new(pb::RecordStockMovementResponse {
@@ -245,13 +258,15 @@ impl LogisticsService for LogisticsApi {
             .record_movement(
                 &actor,
                 &idem,
-                &depot,
-                &item,
-                MovementKind::AllocationOut,
-                quantity,
-                "",
-                &reference,
-                now_micros(),
+                NewMovement {
+                    depot_id: &depot,
+                    item_id: &item,
+                    kind: MovementKind::AllocationOut,
+                    quantity,
+                    reason: "",
+                    reference: &reference,
+                    at: now_micros(),
+                },
             )
             .await?;
         Ok(Response::new(pb::AllocateStockResponse {
@@ -324,7 +339,15 @@ impl LogisticsService for LogisticsApi {
         let purchase = self
             .store
             .open_purchase(
-                &actor, &idem, &community, &title, &organiser, &prices, closes_at,
+                &actor,
+                &idem,
+                NewPurchase {
+                    community_id: &community,
+                    title: &title,
+                    organiser: &organiser,
+                    prices: &prices,
+                    closes_at,
+                },
             )
             .await?;
         Ok(Response::new(pb::OpenGroupPurchaseResponse {
@@ -552,12 +575,14 @@ impl LogisticsService for LogisticsApi {
             .create_schedule(
                 &actor,
                 &idem,
-                &depot_id,
-                &name,
-                &bundle,
-                &json,
-                i64::from(r.every_days),
-                first_at,
+                NewSchedule {
+                    depot_id: &depot_id,
+                    name: &name,
+                    bundle: &bundle,
+                    recipients_json: &json,
+                    every_days: i64::from(r.every_days),
+                    first_at,
+                },
             )
             .await?;
         Ok(Response::new(pb::CreateRecurringDeliveryResponse {
@@ -774,14 +799,16 @@ impl LogisticsService for LogisticsApi {
             .log_entry(
                 &actor,
                 &idem,
-                &checkpoint,
-                &shift,
-                kind,
-                &person,
-                temperature,
-                flagged,
-                at,
-                &note,
+                NewLogEntry {
+                    checkpoint_id: &checkpoint,
+                    shift_id: &shift,
+                    kind,
+                    person: &person,
+                    temperature,
+                    flagged,
+                    at,
+                    note: &note,
+                },
             )
             .await?;
         Ok(Response::new(pb::LogCheckpointEntryResponse {

@@ -273,6 +273,48 @@ pub struct NewBatch<'a> {
     pub recipients: Vec<Recipient>,
 }
 
+/// A stock movement to record.
+pub struct NewMovement<'a> {
+    pub depot_id: &'a str,
+    pub item_id: &'a str,
+    pub kind: MovementKind,
+    pub quantity: i64,
+    pub reason: &'a str,
+    pub reference: &'a str,
+    pub at: Micros,
+}
+
+/// A group purchase to open: prices per item in fen.
+pub struct NewPurchase<'a> {
+    pub community_id: &'a str,
+    pub title: &'a str,
+    pub organiser: &'a str,
+    pub prices: &'a BTreeMap<String, i64>,
+    pub closes_at: Micros,
+}
+
+/// A recurring delivery to schedule.
+pub struct NewSchedule<'a> {
+    pub depot_id: &'a str,
+    pub name: &'a str,
+    pub bundle: &'a Lines,
+    pub recipients_json: &'a str,
+    pub every_days: i64,
+    pub first_at: Micros,
+}
+
+/// A checkpoint log entry to record.
+pub struct NewLogEntry<'a> {
+    pub checkpoint_id: &'a str,
+    pub shift_id: &'a str,
+    pub kind: LogEntryKind,
+    pub person: &'a str,
+    pub temperature: f64,
+    pub flagged: bool,
+    pub at: Micros,
+    pub note: &'a str,
+}
+
 /// A funds entry as requested.
 pub struct NewFunds {
     pub community_id: String,
@@ -468,19 +510,21 @@ impl Store {
     }
 
     /// A stock movement with an idempotency key: in, out, or adjusted.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_movement(
         &self,
         actor: &Actor,
         idem: &IdemKey,
-        depot_id: &str,
-        item_id: &str,
-        kind: MovementKind,
-        quantity: i64,
-        reason: &str,
-        reference: &str,
-        at: Micros,
+        new: NewMovement<'_>,
     ) -> Result<(pb::StockMovement, i64)> {
+        let NewMovement {
+            depot_id,
+            item_id,
+            kind,
+            quantity,
+            reason,
+            reference,
+            at,
+        } = new;
         let mut tx = self.db.begin_write().await?;
         let depot = self.load_depot(&mut tx, depot_id).await?;
         let scope = format!("logistics.movement.{}", depot.community_id);
@@ -1011,17 +1055,19 @@ impl Store {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn open_purchase(
         &self,
         actor: &Actor,
         idem: &IdemKey,
-        community_id: &str,
-        title: &str,
-        organiser: &str,
-        prices: &BTreeMap<String, i64>,
-        closes_at: Micros,
+        new: NewPurchase<'_>,
     ) -> Result<pb::GroupPurchase> {
+        let NewPurchase {
+            community_id,
+            title,
+            organiser,
+            prices,
+            closes_at,
+        } = new;
         let mut tx = self.db.begin_write().await?;
         let id = new_id();
         if let Claim::Replay(existing) = idempotency::claim(
@@ -1312,18 +1358,20 @@ impl Store {
 
     // ---- recurring deliveries ----
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn create_schedule(
         &self,
         actor: &Actor,
         idem: &IdemKey,
-        depot_id: &str,
-        name: &str,
-        bundle: &Lines,
-        recipients_json: &str,
-        every_days: i64,
-        first_at: Micros,
+        new: NewSchedule<'_>,
     ) -> Result<String> {
+        let NewSchedule {
+            depot_id,
+            name,
+            bundle,
+            recipients_json,
+            every_days,
+            first_at,
+        } = new;
         let mut tx = self.db.begin_write().await?;
         let depot = self.load_depot(&mut tx, depot_id).await?;
         let id = new_id();
@@ -1783,20 +1831,22 @@ impl Store {
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn log_entry(
         &self,
         actor: &Actor,
         idem: &IdemKey,
-        checkpoint_id: &str,
-        shift_id: &str,
-        kind: LogEntryKind,
-        person: &str,
-        temperature: f64,
-        flagged: bool,
-        at: Micros,
-        note: &str,
+        new: NewLogEntry<'_>,
     ) -> Result<pb::CheckpointLogEntry> {
+        let NewLogEntry {
+            checkpoint_id,
+            shift_id,
+            kind,
+            person,
+            temperature,
+            flagged,
+            at,
+            note,
+        } = new;
         let mut tx = self.db.begin_write().await?;
         let checkpoint = self.load_checkpoint(&mut tx, checkpoint_id).await?;
         let id = new_id();

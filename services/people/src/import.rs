@@ -407,7 +407,6 @@ pub async fn import_roster(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn find_or_create_place(
     store: &Store,
     actor: &Actor,
