@@ -238,6 +238,22 @@ async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fetches the one record `sql` selects by id (its only placeholder, `$1`),
+/// or NOT_FOUND naming `what`.
+pub async fn fetch_by_id<T>(
+    conn: &mut AnyConnection,
+    sql: &str,
+    id: &str,
+    what: &'static str,
+    map: impl Fn(&sqlx::any::AnyRow) -> crate::Result<T>,
+) -> crate::Result<T> {
+    let row = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref()
+        .map(map)
+        .transpose()?
+        .ok_or_else(|| crate::Error::not_found(what, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

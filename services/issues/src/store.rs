@@ -12,6 +12,7 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 
 use linli_core::audit::{self, Change};
+use linli_core::db::fetch_by_id;
 use linli_core::idempotency::{self, Claim as KeyClaim, IdemKey};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_timestamp};
@@ -347,14 +348,14 @@ impl Store {
     }
 
     async fn load(&self, conn: &mut AnyConnection, id: &str) -> Result<IssueRecord> {
-        let row = sqlx::query(&format!("SELECT {ISSUE_COLS} FROM issues WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref()
-            .map(record_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("issue", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {ISSUE_COLS} FROM issues WHERE id = $1"),
+            id,
+            "issue",
+            record_from_row,
+        )
+        .await
     }
 
     async fn watchers(

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use linli_core::audit::{self, Change};
+use linli_core::db::fetch_by_id;
 use linli_core::idempotency::{self, Claim, IdemKey};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_timestamp};
@@ -477,14 +478,14 @@ impl Store {
     }
 
     pub async fn load_depot(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Depot> {
-        let row = sqlx::query("SELECT community_id, id, name, address FROM depots WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref()
-            .map(depot_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("depot", id))
+        fetch_by_id(
+            conn,
+            "SELECT community_id, id, name, address FROM depots WHERE id = $1",
+            id,
+            "depot",
+            depot_from_row,
+        )
+        .await
     }
 
     pub async fn depot(&self, id: &str) -> Result<pb::Depot> {
@@ -779,14 +780,7 @@ impl Store {
     }
 
     async fn load_batch(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Batch> {
-        let row = sqlx::query("SELECT community_id, id, depot_id, name, bundle_json, source, households, created_at FROM batches WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref()
-            .map(batch_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("batch", id))
+        fetch_by_id(conn, "SELECT community_id, id, depot_id, name, bundle_json, source, households, created_at FROM batches WHERE id = $1", id, "batch", batch_from_row).await
     }
 
     pub async fn batch(&self, id: &str) -> Result<pb::Batch> {
@@ -812,16 +806,14 @@ impl Store {
     }
 
     async fn load_delivery(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Delivery> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(delivery_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("delivery", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"),
+            id,
+            "delivery",
+            delivery_from_row,
+        )
+        .await
     }
 
     /// Gives deliveries of a batch to a cadre: the ones named, or the next
@@ -1548,16 +1540,14 @@ impl Store {
     }
 
     async fn load_checkpoint(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Checkpoint> {
-        let row = sqlx::query(
+        fetch_by_id(
+            conn,
             "SELECT community_id, id, name, required_staff FROM checkpoints WHERE id = $1",
+            id,
+            "checkpoint",
+            checkpoint_from_row,
         )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(checkpoint_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("checkpoint", id))
+        .await
     }
 
     pub async fn checkpoint(&self, id: &str) -> Result<pb::Checkpoint> {
@@ -1645,14 +1635,14 @@ impl Store {
     }
 
     async fn load_shift(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Shift> {
-        let row = sqlx::query(&format!("SELECT {SHIFT_COLS} FROM shifts WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.as_ref()
-            .map(shift_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("shift", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {SHIFT_COLS} FROM shifts WHERE id = $1"),
+            id,
+            "shift",
+            shift_from_row,
+        )
+        .await
     }
 
     /// Cancels, checks in to or checks out of a shift.
@@ -1939,16 +1929,14 @@ impl Store {
     // ---- funds ----
 
     async fn load_funds(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::FundsEntry> {
-        let row = sqlx::query(&format!(
-            "SELECT {FUNDS_COLS} FROM funds_entries WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(funds_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("funds entry", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {FUNDS_COLS} FROM funds_entries WHERE id = $1"),
+            id,
+            "funds entry",
+            funds_from_row,
+        )
+        .await
     }
 
     async fn insert_funds(

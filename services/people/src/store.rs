@@ -14,6 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use linli_core::audit::{self, Change};
+use linli_core::db::fetch_by_id;
 use linli_core::idempotency::{self, Claim};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_datetime, to_timestamp};
@@ -470,16 +471,14 @@ impl Store {
     // ---- households and residents ----
 
     async fn load_household(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Household> {
-        let row = sqlx::query(&format!(
-            "SELECT {HOUSEHOLD_COLS} FROM households WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(household_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("household", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {HOUSEHOLD_COLS} FROM households WHERE id = $1"),
+            id,
+            "household",
+            household_from_row,
+        )
+        .await
     }
 
     pub async fn create_household(
@@ -1013,16 +1012,14 @@ impl Store {
     }
 
     async fn load_cadre(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Cadre> {
-        let row = sqlx::query(
+        fetch_by_id(
+            conn,
             "SELECT id, unit_id, name, phone, title, created_at FROM cadres WHERE id = $1",
+            id,
+            "cadre",
+            cadre_from_row,
         )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(cadre_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("cadre", id))
+        .await
     }
 
     pub async fn create_cadre(
@@ -1122,16 +1119,14 @@ impl Store {
         conn: &mut AnyConnection,
         id: &str,
     ) -> Result<pb::Registration> {
-        let row = sqlx::query(&format!(
-            "SELECT {REGISTRATION_COLS} FROM registrations WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(registration_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("registration", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {REGISTRATION_COLS} FROM registrations WHERE id = $1"),
+            id,
+            "registration",
+            registration_from_row,
+        )
+        .await
     }
 
     /// The cadre's active registration with this community, if they have one.
@@ -1339,16 +1334,14 @@ impl Store {
     // ---- pairings ----
 
     async fn load_pairing(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Pairing> {
-        let row = sqlx::query(&format!(
-            "SELECT {PAIRING_COLS} FROM pairings WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(pairing_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("pairing", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {PAIRING_COLS} FROM pairings WHERE id = $1"),
+            id,
+            "pairing",
+            pairing_from_row,
+        )
+        .await
     }
 
     pub async fn pair_household(
@@ -1897,16 +1890,14 @@ impl Store {
     // ---- accounts ----
 
     async fn load_account(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Account> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.as_ref()
-            .map(account_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found("account", id))
+        fetch_by_id(
+            conn,
+            &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"),
+            id,
+            "account",
+            account_from_row,
+        )
+        .await
     }
 
     pub async fn get_account(&self, id: &str) -> Result<pb::Account> {
