@@ -3,10 +3,11 @@
 //! carries the caller's identity and trace context; a people service that
 //! cannot be reached makes the calling RPC fail with UNAVAILABLE before
 //! anything is written.
+use std::future::Future;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
@@ -16,6 +17,12 @@ use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 pub struct People {
     client: PeopleServiceClient<Channel>,
 }
+
+/// Waits before each retry of a call the people service could not take.
+/// Every call here is a read, so retrying cannot do anything twice; two
+/// short retries ride out a people replica restarting without making a
+/// caller wait long when people is really down.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
 
 impl People {
     /// A client that connects on first use, so a service starts even while people is down.
@@ -36,56 +43,69 @@ impl People {
         }
     }
 
-    /// The raw client, for listing (the demo seed reads households and cadres).
+    /// The raw client, for listing (the demo seeds read households and cadres).
     pub fn client(&self) -> PeopleServiceClient<Channel> {
         self.client.clone()
     }
 
-    fn request<T>(actor: &Actor, msg: T) -> Request<T> {
-        let mut req = Request::new(msg);
-        actor.to_metadata(req.metadata_mut());
-        crate::telemetry::inject_context(req.metadata_mut());
-        req
+    /// Calls people with the caller's identity and trace context, retrying
+    /// UNAVAILABLE; errors are mapped for the caller, naming `what` and `id`.
+    async fn call<M, R, F, Fut>(
+        &self,
+        actor: &Actor,
+        msg: M,
+        what: &'static str,
+        id: &str,
+        rpc: F,
+    ) -> Result<R>
+    where
+        M: Clone,
+        F: Fn(PeopleServiceClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<R>, Status>>,
+    {
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            let mut req = Request::new(msg.clone());
+            actor.to_metadata(req.metadata_mut());
+            crate::telemetry::inject_context(req.metadata_mut());
+            match rpc(self.client.clone(), req).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(s) if s.code() == Code::Unavailable => match delays.next() {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None => return Err(map_status(s, what, id)),
+                },
+                Err(s) => return Err(map_status(s, what, id)),
+            }
+        }
     }
 
     pub async fn household(&self, actor: &Actor, id: &str) -> Result<pb::Household> {
-        let req = Self::request(
-            actor,
-            pb::GetHouseholdRequest {
-                household_id: id.to_owned(),
-                view: 0,
-            },
-        );
+        let msg = pb::GetHouseholdRequest {
+            household_id: id.to_owned(),
+            view: 0,
+        };
         let resp = self
-            .client
-            .clone()
-            .get_household(req)
-            .await
-            .map_err(|s| map_status(s, "household", id))?;
-        resp.into_inner()
-            .household
+            .call(actor, msg, "household", id, |mut c, r| async move {
+                c.get_household(r).await
+            })
+            .await?;
+        resp.household
             .ok_or_else(|| Error::not_found("household", id))
     }
 
     /// The community with this exact name (for tools and demo data, which know communities by name).
     pub async fn community_named(&self, actor: &Actor, name: &str) -> Result<pb::Place> {
-        let req = Self::request(
-            actor,
-            pb::ListPlacesRequest {
-                kind: pb::PlaceKind::Community as i32,
-                page_size: 500,
-                ..Default::default()
-            },
-        );
-        let places = self
-            .client
-            .clone()
-            .list_places(req)
-            .await
-            .map_err(|s| map_status(s, "community", name))?
-            .into_inner()
-            .places;
-        places
+        let msg = pb::ListPlacesRequest {
+            kind: pb::PlaceKind::Community as i32,
+            page_size: 500,
+            ..Default::default()
+        };
+        let resp = self
+            .call(actor, msg, "community", name, |mut c, r| async move {
+                c.list_places(r).await
+            })
+            .await?;
+        resp.places
             .into_iter()
             .find(|p| p.name == name)
             .ok_or_else(|| Error::not_found("community", name))
@@ -93,19 +113,15 @@ impl People {
 
     /// The community with this id; NOT_FOUND when there is no such community.
     pub async fn community(&self, actor: &Actor, id: &str) -> Result<pb::Place> {
-        let req = Self::request(
-            actor,
-            pb::GetPlaceRequest {
-                place_id: id.to_owned(),
-            },
-        );
+        let msg = pb::GetPlaceRequest {
+            place_id: id.to_owned(),
+        };
         let resp = self
-            .client
-            .clone()
-            .get_place(req)
-            .await
-            .map_err(|s| map_status(s, "community", id))?;
-        match resp.into_inner().place {
+            .call(actor, msg, "community", id, |mut c, r| async move {
+                c.get_place(r).await
+            })
+            .await?;
+        match resp.place {
             Some(p) if p.kind == pb::PlaceKind::Community as i32 => Ok(p),
             _ => Err(Error::not_found("community", id)),
         }
@@ -122,23 +138,22 @@ impl People {
         let mut out = Vec::new();
         let mut page_token = String::new();
         loop {
-            let req = Self::request(
-                actor,
-                pb::ListHouseholdsRequest {
-                    community_id: community_id.to_owned(),
-                    min_care_level,
-                    page_size: 500,
-                    page_token,
-                    ..Default::default()
-                },
-            );
+            let msg = pb::ListHouseholdsRequest {
+                community_id: community_id.to_owned(),
+                min_care_level,
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            };
             let resp = self
-                .client
-                .clone()
-                .list_households(req)
-                .await
-                .map_err(|s| map_status(s, "community", community_id))?
-                .into_inner();
+                .call(
+                    actor,
+                    msg,
+                    "community",
+                    community_id,
+                    |mut c, r| async move { c.list_households(r).await },
+                )
+                .await?;
             out.extend(resp.households.into_iter().map(|h| (h.id, h.care_level)));
             if resp.next_page_token.is_empty() {
                 return Ok(out);
@@ -153,56 +168,40 @@ impl People {
         cadre_id: &str,
         community_id: &str,
     ) -> Result<bool> {
-        let req = Self::request(
-            actor,
-            pb::CheckRegistrationRequest {
-                cadre_id: cadre_id.to_owned(),
-                community_id: community_id.to_owned(),
-            },
-        );
+        let msg = pb::CheckRegistrationRequest {
+            cadre_id: cadre_id.to_owned(),
+            community_id: community_id.to_owned(),
+        };
         let resp = self
-            .client
-            .clone()
-            .check_registration(req)
-            .await
-            .map_err(|s| map_status(s, "cadre", cadre_id))?;
-        Ok(resp.into_inner().registered)
+            .call(actor, msg, "cadre", cadre_id, |mut c, r| async move {
+                c.check_registration(r).await
+            })
+            .await?;
+        Ok(resp.registered)
     }
 
     pub async fn cadre(&self, actor: &Actor, id: &str) -> Result<pb::Cadre> {
-        let req = Self::request(
-            actor,
-            pb::GetCadreRequest {
-                cadre_id: id.to_owned(),
-            },
-        );
+        let msg = pb::GetCadreRequest {
+            cadre_id: id.to_owned(),
+        };
         let resp = self
-            .client
-            .clone()
-            .get_cadre(req)
-            .await
-            .map_err(|s| map_status(s, "cadre", id))?;
-        resp.into_inner()
-            .cadre
-            .ok_or_else(|| Error::not_found("cadre", id))
+            .call(actor, msg, "cadre", id, |mut c, r| async move {
+                c.get_cadre(r).await
+            })
+            .await?;
+        resp.cadre.ok_or_else(|| Error::not_found("cadre", id))
     }
 
     pub async fn unit(&self, actor: &Actor, id: &str) -> Result<pb::Unit> {
-        let req = Self::request(
-            actor,
-            pb::GetUnitRequest {
-                unit_id: id.to_owned(),
-            },
-        );
+        let msg = pb::GetUnitRequest {
+            unit_id: id.to_owned(),
+        };
         let resp = self
-            .client
-            .clone()
-            .get_unit(req)
-            .await
-            .map_err(|s| map_status(s, "unit", id))?;
-        resp.into_inner()
-            .unit
-            .ok_or_else(|| Error::not_found("unit", id))
+            .call(actor, msg, "unit", id, |mut c, r| async move {
+                c.get_unit(r).await
+            })
+            .await?;
+        resp.unit.ok_or_else(|| Error::not_found("unit", id))
     }
 }
 
