@@ -733,12 +733,33 @@ impl Store {
         ];
         let (records, next) =
             fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;
-        let mut conn = self.db.pool.acquire().await?;
-        let mut issues = Vec::with_capacity(records.len());
-        for r in &records {
-            issues.push(self.to_proto(&mut conn, r).await?);
+        Ok((self.with_watchers(&records).await?, next))
+    }
+
+    /// Issues as sent, with their watchers read in one query for the whole list.
+    async fn with_watchers(&self, records: &[IssueRecord]) -> Result<Vec<pb::Issue>> {
+        let mut watchers: HashMap<String, Vec<String>> = HashMap::new();
+        // Bounded batches keep the IN list well within both databases' placeholder limits.
+        for chunk in records.chunks(500) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT issue_id, household_id FROM issue_watchers WHERE issue_id IN ({placeholders}) ORDER BY household_id"
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+            for r in chunk {
+                q = q.bind(&r.id);
+            }
+            for (issue, household) in q.fetch_all(&self.db.pool).await? {
+                watchers.entry(issue).or_default().push(household);
+            }
         }
-        Ok((issues, next))
+        Ok(records
+            .iter()
+            .map(|r| r.to_proto(watchers.remove(&r.id).unwrap_or_default()))
+            .collect())
     }
 
     async fn open_records(&self, community_id: &str) -> Result<Vec<IssueRecord>> {
@@ -756,28 +777,32 @@ impl Store {
         community_id: &str,
         as_of: Micros,
     ) -> Result<Vec<pb::OverdueIssue>> {
-        let mut out = Vec::new();
-        // Read the records before taking a connection: an SQLite pool has only one.
-        let records = self.open_records(community_id).await?;
-        let mut conn = self.db.pool.acquire().await?;
-        for r in records {
-            if let Some((kind, due)) = domain::breaches(
+        let mut late = Vec::new();
+        for r in self.open_records(community_id).await? {
+            let breach = domain::breaches(
                 r.domain.state,
                 r.response_due_at,
                 r.domain.resolution_due_at,
                 as_of,
             )
             .into_iter()
-            .min_by_key(|(_, due)| *due)
-            {
-                out.push(pb::OverdueIssue {
-                    issue: Some(self.to_proto(&mut conn, &r).await?),
-                    deadline: kind.to_proto(),
-                    due_at: Some(to_timestamp(due)),
-                    overdue_seconds: (as_of - due) / 1_000_000,
-                });
+            .min_by_key(|(_, due)| *due);
+            if let Some(breach) = breach {
+                late.push((r, breach));
             }
         }
+        let records: Vec<IssueRecord> = late.iter().map(|(r, _)| r.clone()).collect();
+        let issues = self.with_watchers(&records).await?;
+        let mut out: Vec<pb::OverdueIssue> = issues
+            .into_iter()
+            .zip(late)
+            .map(|(issue, (_, (kind, due)))| pb::OverdueIssue {
+                issue: Some(issue),
+                deadline: kind.to_proto(),
+                due_at: Some(to_timestamp(due)),
+                overdue_seconds: (as_of - due) / 1_000_000,
+            })
+            .collect();
         out.sort_by_key(|o| std::cmp::Reverse(o.overdue_seconds));
         Ok(out)
     }

@@ -1622,6 +1622,11 @@ async fn lists_summary_and_audit(backend: Backend) {
             .collect::<Vec<_>>(),
         vec![road.id.as_str()]
     );
+    assert_eq!(
+        by_text.issues[0].watcher_household_ids,
+        vec![w.households[0].clone()],
+        "lists carry each issue's watchers"
+    );
     let percent = c
         .list_issues(pb::ListIssuesRequest {
             title_contains: "%".into(),
