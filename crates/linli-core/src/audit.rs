@@ -26,6 +26,45 @@ pub struct Change<'a> {
     pub after: Option<Value>,
 }
 
+impl<'a> Change<'a> {
+    /// A record made: nothing before, `after` after.
+    pub fn created(
+        community_id: &'a str,
+        action: &'a str,
+        entity: &'a str,
+        entity_id: &'a str,
+        after: Value,
+    ) -> Self {
+        Change {
+            community_id,
+            action,
+            entity,
+            entity_id,
+            before: None,
+            after: Some(after),
+        }
+    }
+
+    /// A record changed from `before` to `after`.
+    pub fn updated(
+        community_id: &'a str,
+        action: &'a str,
+        entity: &'a str,
+        entity_id: &'a str,
+        before: Value,
+        after: Value,
+    ) -> Self {
+        Change {
+            community_id,
+            action,
+            entity,
+            entity_id,
+            before: Some(before),
+            after: Some(after),
+        }
+    }
+}
+
 fn link_hash(e: &AuditEvent) -> String {
     // A JSON array is an unambiguous encoding of the fields, whatever they contain.
     let canonical = serde_json::json!([

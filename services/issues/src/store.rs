@@ -452,14 +452,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &r.community_id,
-                action: "issue.report",
-                entity: "issue",
-                entity_id: &id,
-                before: None,
-                after: Some(r.audit_json()),
-            },
+            Change::created(
+                &r.community_id,
+                "issue.report",
+                "issue",
+                &id,
+                r.audit_json(),
+            ),
         )
         .await?;
         let issue = self.to_proto(&mut tx, &r).await?;
@@ -559,14 +558,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: &format!("issue.{}", kind.as_str()),
-                entity: "issue",
-                entity_id: &after.id,
-                before: Some(before.audit_json()),
-                after: Some(after.audit_json()),
-            },
+            Change::updated(
+                &after.community_id,
+                &format!("issue.{}", kind.as_str()),
+                "issue",
+                &after.id,
+                before.audit_json(),
+                after.audit_json(),
+            ),
         )
         .await?;
         let issue = self.to_proto(&mut tx, &after).await?;
@@ -677,14 +676,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &issue.community_id,
-                action: "issue.supervision_note",
-                entity: "issue",
-                entity_id: &issue.id,
-                before: None,
-                after: Some(json!({ "event_id": event.id, "note": note })),
-            },
+            Change::created(
+                &issue.community_id,
+                "issue.supervision_note",
+                "issue",
+                &issue.id,
+                json!({ "event_id": event.id, "note": note }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -861,14 +859,13 @@ impl Store {
                 audit::record(
                     &mut tx,
                     &system,
-                    Change {
-                        community_id: &r.community_id,
-                        action: "issue.escalated",
-                        entity: "issue",
-                        entity_id: &r.id,
-                        before: None,
-                        after: Some(json!({ "deadline": kind.as_str(), "due_at": due })),
-                    },
+                    Change::created(
+                        &r.community_id,
+                        "issue.escalated",
+                        "issue",
+                        &r.id,
+                        json!({ "deadline": kind.as_str(), "due_at": due }),
+                    ),
                 )
                 .await?;
                 tx.commit().await?;

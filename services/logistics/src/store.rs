@@ -387,14 +387,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: "",
-                action: "item.create",
-                entity: "item",
-                entity_id: &id,
-                before: None,
-                after: Some(json!({ "name": name, "unit": unit, "perishable": perishable })),
-            },
+            Change::created(
+                "",
+                "item.create",
+                "item",
+                &id,
+                json!({ "name": name, "unit": unit, "perishable": perishable }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -458,14 +457,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
+            Change::created(
                 community_id,
-                action: "depot.create",
-                entity: "depot",
-                entity_id: &id,
-                before: None,
-                after: Some(json!({ "name": name, "address": address })),
-            },
+                "depot.create",
+                "depot",
+                &id,
+                json!({ "name": name, "address": address }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -570,14 +568,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &depot.community_id,
-                action: "stock.move",
-                entity: "stock_movement",
-                entity_id: &movement.id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &depot.community_id,
+                "stock.move",
+                "stock_movement",
+                &movement.id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -704,14 +701,7 @@ impl Store {
         audit::record(
             conn,
             actor,
-            Change {
-                community_id: b.community_id,
-                action: "batch.plan",
-                entity: "batch",
-                entity_id: &b.id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(b.community_id, "batch.plan", "batch", &b.id, after),
         )
         .await?;
         Ok(pb::Batch {
@@ -865,14 +855,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &batch.community_id,
-                action: "batch.assign",
-                entity: "batch",
-                entity_id: batch_id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &batch.community_id,
+                "batch.assign",
+                "batch",
+                batch_id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -946,14 +935,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: "delivery.outcome",
-                entity: "delivery",
-                entity_id: id,
-                before: Some(snapshot(&before)),
-                after: Some(snapshot(&after)),
-            },
+            Change::updated(
+                &after.community_id,
+                "delivery.outcome",
+                "delivery",
+                id,
+                snapshot(&before),
+                snapshot(&after),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1086,7 +1075,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let p = self.load_purchase(&mut tx, &id).await?;
-        audit::record(&mut tx, actor, Change { community_id, action: "purchase.open", entity: "group_purchase", entity_id: &id, before: None, after: Some(json!({ "title": title, "organiser": organiser, "prices": prices, "closes_at": closes_at })) }).await?;
+        audit::record(&mut tx, actor, Change::created(community_id, "purchase.open", "group_purchase", &id, json!({ "title": title, "organiser": organiser, "prices": prices, "closes_at": closes_at }))).await?;
         tx.commit().await?;
         Ok(p)
     }
@@ -1329,14 +1318,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &p.community_id,
-                action: "purchase.close",
-                entity: "group_purchase",
-                entity_id: id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &p.community_id,
+                "purchase.close",
+                "group_purchase",
+                id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1396,14 +1384,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &depot.community_id,
-                action: "schedule.create",
-                entity: "schedule",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &depot.community_id,
+                "schedule.create",
+                "schedule",
+                &id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1520,14 +1507,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
+            Change::created(
                 community_id,
-                action: "checkpoint.create",
-                entity: "checkpoint",
-                entity_id: &id,
-                before: None,
-                after: Some(json!({ "name": name, "required_staff": required_staff })),
-            },
+                "checkpoint.create",
+                "checkpoint",
+                &id,
+                json!({ "name": name, "required_staff": required_staff }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1620,14 +1606,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &checkpoint.community_id,
-                action: "shift.assign",
-                entity: "shift",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &checkpoint.community_id,
+                "shift.assign",
+                "shift",
+                &id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1708,14 +1693,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: name,
-                entity: "shift",
-                entity_id: id,
-                before: Some(snap(&before)),
-                after: Some(snap(&after)),
-            },
+            Change::updated(
+                &after.community_id,
+                name,
+                "shift",
+                id,
+                snap(&before),
+                snap(&after),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1878,14 +1863,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &checkpoint.community_id,
-                action: "checkpoint.log",
-                entity: "checkpoint_log",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &checkpoint.community_id,
+                "checkpoint.log",
+                "checkpoint_log",
+                &id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1989,14 +1973,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &e.community_id,
-                action: "funds.record",
-                entity: "funds_entry",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(&e.community_id, "funds.record", "funds_entry", &id, after),
         )
         .await?;
         tx.commit().await?;
@@ -2066,14 +2043,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &e.community_id,
-                action: "funds.reverse",
-                entity: "funds_entry",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(&e.community_id, "funds.reverse", "funds_entry", &id, after),
         )
         .await?;
         tx.commit().await?;

@@ -431,14 +431,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &place.community_id,
-                action: "place.create",
-                entity: "place",
-                entity_id: &place.id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(
+                &place.community_id,
+                "place.create",
+                "place",
+                &place.id,
+                after,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -554,14 +553,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &h.community_id,
-                action: "household.create",
-                entity: "household",
-                entity_id: &h.id,
-                before: None,
-                after: Some(household_json(&h)),
-            },
+            Change::created(
+                &h.community_id,
+                "household.create",
+                "household",
+                &h.id,
+                household_json(&h),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -639,14 +637,14 @@ impl Store {
             audit::record(
                 conn,
                 actor,
-                Change {
+                Change::updated(
                     community_id,
-                    action: "household.care",
-                    entity: "household",
-                    entity_id: household_id,
-                    before: Some(household_json(&before)),
-                    after: Some(household_json(&after)),
-                },
+                    "household.care",
+                    "household",
+                    household_id,
+                    household_json(&before),
+                    household_json(&after),
+                ),
             )
             .await?;
         }
@@ -774,14 +772,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &r.community_id,
-                action: "resident.add",
-                entity: "resident",
-                entity_id: &r.id,
-                before: None,
-                after: Some(resident_json(&r)),
-            },
+            Change::created(
+                &r.community_id,
+                "resident.add",
+                "resident",
+                &r.id,
+                resident_json(&r),
+            ),
         )
         .await?;
         self.refresh_household(&mut tx, actor, &household.community_id, &household.id)
@@ -871,14 +868,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: "resident.update",
-                entity: "resident",
-                entity_id: id,
-                before: Some(resident_json(&before)),
-                after: Some(resident_json(&after)),
-            },
+            Change::updated(
+                &after.community_id,
+                "resident.update",
+                "resident",
+                id,
+                resident_json(&before),
+                resident_json(&after),
+            ),
         )
         .await?;
         self.refresh_household(&mut tx, actor, &after.community_id, &after.household_id)
@@ -920,14 +917,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: "resident.remove",
-                entity: "resident",
-                entity_id: id,
-                before: Some(resident_json(&before)),
-                after: Some(resident_json(&after)),
-            },
+            Change::updated(
+                &after.community_id,
+                "resident.remove",
+                "resident",
+                id,
+                resident_json(&before),
+                resident_json(&after),
+            ),
         )
         .await?;
         self.refresh_household(&mut tx, actor, &after.community_id, &after.household_id)
@@ -970,14 +967,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: "",
-                action: "unit.create",
-                entity: "unit",
-                entity_id: &id,
-                before: None,
-                after: Some(json!({ "id": id, "name": name })),
-            },
+            Change::created(
+                "",
+                "unit.create",
+                "unit",
+                &id,
+                json!({ "id": id, "name": name }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1058,14 +1054,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: "",
-                action: "cadre.create",
-                entity: "cadre",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created("", "cadre.create", "cadre", &id, after),
         )
         .await?;
         tx.commit().await?;
@@ -1224,14 +1213,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
+            Change::created(
                 community_id,
-                action: "registration.request",
-                entity: "registration",
-                entity_id: &id,
-                before: None,
-                after: Some(registration_json(&r)),
-            },
+                "registration.request",
+                "registration",
+                &id,
+                registration_json(&r),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1281,14 +1269,14 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &after.community_id,
+            Change::updated(
+                &after.community_id,
                 action,
-                entity: "registration",
-                entity_id: id,
-                before: Some(registration_json(&before)),
-                after: Some(registration_json(&after)),
-            },
+                "registration",
+                id,
+                registration_json(&before),
+                registration_json(&after),
+            ),
         )
         .await?;
         if to == RegistrationState::Ended {
@@ -1419,14 +1407,13 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &p.community_id,
-                action: "pairing.create",
-                entity: "pairing",
-                entity_id: &id,
-                before: None,
-                after: Some(pairing_json(&p)),
-            },
+            Change::created(
+                &p.community_id,
+                "pairing.create",
+                "pairing",
+                &id,
+                pairing_json(&p),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1457,14 +1444,14 @@ impl Store {
         audit::record(
             conn,
             actor,
-            Change {
-                community_id: &after.community_id,
-                action: "pairing.end",
-                entity: "pairing",
-                entity_id: &after.id,
-                before: Some(pairing_json(&before)),
-                after: Some(pairing_json(&after)),
-            },
+            Change::updated(
+                &after.community_id,
+                "pairing.end",
+                "pairing",
+                &after.id,
+                pairing_json(&before),
+                pairing_json(&after),
+            ),
         )
         .await?;
         Ok(after)
@@ -1602,14 +1589,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &c.community_id,
-                action: "check_in.create",
-                entity: "check_in",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(&c.community_id, "check_in.create", "check_in", &id, after),
         )
         .await?;
         tx.commit().await?;
@@ -1769,14 +1749,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: &v.community_id,
-                action: "visit.log",
-                entity: "visit",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created(&v.community_id, "visit.log", "visit", &id, after),
         )
         .await?;
         tx.commit().await?;
@@ -1962,14 +1935,7 @@ impl Store {
         audit::record(
             &mut tx,
             actor,
-            Change {
-                community_id: "",
-                action: "account.create",
-                entity: "account",
-                entity_id: &id,
-                before: None,
-                after: Some(after),
-            },
+            Change::created("", "account.create", "account", &id, after),
         )
         .await?;
         tx.commit().await?;
