@@ -40,6 +40,22 @@ impl Role {
         }
     }
 
+    /// The proto enum number (`linli.people.v1.AccountRole`): the variants are listed in its order, from 1.
+    pub fn to_proto(self) -> i32 {
+        Role::ALL
+            .iter()
+            .position(|r| *r == self)
+            .map_or(0, |i| i as i32 + 1)
+    }
+
+    /// `None` for 0 (unspecified) and numbers the proto does not define.
+    pub fn from_proto(n: i32) -> Option<Role> {
+        usize::try_from(n)
+            .ok()?
+            .checked_sub(1)
+            .and_then(|i| Role::ALL.get(i).copied())
+    }
+
     /// Roles that may read residents' phone and ID numbers in full.
     pub fn sees_personal_data(self) -> bool {
         matches!(self, Role::Admin | Role::CommunityWorker)
@@ -130,6 +146,8 @@ mod tests {
         assert_eq!(actor.role, Some(Role::CommunityWorker));
         assert_eq!(actor.community, None);
 
+        assert_eq!(Role::from_proto(Role::Cadre.to_proto()), Some(Role::Cadre));
+        assert_eq!(Role::from_proto(0), None);
         let mut back = MetadataMap::new();
         actor.to_metadata(&mut back);
         assert_eq!(Actor::from_metadata(&back).unwrap(), actor);

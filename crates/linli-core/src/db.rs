@@ -238,6 +238,19 @@ async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a column stored as the text of an enum; an unknown text is corrupt data, an internal error.
+pub fn text_col<T>(
+    row: &sqlx::any::AnyRow,
+    col: &str,
+    parse: fn(&str) -> Option<T>,
+) -> crate::Result<T> {
+    use sqlx::Row;
+    let s: String = row.try_get(col)?;
+    parse(&s).ok_or_else(|| {
+        crate::Error::Internal(anyhow::anyhow!("column {col} holds unknown value {s:?}"))
+    })
+}
+
 /// Fetches the one record `sql` selects by id (its only placeholder, `$1`),
 /// or NOT_FOUND naming `what`.
 pub async fn fetch_by_id<T>(

@@ -154,6 +154,42 @@ impl TestServer {
     }
 }
 
+/// A fresh idempotency key.
+pub fn key() -> String {
+    crate::new_id()
+}
+
+/// Asserts a call failed with `code`; for INVALID_ARGUMENT, that both the message
+/// and the `BadRequest` detail name `field`, otherwise that the message mentions it.
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "{status:?}");
+    if code == tonic::Code::InvalidArgument {
+        assert!(
+            status.message().starts_with(&format!("{field}:")),
+            "message {:?} should name {field}",
+            status.message()
+        );
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        let violation = &details
+            .bad_request()
+            .expect("BadRequest detail")
+            .field_violations[0];
+        assert_eq!(violation.field, field);
+    } else if !field.is_empty() {
+        assert!(
+            status.message().contains(field),
+            "message {:?} should mention {field}",
+            status.message()
+        );
+    }
+}
+
 /// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL,
 /// as two tests: `name::sqlite` and `name::postgres`.
 #[macro_export]

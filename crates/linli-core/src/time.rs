@@ -37,6 +37,11 @@ pub fn from_timestamp(field: &str, ts: &Timestamp) -> Result<Micros> {
     Ok(ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1000)
 }
 
+/// An optional request time, naming `field` if it is out of range.
+pub fn optional(field: &str, ts: Option<&Timestamp>) -> Result<Option<Micros>> {
+    ts.map(|t| from_timestamp(field, t)).transpose()
+}
+
 /// An optional request time that may not lie in the future (beyond a minute of clock skew).
 pub fn past_or_now(field: &str, ts: Option<&Timestamp>) -> Result<Micros> {
     let now = now_micros();

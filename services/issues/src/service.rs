@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use linli_core::idempotency::idem_key;
 use linli_core::page::PageRequest;
-use linli_core::time::{from_timestamp, now_micros, past_or_now};
+use linli_core::time::{now_micros, past_or_now};
 use linli_core::validate::{
     optional_enum, parse_id, parse_name, parse_opt_id, parse_text, required_enum,
 };
@@ -134,15 +134,6 @@ impl IssuesApi {
         }
         Ok(())
     }
-
-    async fn moved(
-        &self,
-        actor: &Actor,
-        mv: Move,
-        action: impl FnOnce(&crate::store::IssueRecord, i64) -> Result<Action>,
-    ) -> Result<pb::Issue> {
-        self.store.transition(actor, mv, action).await
-    }
 }
 
 fn parse_move(t: Option<pb::Transition>) -> Result<Move> {
@@ -177,17 +168,13 @@ fn parse_attachments(list: &[pb::Attachment]) -> Result<Vec<domain::Attachment>>
         .collect()
 }
 
-fn optional_time(field: &str, ts: Option<&prost_types::Timestamp>) -> Result<Option<i64>> {
-    ts.map(|t| from_timestamp(field, t)).transpose()
-}
-
 /// The reporting period [from, to), defaulting to everything up to now.
 fn period(
     from: Option<&prost_types::Timestamp>,
     to: Option<&prost_types::Timestamp>,
 ) -> Result<(i64, i64)> {
-    let from = optional_time("from", from)?.unwrap_or(i64::MIN);
-    let to = optional_time("to", to)?.unwrap_or_else(|| now_micros() + 1);
+    let from = linli_core::time::optional("from", from)?.unwrap_or(i64::MIN);
+    let to = linli_core::time::optional("to", to)?.unwrap_or_else(|| now_micros() + 1);
     if from >= to {
         return Err(Error::invalid("to", "must be after from"));
     }
@@ -285,7 +272,8 @@ impl IssuesService for IssuesApi {
         let actor = Actor::from_metadata(req.metadata())?;
         let mv = parse_move(req.into_inner().transition)?;
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Acknowledge))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Acknowledge))
             .await?;
         Ok(Response::new(pb::AcknowledgeIssueResponse {
             issue: Some(issue),
@@ -310,7 +298,8 @@ impl IssuesService for IssuesApi {
             )
             .await?;
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Claim(claimant)))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Claim(claimant)))
             .await?;
         Ok(Response::new(pb::ClaimIssueResponse { issue: Some(issue) }))
     }
@@ -321,7 +310,10 @@ impl IssuesService for IssuesApi {
     ) -> Resp<pb::UnclaimIssueResponse> {
         let actor = Actor::from_metadata(req.metadata())?;
         let mv = parse_move(req.into_inner().transition)?;
-        let issue = self.moved(&actor, mv, |_, _| Ok(Action::Unclaim)).await?;
+        let issue = self
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Unclaim))
+            .await?;
         Ok(Response::new(pb::UnclaimIssueResponse {
             issue: Some(issue),
         }))
@@ -345,7 +337,8 @@ impl IssuesService for IssuesApi {
             )
             .await?;
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Reassign(claimant)))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Reassign(claimant)))
             .await?;
         Ok(Response::new(pb::ReassignIssueResponse {
             issue: Some(issue),
@@ -355,7 +348,10 @@ impl IssuesService for IssuesApi {
     async fn start_work(&self, req: Request<pb::StartWorkRequest>) -> Resp<pb::StartWorkResponse> {
         let actor = Actor::from_metadata(req.metadata())?;
         let mv = parse_move(req.into_inner().transition)?;
-        let issue = self.moved(&actor, mv, |_, _| Ok(Action::Start)).await?;
+        let issue = self
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Start))
+            .await?;
         Ok(Response::new(pb::StartWorkResponse { issue: Some(issue) }))
     }
 
@@ -368,7 +364,8 @@ impl IssuesService for IssuesApi {
         let mv = parse_move(r.transition)?;
         let attachments = parse_attachments(&r.attachments)?;
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Resolve(attachments)))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Resolve(attachments)))
             .await?;
         Ok(Response::new(pb::ResolveIssueResponse {
             issue: Some(issue),
@@ -388,7 +385,8 @@ impl IssuesService for IssuesApi {
         self.check_household(&actor, &record, &r.household_id)
             .await?;
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Confirm { rating, comment }))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Confirm { rating, comment }))
             .await?;
         Ok(Response::new(pb::ConfirmResolutionResponse {
             issue: Some(issue),
@@ -407,7 +405,8 @@ impl IssuesService for IssuesApi {
             .await?;
         let policy = self.store.policy.clone();
         let issue = self
-            .moved(&actor, mv, |issue, at| {
+            .store
+            .transition(&actor, mv, |issue, at| {
                 Ok(Action::Reopen {
                     resolution_due_at: policy.resolution_due(at, issue.category, issue.three_most),
                 })
@@ -433,7 +432,8 @@ impl IssuesService for IssuesApi {
         }
         let reason = mv.note.clone();
         let issue = self
-            .moved(&actor, mv, |_, _| Ok(Action::Reject { reason }))
+            .store
+            .transition(&actor, mv, |_, _| Ok(Action::Reject { reason }))
             .await?;
         Ok(Response::new(pb::RejectIssueResponse {
             issue: Some(issue),
@@ -460,7 +460,8 @@ impl IssuesService for IssuesApi {
             .into());
         }
         let issue = self
-            .moved(&actor, mv, |issue, _| {
+            .store
+            .transition(&actor, mv, |issue, _| {
                 if issue.community_id != original.community_id {
                     return Err(Error::invalid(
                         "original_issue_id",
@@ -507,7 +508,8 @@ impl IssuesService for IssuesApi {
     ) -> Resp<pb::ListOverdueIssuesResponse> {
         let r = req.into_inner();
         let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
-        let as_of = optional_time("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
+        let as_of =
+            linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
         Ok(Response::new(pb::ListOverdueIssuesResponse {
             issues: self.store.overdue(&community, as_of).await?,
         }))

@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 
 use linli_core::audit::{self, Change};
-use linli_core::db::fetch_by_id;
+use linli_core::db::{fetch_by_id, text_col};
 use linli_core::idempotency::{self, Claim as KeyClaim, IdemKey};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_timestamp};
@@ -87,12 +87,6 @@ const ISSUE_COLS: &str = "community_id, id, compound_id, building_id, household_
      rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version";
 const EVENT_COLS: &str = "community_id, seq, id, issue_id, at, actor, kind, from_state, to_state, note, attachments_json";
 
-fn text_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    parse(&s)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("column {col} holds unknown value {s:?}")))
-}
-
 fn attachments_to_json(list: &[Attachment]) -> String {
     serde_json::Value::Array(
         list.iter().map(|a| json!({ "url": a.url, "sha256": a.sha256, "mime_type": a.mime_type, "phase": a.phase.as_str() })).collect(),
@@ -154,18 +148,18 @@ fn record_from_row(row: &AnyRow) -> Result<IssueRecord> {
         household_id: row.try_get("household_id")?,
         title: row.try_get("title")?,
         description: row.try_get("description")?,
-        category: text_enum(row, "category", Category::parse)?,
+        category: text_col(row, "category", Category::parse)?,
         three_most: ThreeMost::parse(&three_most),
         location_text: row.try_get("location_text")?,
         latitude: row.try_get("latitude")?,
         longitude: row.try_get("longitude")?,
-        source: text_enum(row, "source", Source::parse)?,
+        source: text_col(row, "source", Source::parse)?,
         reported_at: row.try_get("reported_at")?,
         response_due_at: row.try_get("response_due_at")?,
         last_event_at: row.try_get("last_event_at")?,
         version: row.try_get("version")?,
         domain: domain::Issue {
-            state: text_enum(row, "state", IssueState::parse)?,
+            state: text_col(row, "state", IssueState::parse)?,
             claim,
             claimed_at: row.try_get("claimed_at")?,
             first_claimed_at: row.try_get("first_claimed_at")?,
@@ -250,7 +244,7 @@ fn event_from_row(row: &AnyRow) -> Result<pb::IssueEvent> {
         seq: row.try_get("seq")?,
         at: Some(to_timestamp(row.try_get("at")?)),
         actor: row.try_get("actor")?,
-        kind: text_enum(row, "kind", EventKind::parse)?.to_proto(),
+        kind: text_col(row, "kind", EventKind::parse)?.to_proto(),
         from_state: state("from_state")?,
         to_state: state("to_state")?,
         note: row.try_get("note")?,

@@ -31,10 +31,6 @@ pub struct LogisticsApi {
     people: People,
 }
 
-fn optional_time(field: &str, ts: Option<&prost_types::Timestamp>) -> Result<Option<i64>> {
-    ts.map(|t| from_timestamp(field, t)).transpose()
-}
-
 fn parse_bundle(field: &str, lines: &[pb::ItemQuantity]) -> Result<Lines> {
     if lines.is_empty() {
         return Err(Error::invalid(field, "must list at least one item"));
@@ -564,7 +560,8 @@ impl LogisticsService for LogisticsApi {
         if !(1..=90).contains(&r.every_days) {
             return Err(Error::invalid("every_days", "must be from 1 to 90").into());
         }
-        let first_at = optional_time("first_at", r.first_at.as_ref())?.unwrap_or_else(now_micros);
+        let first_at =
+            linli_core::time::optional("first_at", r.first_at.as_ref())?.unwrap_or_else(now_micros);
         let depot = self.store.depot(&depot_id).await?;
         if depot.community_id != community {
             return Err(Error::invalid("depot_id", "is in another community").into());
@@ -731,8 +728,8 @@ impl LogisticsService for LogisticsApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let checkpoint = parse_opt_id("checkpoint_id", &r.checkpoint_id)?.unwrap_or_default();
         let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
-        let from = optional_time("from", r.from.as_ref())?.unwrap_or(i64::MIN);
-        let to = optional_time("to", r.to.as_ref())?.unwrap_or(i64::MAX);
+        let from = linli_core::time::optional("from", r.from.as_ref())?.unwrap_or(i64::MIN);
+        let to = linli_core::time::optional("to", r.to.as_ref())?.unwrap_or(i64::MAX);
         let (shifts, next_page_token) = self
             .store
             .list_shifts(&checkpoint, &cadre, from, to, &page)
@@ -922,14 +919,15 @@ impl LogisticsService for LogisticsApi {
     ) -> Resp<pb::GetCommunityReportResponse> {
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
-        let to = optional_time("to", r.to.as_ref())?.unwrap_or_else(now_micros);
+        let to = linli_core::time::optional("to", r.to.as_ref())?.unwrap_or_else(now_micros);
         let to = to - to.rem_euclid(domain::HOUR)
             + if to % domain::HOUR == 0 {
                 0
             } else {
                 domain::HOUR
             };
-        let from = optional_time("from", r.from.as_ref())?.unwrap_or(to - 30 * domain::DAY);
+        let from =
+            linli_core::time::optional("from", r.from.as_ref())?.unwrap_or(to - 30 * domain::DAY);
         let from = from - from.rem_euclid(domain::HOUR);
         if from >= to || to - from > 120 * domain::DAY {
             return Err(Error::invalid("from", "must be before to, at most 120 days").into());

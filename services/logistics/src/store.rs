@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use linli_core::audit::{self, Change};
-use linli_core::db::fetch_by_id;
+use linli_core::db::{fetch_by_id, text_col};
 use linli_core::idempotency::{self, Claim, IdemKey};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, opt_timestamp, to_timestamp};
@@ -52,18 +52,12 @@ pub fn lines_to_proto(lines: &Lines) -> Vec<pb::ItemQuantity> {
         .collect()
 }
 
-fn text_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    parse(&s)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("column {col} holds unknown value {s:?}")))
-}
-
 fn movement_from_row(row: &AnyRow) -> Result<pb::StockMovement> {
     Ok(pb::StockMovement {
         id: row.try_get("id")?,
         depot_id: row.try_get("depot_id")?,
         item_id: row.try_get("item_id")?,
-        kind: text_enum(row, "kind", MovementKind::parse)?.to_proto(),
+        kind: text_col(row, "kind", MovementKind::parse)?.to_proto(),
         quantity: row.try_get("quantity")?,
         reason: row.try_get("reason")?,
         reference: row.try_get("reference")?,
@@ -113,7 +107,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<pb::Delivery> {
         household_id: row.try_get("household_id")?,
         care_level: row.try_get::<i64, _>("care_level")? as i32,
         cadre_id: row.try_get("cadre_id")?,
-        status: text_enum(row, "status", DeliveryStatus::parse)?.to_proto(),
+        status: text_col(row, "status", DeliveryStatus::parse)?.to_proto(),
         attempts: row.try_get::<i64, _>("attempts")? as i32,
         confirmed_by: row.try_get("confirmed_by")?,
         note: row.try_get("note")?,
@@ -154,7 +148,7 @@ fn log_from_row(row: &AnyRow) -> Result<pb::CheckpointLogEntry> {
         id: row.try_get("id")?,
         checkpoint_id: row.try_get("checkpoint_id")?,
         shift_id: row.try_get("shift_id")?,
-        kind: text_enum(row, "kind", LogEntryKind::parse)?.to_proto(),
+        kind: text_col(row, "kind", LogEntryKind::parse)?.to_proto(),
         person: row.try_get("person")?,
         temperature_celsius: row.try_get("temperature")?,
         flagged: row.try_get::<i64, _>("flagged")? != 0,
@@ -169,8 +163,8 @@ fn funds_from_row(row: &AnyRow) -> Result<pb::FundsEntry> {
     Ok(pb::FundsEntry {
         id: row.try_get("id")?,
         community_id: row.try_get("community_id")?,
-        direction: text_enum(row, "direction", FundsDirection::parse)?.to_proto(),
-        category: text_enum(row, "category", FundsCategory::parse)?.to_proto(),
+        direction: text_col(row, "direction", FundsDirection::parse)?.to_proto(),
+        category: text_col(row, "category", FundsCategory::parse)?.to_proto(),
         amount_fen: row.try_get("amount_fen")?,
         reference: row.try_get("reference")?,
         approver: row.try_get("approver")?,

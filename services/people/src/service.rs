@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use linli_core::idempotency::idem_key;
 use linli_core::page::PageRequest;
-use linli_core::time::{from_timestamp, now_micros, past_or_now};
+use linli_core::time::{now_micros, past_or_now};
 use linli_core::validate::{optional_enum, required_enum};
 use linli_core::{Actor, Error, Result, Role, audit};
 use linli_proto::people::v1 as pb;
@@ -31,13 +31,6 @@ impl PeopleApi {
     pub fn new(store: Store) -> Self {
         PeopleApi { store }
     }
-}
-
-fn role_from_proto(n: i32) -> Option<Role> {
-    usize::try_from(n)
-        .ok()?
-        .checked_sub(1)
-        .and_then(|i| Role::ALL.get(i).copied())
 }
 
 /// Whether the caller may see residents' personal data in full.
@@ -63,10 +56,6 @@ fn present(mut r: pb::Resident, full: bool) -> pb::Resident {
         r.id_number = domain::mask_id_number(&r.id_number);
     }
     r
-}
-
-fn optional_time(field: &str, ts: Option<&prost_types::Timestamp>) -> Result<Option<i64>> {
-    ts.map(|t| from_timestamp(field, t)).transpose()
 }
 
 static DUMMY_HASH: OnceLock<String> = OnceLock::new();
@@ -607,8 +596,8 @@ impl PeopleService for PeopleApi {
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
         let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
-        let from = optional_time("from", r.from.as_ref())?;
-        let to = optional_time("to", r.to.as_ref())?;
+        let from = linli_core::time::optional("from", r.from.as_ref())?;
+        let to = linli_core::time::optional("to", r.to.as_ref())?;
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
@@ -634,7 +623,8 @@ impl PeopleService for PeopleApi {
         if community.is_empty() && unit.is_empty() {
             return Err(Error::invalid("community_id", "set community_id, unit_id or both").into());
         }
-        let week_of = optional_time("week_of", r.week_of.as_ref())?.unwrap_or_else(now_micros);
+        let week_of =
+            linli_core::time::optional("week_of", r.week_of.as_ref())?.unwrap_or_else(now_micros);
         Ok(Response::new(
             self.store
                 .attendance_report(&community, &unit, week_of)
@@ -683,7 +673,8 @@ impl PeopleService for PeopleApi {
     ) -> Resp<pb::GetComplianceReportResponse> {
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
-        let as_of = optional_time("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
+        let as_of =
+            linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
         Ok(Response::new(
             self.store
                 .compliance_report(&community, as_of, r.overdue_only)
@@ -702,7 +693,7 @@ impl PeopleService for PeopleApi {
         let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
         let username = domain::parse_username("username", &r.username)?;
         domain::check_password("password", &password)?;
-        let role = required_enum("role", r.role, role_from_proto)?;
+        let role = required_enum("role", r.role, Role::from_proto)?;
         let community_id = parse_opt_id("community_id", &r.community_id)?;
         let cadre_id = parse_opt_id("cadre_id", &r.cadre_id)?;
         let resident_id = parse_opt_id("resident_id", &r.resident_id)?;
@@ -756,7 +747,7 @@ impl PeopleService for PeopleApi {
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
-        let role = optional_enum("role", r.role, role_from_proto)?;
+        let role = optional_enum("role", r.role, Role::from_proto)?;
         let (accounts, next_page_token) = self.store.list_accounts(&community, role, &page).await?;
         Ok(Response::new(pb::ListAccountsResponse {
             accounts,

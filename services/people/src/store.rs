@@ -14,10 +14,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use linli_core::audit::{self, Change};
-use linli_core::db::fetch_by_id;
+use linli_core::db::{fetch_by_id, text_col};
 use linli_core::idempotency::{self, Claim};
 use linli_core::page::{PageRequest, fetch_page};
-use linli_core::time::{Micros, now_micros, opt_timestamp, to_datetime, to_timestamp};
+use linli_core::time::{Micros, now_micros, opt_timestamp, to_timestamp};
 use linli_core::{Actor, Db, Error, Result, Role, new_id};
 use linli_proto::people::v1 as pb;
 
@@ -119,16 +119,10 @@ const REGISTRATION_COLS: &str =
 const PAIRING_COLS: &str = "community_id, id, household_id, role, cadre_id, member_name, member_phone, started_at, ended_at";
 const ACCOUNT_COLS: &str = "id, username, role, community_id, cadre_id, resident_id, created_at";
 
-fn text_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    parse(&s)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("column {col} holds unknown value {s:?}")))
-}
-
 fn place_from_row(row: &AnyRow) -> Result<pb::Place> {
     Ok(pb::Place {
         id: row.try_get("id")?,
-        kind: text_enum(row, "kind", PlaceKind::parse)?.to_proto(),
+        kind: text_col(row, "kind", PlaceKind::parse)?.to_proto(),
         parent_id: row.try_get("parent_id")?,
         name: row.try_get("name")?,
         code: row.try_get("code")?,
@@ -164,11 +158,11 @@ fn resident_from_row(row: &AnyRow, today: chrono::NaiveDate) -> Result<pb::Resid
         household_id: row.try_get("household_id")?,
         community_id: row.try_get("community_id")?,
         name: row.try_get("name")?,
-        gender: text_enum(row, "gender", domain::Gender::parse)?.to_proto(),
+        gender: text_col(row, "gender", domain::Gender::parse)?.to_proto(),
         birth_date,
         phone: row.try_get("phone")?,
         id_number: row.try_get("id_number")?,
-        relation: text_enum(row, "relation", domain::Relation::parse)?.to_proto(),
+        relation: text_col(row, "relation", domain::Relation::parse)?.to_proto(),
         tags: domain::tags_from_db(&row.try_get::<String, _>("tags")?)
             .into_iter()
             .map(Tag::to_proto)
@@ -184,7 +178,7 @@ fn registration_from_row(row: &AnyRow) -> Result<pb::Registration> {
         id: row.try_get("id")?,
         cadre_id: row.try_get("cadre_id")?,
         community_id: row.try_get("community_id")?,
-        state: text_enum(row, "state", RegistrationState::parse)?.to_proto(),
+        state: text_col(row, "state", RegistrationState::parse)?.to_proto(),
         requested_at: Some(to_timestamp(row.try_get("requested_at")?)),
         activated_at: opt_timestamp(row.try_get("activated_at")?),
         ended_at: opt_timestamp(row.try_get("ended_at")?),
@@ -198,7 +192,7 @@ fn pairing_from_row(row: &AnyRow) -> Result<pb::Pairing> {
         id: row.try_get("id")?,
         household_id: row.try_get("household_id")?,
         community_id: row.try_get("community_id")?,
-        role: text_enum(row, "role", PairingRole::parse)?.to_proto(),
+        role: text_col(row, "role", PairingRole::parse)?.to_proto(),
         cadre_id: row.try_get("cadre_id")?,
         member_name: row.try_get("member_name")?,
         member_phone: row.try_get("member_phone")?,
@@ -243,8 +237,8 @@ fn visit_from_row(row: &AnyRow) -> Result<pb::Visit> {
         community_id: row.try_get("community_id")?,
         cadre_id: row.try_get("cadre_id")?,
         at: Some(to_timestamp(row.try_get("at")?)),
-        kind: text_enum(row, "kind", domain::VisitKind::parse)?.to_proto(),
-        outcome: text_enum(row, "outcome", domain::VisitOutcome::parse)?.to_proto(),
+        kind: text_col(row, "kind", domain::VisitKind::parse)?.to_proto(),
+        outcome: text_col(row, "outcome", domain::VisitOutcome::parse)?.to_proto(),
         note: row.try_get("note")?,
     })
 }
@@ -257,10 +251,7 @@ fn account_from_row(row: &AnyRow) -> Result<pb::Account> {
     Ok(pb::Account {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
-        role: Role::ALL
-            .iter()
-            .position(|r| *r == role)
-            .map_or(0, |i| i as i32 + 1),
+        role: role.to_proto(),
         community_id: row.try_get("community_id")?,
         cadre_id: row.try_get("cadre_id")?,
         resident_id: row.try_get("resident_id")?,
@@ -316,7 +307,7 @@ impl Store {
     }
 
     fn today(&self) -> chrono::NaiveDate {
-        domain::local_day(now_micros(), self.utc_offset)
+        self.local_date(now_micros())
     }
 
     // ---- places ----
@@ -2015,9 +2006,9 @@ impl Store {
         })
     }
 
-    /// For tests and tools: the date of `at` in the service's time zone.
+    /// The date of `at` in the service's time zone.
     pub fn local_date(&self, at: Micros) -> chrono::NaiveDate {
-        to_datetime(at).with_timezone(&self.utc_offset).date_naive()
+        domain::local_day(at, self.utc_offset)
     }
 }
 

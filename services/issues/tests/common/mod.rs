@@ -11,7 +11,11 @@ use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use prost_types::Timestamp;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::Request;
+
+// Not every test file asserts statuses.
+#[allow(unused_imports)]
+pub use linli_core::testing::{assert_status, key};
 
 pub type Client = IssuesServiceClient<Channel>;
 pub type PeopleClient = PeopleServiceClient<Channel>;
@@ -38,10 +42,6 @@ pub struct Harness {
     pub issues_db: TestDb,
     pub people_db: TestDb,
     pub world: World,
-}
-
-pub fn key() -> String {
-    linli_core::new_id()
 }
 
 impl Harness {
@@ -330,33 +330,5 @@ impl Walk<'_> {
             .into_inner()
             .issue
             .unwrap()
-    }
-}
-
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, field: &str) {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    if code == Code::InvalidArgument {
-        assert!(
-            status.message().starts_with(&format!("{field}:")),
-            "message {:?} should name {field}",
-            status.message()
-        );
-        use tonic_types::StatusExt;
-        assert_eq!(
-            status
-                .get_error_details()
-                .bad_request()
-                .expect("BadRequest detail")
-                .field_violations[0]
-                .field,
-            field
-        );
-    } else if !field.is_empty() {
-        assert!(
-            status.message().contains(field),
-            "message {:?} should mention {field}",
-            status.message()
-        );
     }
 }

@@ -11,7 +11,10 @@ use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use prost_types::Timestamp;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+
+// Not every test file asserts statuses.
+#[allow(unused_imports)]
+pub use linli_core::testing::{assert_status, key};
 
 pub type Client = LogisticsServiceClient<Channel>;
 pub type PeopleClient = PeopleServiceClient<Channel>;
@@ -38,10 +41,6 @@ pub struct Harness {
     pub db: TestDb,
     pub people_db: TestDb,
     pub world: World,
-}
-
-pub fn key() -> String {
-    linli_core::new_id()
 }
 
 impl Harness {
@@ -304,32 +303,4 @@ pub fn at(seconds: i64) -> Timestamp {
 pub fn hours_ago(hours: i64) -> i64 {
     let now = linli_core::time::now_micros() / 1_000_000;
     now - now.rem_euclid(HOUR) - hours * HOUR
-}
-
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, field: &str) {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    if code == Code::InvalidArgument {
-        assert!(
-            status.message().starts_with(&format!("{field}:")),
-            "message {:?} should name {field}",
-            status.message()
-        );
-        use tonic_types::StatusExt;
-        assert_eq!(
-            status
-                .get_error_details()
-                .bad_request()
-                .expect("BadRequest detail")
-                .field_violations[0]
-                .field,
-            field
-        );
-    } else if !field.is_empty() {
-        assert!(
-            status.message().contains(field),
-            "message {:?} should mention {field}",
-            status.message()
-        );
-    }
 }

@@ -5,8 +5,12 @@ use linli_core::server::ServeSettings;
 use linli_core::testing::{Backend, TestDb, TestServer};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use tonic::Request;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+
+// Not every test file asserts statuses.
+#[allow(unused_imports)]
+pub use linli_core::testing::{assert_status, key};
 
 pub type Client = PeopleServiceClient<Channel>;
 
@@ -50,37 +54,6 @@ pub fn as_role<T>(msg: T, role: &str) -> Request<T> {
     req.metadata_mut()
         .insert("x-linli-role", role.parse().unwrap());
     req
-}
-
-pub fn key() -> String {
-    linli_core::new_id()
-}
-
-/// Asserts a call failed with `code`, and for INVALID_ARGUMENT that the message and the
-/// BadRequest detail name `field`.
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, field: &str) {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    if code == Code::InvalidArgument {
-        assert!(
-            status.message().starts_with(&format!("{field}:")),
-            "message {:?} should name {field}",
-            status.message()
-        );
-        use tonic_types::StatusExt;
-        let details = status.get_error_details();
-        let violation = &details
-            .bad_request()
-            .expect("BadRequest detail")
-            .field_violations[0];
-        assert_eq!(violation.field, field);
-    } else if !field.is_empty() {
-        assert!(
-            status.message().contains(field),
-            "message {:?} should mention {field}",
-            status.message()
-        );
-    }
 }
 
 /// A valid 18-character ID number for a birth date and a sequence number.
