@@ -109,6 +109,51 @@ impl Claimant {
     }
 }
 
+/// A claim as requested: exactly one of a cadre (alone) or a unit with at
+/// least one participating cadre, none repeated. The cadre's unit is filled
+/// in later, from the people service.
+pub fn parse_claimant(cadre_id: &str, unit_id: &str, participants: &[String]) -> Result<Claimant> {
+    let cadre_id = linli_core::validate::parse_opt_id("cadre_id", cadre_id)?;
+    let unit_id = linli_core::validate::parse_opt_id("unit_id", unit_id)?;
+    let mut ids: Vec<String> = Vec::new();
+    for (i, p) in participants.iter().enumerate() {
+        let field = format!("participant_cadre_ids[{i}]");
+        let id = linli_core::validate::parse_id(&field, p)?;
+        if ids.contains(&id) {
+            return Err(Error::invalid(field, "repeats a participant"));
+        }
+        ids.push(id);
+    }
+    match (cadre_id, unit_id) {
+        (Some(_), None) if !ids.is_empty() => Err(Error::invalid(
+            "participant_cadre_ids",
+            "are only for a unit's claim",
+        )),
+        (Some(cadre), None) => Ok(Claimant {
+            cadre_id: Some(cadre),
+            unit_id: String::new(),
+            participants: vec![],
+        }),
+        (None, Some(_)) if ids.is_empty() => Err(Error::invalid(
+            "participant_cadre_ids",
+            "a unit's claim needs at least one participating cadre",
+        )),
+        (None, Some(unit)) => Ok(Claimant {
+            cadre_id: None,
+            unit_id: unit,
+            participants: ids,
+        }),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "unit_id",
+            "set cadre_id or unit_id, not both",
+        )),
+        (None, None) => Err(Error::invalid(
+            "cadre_id",
+            "set cadre_id, or unit_id with participants",
+        )),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     pub url: String,
@@ -564,6 +609,40 @@ mod tests {
             }
         }
         assert_eq!(checked, 10 * 11);
+    }
+
+    #[test]
+    fn a_claim_is_a_cadre_or_a_unit_with_participants() {
+        let (c, u, p) = (
+            "01a21b2d-93f9-7631-b9b9-c19294c582e1",
+            "01a21b2d-93f9-7631-b9b9-c19294c582e2",
+            "01a21b2d-93f9-7631-b9b9-c19294c582e3".to_owned(),
+        );
+        let field = |r: Result<Claimant>| match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            parse_claimant(c, "", &[]).unwrap().cadre_id.as_deref(),
+            Some(c)
+        );
+        assert_eq!(
+            parse_claimant("", u, std::slice::from_ref(&p))
+                .unwrap()
+                .participants,
+            vec![p.clone()]
+        );
+        assert_eq!(field(parse_claimant(c, u, &[])), "unit_id");
+        assert_eq!(field(parse_claimant("", "", &[])), "cadre_id");
+        assert_eq!(field(parse_claimant("", u, &[])), "participant_cadre_ids");
+        assert_eq!(
+            field(parse_claimant(c, "", std::slice::from_ref(&p))),
+            "participant_cadre_ids"
+        );
+        assert_eq!(
+            field(parse_claimant("", u, &[p.clone(), p])),
+            "participant_cadre_ids[1]"
+        );
     }
 
     #[test]

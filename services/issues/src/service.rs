@@ -42,59 +42,23 @@ impl IssuesApi {
         unit_id: &str,
         participants: &[String],
     ) -> Result<Claimant> {
-        let cadre_id = parse_opt_id("cadre_id", cadre_id)?;
-        let unit_id = parse_opt_id("unit_id", unit_id)?;
-        let mut ids = Vec::new();
-        for (i, p) in participants.iter().enumerate() {
-            let id = parse_id(&format!("participant_cadre_ids[{i}]"), p)?;
-            if ids.contains(&id) {
-                return Err(Error::invalid(
-                    format!("participant_cadre_ids[{i}]"),
-                    "repeats a participant",
-                ));
-            }
-            ids.push(id);
-        }
-        let claimant = match (cadre_id, unit_id) {
-            (Some(cadre), None) => {
-                if !ids.is_empty() {
-                    return Err(Error::invalid(
-                        "participant_cadre_ids",
-                        "are only for a unit's claim",
-                    ));
-                }
+        // The shape is checked first; only then is people asked who the unit is.
+        let claimant = match domain::parse_claimant(cadre_id, unit_id, participants)? {
+            Claimant {
+                cadre_id: Some(cadre),
+                participants,
+                ..
+            } => {
                 let unit_id = self.people.cadre(actor, &cadre).await?.unit_id;
                 Claimant {
                     cadre_id: Some(cadre),
                     unit_id,
-                    participants: vec![],
+                    participants,
                 }
             }
-            (None, Some(unit)) => {
-                if ids.is_empty() {
-                    return Err(Error::invalid(
-                        "participant_cadre_ids",
-                        "a unit's claim needs at least one participating cadre",
-                    ));
-                }
-                self.people.unit(actor, &unit).await?;
-                Claimant {
-                    cadre_id: None,
-                    unit_id: unit,
-                    participants: ids,
-                }
-            }
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(
-                    "unit_id",
-                    "set cadre_id or unit_id, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(Error::invalid(
-                    "cadre_id",
-                    "set cadre_id, or unit_id with participants",
-                ));
+            unit_claim => {
+                self.people.unit(actor, &unit_claim.unit_id).await?;
+                unit_claim
             }
         };
         for cadre in claimant.cadres() {

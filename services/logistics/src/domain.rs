@@ -69,6 +69,34 @@ pub fn apply_outcome(
     })
 }
 
+/// The start of the hour `t` falls in.
+pub fn floor_hour(t: Micros) -> Micros {
+    t - t.rem_euclid(HOUR)
+}
+
+/// The first whole hour at or after `t`.
+pub fn ceil_hour(t: Micros) -> Micros {
+    floor_hour(t + HOUR - 1)
+}
+
+/// A report period widened to whole hours (the roster counts by the hour): at
+/// most 120 days, ending at `to` (default now), starting at `from` (default 30 days earlier).
+pub fn report_period(
+    from: Option<Micros>,
+    to: Option<Micros>,
+    now: Micros,
+) -> Result<(Micros, Micros)> {
+    let to = ceil_hour(to.unwrap_or(now));
+    let from = floor_hour(from.unwrap_or(to - 30 * DAY));
+    if from >= to || to - from > 120 * DAY {
+        return Err(Error::invalid(
+            "from",
+            "must be before to, at most 120 days",
+        ));
+    }
+    Ok((from, to))
+}
+
 /// A shift as the roster rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -146,7 +174,7 @@ pub fn gaps(
     to: Micros,
 ) -> Vec<(Micros, Micros, i32)> {
     let mut out: Vec<(Micros, Micros, i32)> = Vec::new();
-    let mut h = from - from.rem_euclid(HOUR);
+    let mut h = floor_hour(from);
     while h < to {
         let hour = Span {
             start: h,
@@ -326,6 +354,26 @@ mod tests {
             gaps(1, &shifts, 0, 48 * HOUR),
             vec![(24 * HOUR, 48 * HOUR, 0)]
         );
+    }
+
+    #[test]
+    fn report_periods_are_whole_hours() {
+        assert_eq!(
+            (floor_hour(HOUR + 1), ceil_hour(HOUR + 1), ceil_hour(HOUR)),
+            (HOUR, 2 * HOUR, HOUR)
+        );
+        let now = 100 * DAY + 90 * 60_000_000;
+        assert_eq!(
+            report_period(None, None, now).unwrap(),
+            (100 * DAY + 2 * HOUR - 30 * DAY, 100 * DAY + 2 * HOUR)
+        );
+        assert!(
+            report_period(Some(0), Some(121 * DAY), now)
+                .unwrap_err()
+                .to_string()
+                .starts_with("from:")
+        );
+        assert!(report_period(Some(5 * DAY), Some(DAY), now).is_err());
     }
 
     #[test]

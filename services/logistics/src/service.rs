@@ -919,19 +919,11 @@ impl LogisticsService for LogisticsApi {
     ) -> Resp<pb::GetCommunityReportResponse> {
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
-        let to = linli_core::time::optional("to", r.to.as_ref())?.unwrap_or_else(now_micros);
-        let to = to - to.rem_euclid(domain::HOUR)
-            + if to % domain::HOUR == 0 {
-                0
-            } else {
-                domain::HOUR
-            };
-        let from =
-            linli_core::time::optional("from", r.from.as_ref())?.unwrap_or(to - 30 * domain::DAY);
-        let from = from - from.rem_euclid(domain::HOUR);
-        if from >= to || to - from > 120 * domain::DAY {
-            return Err(Error::invalid("from", "must be before to, at most 120 days").into());
-        }
+        let (from, to) = domain::report_period(
+            linli_core::time::optional("from", r.from.as_ref())?,
+            linli_core::time::optional("to", r.to.as_ref())?,
+            now_micros(),
+        )?;
         Ok(Response::new(
             self.store.community_report(&community, from, to).await?,
         ))

@@ -2151,7 +2151,7 @@ impl Store {
                 .map_or(0, |(_, n)| *n as i32)
         };
         let now = now_micros();
-        let from = now - now.rem_euclid(domain::HOUR);
+        let from = domain::floor_hour(now);
         let roster = self
             .roster_report(community_id, from, from + domain::DAY)
             .await?;

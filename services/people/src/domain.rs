@@ -483,6 +483,30 @@ pub fn parse_username(field: &str, v: &str) -> Result<String> {
     Ok(v.to_owned())
 }
 
+/// Which records an account must be linked to: every role but admin and
+/// supervisor acts in one community; a cadre's account is a cadre's, a
+/// resident's a resident's.
+pub fn check_account_links(
+    role: linli_core::Role,
+    community: bool,
+    cadre: bool,
+    resident: bool,
+) -> Result<()> {
+    use linli_core::Role::*;
+    match role {
+        CommunityWorker | Cadre | Resident if !community => Err(Error::invalid(
+            "community_id",
+            format!("is required for the {role} role"),
+        )),
+        Cadre if !cadre => Err(Error::invalid("cadre_id", "is required for the cadre role")),
+        Resident if !resident => Err(Error::invalid(
+            "resident_id",
+            "is required for the resident role",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn check_password(field: &str, v: &str) -> Result<()> {
     let n = v.chars().count();
     if n < 8 {
@@ -573,6 +597,35 @@ mod tests {
             matches!(err, Error::FailedPrecondition(ref m) if m.contains("三包一")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn accounts_are_linked_to_what_their_role_acts_for() {
+        use linli_core::Role;
+        assert!(check_account_links(Role::Admin, false, false, false).is_ok());
+        assert!(check_account_links(Role::Supervisor, false, false, false).is_ok());
+        let field = |r: Result<()>| match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(check_account_links(
+                Role::CommunityWorker,
+                false,
+                false,
+                false
+            )),
+            "community_id"
+        );
+        assert_eq!(
+            field(check_account_links(Role::Cadre, true, false, false)),
+            "cadre_id"
+        );
+        assert_eq!(
+            field(check_account_links(Role::Resident, true, false, false)),
+            "resident_id"
+        );
+        assert!(check_account_links(Role::Resident, true, false, true).is_ok());
     }
 
     #[test]

@@ -697,24 +697,12 @@ impl PeopleService for PeopleApi {
         let community_id = parse_opt_id("community_id", &r.community_id)?;
         let cadre_id = parse_opt_id("cadre_id", &r.cadre_id)?;
         let resident_id = parse_opt_id("resident_id", &r.resident_id)?;
-        match role {
-            Role::CommunityWorker | Role::Cadre | Role::Resident if community_id.is_none() => {
-                return Err(Error::invalid(
-                    "community_id",
-                    format!("is required for the {role} role"),
-                )
-                .into());
-            }
-            Role::Cadre if cadre_id.is_none() => {
-                return Err(Error::invalid("cadre_id", "is required for the cadre role").into());
-            }
-            Role::Resident if resident_id.is_none() => {
-                return Err(
-                    Error::invalid("resident_id", "is required for the resident role").into(),
-                );
-            }
-            _ => {}
-        }
+        domain::check_account_links(
+            role,
+            community_id.is_some(),
+            cadre_id.is_some(),
+            resident_id.is_some(),
+        )?;
         let password_hash = blocking(move || hash_password(&password)).await??;
         let new = NewAccount {
             username,

@@ -10,8 +10,8 @@ use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use prost_types::Timestamp;
-use tonic::transport::Channel;
 use tonic::Request;
+use tonic::transport::Channel;
 
 // Not every test file asserts statuses.
 #[allow(unused_imports)]
