@@ -363,12 +363,7 @@ impl LogisticsService for LogisticsApi {
             "lines",
             r.lines.iter().map(|l| (l.item_id.clone(), l.quantity)),
         )?;
-        let purchase = self
-            .store
-            .get_purchase(&purchase_id)
-            .await?
-            .purchase
-            .unwrap_or_default();
+        let purchase = self.store.purchase(&purchase_id).await?;
         let household = self.people.household(&actor, &household_id).await?;
         if household.community_id != purchase.community_id {
             return Err(
@@ -390,12 +385,7 @@ impl LogisticsService for LogisticsApi {
         let r = req.into_inner();
         let purchase_id = parse_id("purchase_id", &r.purchase_id)?;
         let depot = parse_id("depot_id", &r.depot_id)?;
-        let purchase = self
-            .store
-            .get_purchase(&purchase_id)
-            .await?
-            .purchase
-            .unwrap_or_default();
+        let purchase = self.store.purchase(&purchase_id).await?;
         let care: HashMap<String, i32> = self
             .people
             .households(&actor, &purchase.community_id, 0)

@@ -1186,6 +1186,12 @@ impl Store {
             .collect()
     }
 
+    /// The purchase alone, without its orders.
+    pub async fn purchase(&self, id: &str) -> Result<pb::GroupPurchase> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_purchase(&mut conn, id).await
+    }
+
     pub async fn get_purchase(&self, id: &str) -> Result<pb::GetGroupPurchaseResponse> {
         let mut conn = self.db.pool.acquire().await?;
         let p = self.load_purchase(&mut conn, id).await?;
