@@ -106,6 +106,24 @@ pub async fn claim(
     Ok(Claim::Replay(id))
 }
 
+/// Records which record a claimed key made, for creates whose record id is
+/// only known once it is made (a ledger row, a timeline event). Call it in
+/// the same transaction as [`claim`], which was given a placeholder id.
+pub async fn made(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &str,
+    resource_id: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET resource_id = $3 WHERE scope = $1 AND key = $2")
+        .bind(scope)
+        .bind(key)
+        .bind(resource_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

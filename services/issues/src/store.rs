@@ -661,12 +661,7 @@ impl Store {
                 .await?
             }
         };
-        sqlx::query("UPDATE idempotency_keys SET resource_id = $3 WHERE scope = $1 AND key = $2")
-            .bind("issues.note")
-            .bind(&idem.key)
-            .bind(&event.id)
-            .execute(&mut *tx)
-            .await?;
+        idempotency::made(&mut tx, "issues.note", &idem.key, &event.id).await?;
         audit::record(
             &mut tx,
             actor,

@@ -552,12 +552,7 @@ impl Store {
             at,
         };
         let (movement, balance) = move_stock(&mut tx, actor, change).await?;
-        sqlx::query("UPDATE idempotency_keys SET resource_id = $3 WHERE scope = $1 AND key = $2")
-            .bind(&scope)
-            .bind(&idem.key)
-            .bind(&movement.id)
-            .execute(&mut *tx)
-            .await?;
+        idempotency::made(&mut tx, &scope, &idem.key, &movement.id).await?;
         let after = json!({ "depot_id": depot_id, "item_id": item_id, "kind": kind.as_str(), "quantity": quantity, "balance": balance, "reason": reason, "reference": reference });
         audit::record(
             &mut tx,
