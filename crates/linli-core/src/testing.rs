@@ -74,10 +74,6 @@ impl TestDb {
         };
         TestDb { url, backend, name }
     }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
 }
 
 impl Drop for TestDb {

@@ -857,11 +857,6 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn delivery(&self, id: &str) -> Result<pb::Delivery> {
-        let mut conn = self.db.pool.acquire().await?;
-        self.load_delivery(&mut conn, id).await
-    }
-
     /// Records how a delivery went; refused or failed deliveries return their goods to the depot.
     pub async fn record_outcome(
         &self,
