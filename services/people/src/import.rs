@@ -10,7 +10,7 @@
 //! gender: male/female or 男/女; relation: head, spouse, child, parent,
 //! grandchild, sibling, other or 户主, 配偶, 子女, 父母, 孙子女, 兄弟姐妹, 其他;
 //! tags: vulnerability tags separated by `;`.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -213,14 +213,16 @@ pub async fn import_roster(
 
     let mut report = ImportReport::default();
     let mut households: BTreeMap<String, Vec<RosterRow>> = BTreeMap::new();
-    let mut bad_households: HashMap<String, ()> = HashMap::new();
+    let mut bad_households: HashSet<String> = HashSet::new();
+    // Problems found while checking, by line, reported in line order.
+    let mut checks: Vec<(u64, String)> = Vec::new();
     let mut seen_ids: HashMap<String, u64> = HashMap::new();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                report.problems.push(format!("line {line}: {e}"));
+                checks.push((line, format!("line {line}: {e}")));
                 continue;
             }
         };
@@ -232,10 +234,11 @@ pub async fn import_roster(
                 if let Some(id) = &row.resident.id_number
                     && let Some(first) = seen_ids.insert(id.clone(), line)
                 {
-                    report.problems.push(format!(
-                        "line {line}: id_number: repeats the one on line {first}"
+                    checks.push((
+                        line,
+                        format!("line {line}: id_number: repeats the one on line {first}"),
                     ));
-                    bad_households.insert(row.household_ref.clone(), ());
+                    bad_households.insert(row.household_ref.clone());
                 }
                 households
                     .entry(row.household_ref.clone())
@@ -243,9 +246,9 @@ pub async fn import_roster(
                     .push(row);
             }
             Err(e) => {
-                report.problems.push(format!("line {line}: {e}"));
+                checks.push((line, format!("line {line}: {e}")));
                 let household_ref = get("household_ref");
-                bad_households.insert(household_ref.trim().to_owned(), ());
+                bad_households.insert(household_ref.trim().to_owned());
             }
         }
     }
@@ -256,28 +259,14 @@ pub async fn import_roster(
             if (&r.compound, &r.building, &r.address)
                 != (&first.compound, &first.building, &first.address)
             {
-                report.problems.push(format!(
-                    "line {}: address: differs from line {} of the same household {household_ref}",
-                    r.line, first.line
-                ));
-                bad_households.insert(household_ref.clone(), ());
+                checks.push((r.line, format!("line {}: address: differs from line {} of the same household {household_ref}", r.line, first.line)));
+                bad_households.insert(household_ref.clone());
             }
         }
     }
-    report.problems.sort_by_key(|p| {
-        p.split(':')
-            .next()
-            .and_then(|l| l.trim_start_matches("line ").parse::<u64>().ok())
-            .unwrap_or(0)
-    });
-    report.households_skipped = households
-        .keys()
-        .filter(|h| bad_households.contains_key(*h))
-        .count()
-        + bad_households
-            .keys()
-            .filter(|h| !households.contains_key(*h))
-            .count();
+    checks.sort_by_key(|(line, _)| *line);
+    report.problems.extend(checks.into_iter().map(|(_, p)| p));
+    report.households_skipped = bad_households.len();
     if dry_run {
         return Ok(report);
     }
@@ -301,7 +290,7 @@ pub async fn import_roster(
     };
     for (household_ref, rows) in &households {
         bar.inc(1);
-        if bad_households.contains_key(household_ref) {
+        if bad_households.contains(household_ref) {
             continue;
         }
         let first = &rows[0];
