@@ -63,7 +63,10 @@ linli is running:
   logistics  grpc://$LOGISTICS_ADDR  (linli.logistics.v1.LogisticsService)
   each also serves grpc.health.v1.Health and reflection.
 
-Try:  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge --list-services http://$PEOPLE_ADDR
+Every call needs a token (health and reflection do not). For example:
+  TOKEN=\$($BIN/linli-people --database-url $PEOPLE_DB token --role community_worker --community 双泉社区 2>/dev/null)
+  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer \$TOKEN" \\
+    --data '{"kind":"PLACE_KIND_COMMUNITY"}' http://$PEOPLE_ADDR/linli.people.v1.PeopleService/ListPlaces
 Press Ctrl-C to stop.
 EOT
 wait "${pids[@]}"

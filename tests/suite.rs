@@ -36,6 +36,19 @@ fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The signing key every process of this test shares, as a deployment's services do.
+static KEY_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// A linli program, configured with the test's signing key.
+fn linli(name: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    cmd.env(
+        "LINLI_AUTH_KEY_FILE",
+        KEY_FILE.get().expect("key file chosen"),
+    );
+    cmd
+}
+
 fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -65,7 +78,7 @@ impl Service {
     fn start(name: &str, db: &Path, extra: &[&str]) -> Service {
         let addr = free_addr();
         let url = format!("sqlite://{}", db.display());
-        let child = Command::new(bin(name))
+        let child = linli(name)
             .args(["--database-url", &url, "--listen", &addr])
             .args(extra)
             .arg("serve")
@@ -139,13 +152,33 @@ async fn the_suite_runs_as_separate_processes() {
         dir.join("logistics.db"),
     );
     let sqlite = |p: &Path| format!("sqlite://{}", p.display());
+    let key_file = KEY_FILE.get_or_init(|| dir.join("auth-key.pem"));
+    let keys = linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
+        key_file: key_file.clone(),
+        create_if_missing: true,
+        trusted_public_keys: vec![],
+    })
+    .unwrap();
+    // The test calls as a county admin, with a token signed by the suite's own key.
+    let admin = linli_core::auth::Claims::new(
+        "e2e-admin",
+        linli_core::Role::Admin,
+        Duration::from_secs(3600),
+    )
+    .county();
+    let authed = |ch: Channel| {
+        tonic::service::interceptor::InterceptedService::new(
+            ch,
+            linli_core::testing::WithToken(keys.sign(&admin)),
+        )
+    };
 
-    run(Command::new(bin("linli-people")).args(["--database-url", &sqlite(&people_db), "seed"]));
+    run(linli("linli-people").args(["--database-url", &sqlite(&people_db), "seed"]));
     let mut people = Service::start("linli-people", &people_db, &[]);
     let people_channel = people.channel("linli.people.v1.PeopleService").await;
     let people_url = format!("http://{}", people.addr);
 
-    let seeded = run(Command::new(bin("linli-issues")).args([
+    let seeded = run(linli("linli-issues").args([
         "--database-url",
         &sqlite(&issues_db),
         "--people-addr",
@@ -153,7 +186,7 @@ async fn the_suite_runs_as_separate_processes() {
         "seed",
     ]));
     assert!(String::from_utf8_lossy(&seeded.stdout).contains("demo issues"));
-    run(Command::new(bin("linli-logistics")).args([
+    run(linli("linli-logistics").args([
         "--database-url",
         &sqlite(&logistics_db),
         "--people-addr",
@@ -171,9 +204,9 @@ async fn the_suite_runs_as_separate_processes() {
         .channel("linli.logistics.v1.LogisticsService")
         .await;
 
-    let mut p = PeopleServiceClient::new(people_channel);
-    let mut i = IssuesServiceClient::new(issues_channel);
-    let mut l = LogisticsServiceClient::new(logistics_channel);
+    let mut p = PeopleServiceClient::new(authed(people_channel));
+    let mut i = IssuesServiceClient::new(authed(issues_channel));
+    let mut l = LogisticsServiceClient::new(authed(logistics_channel));
     let community = p
         .list_places(ppb::ListPlacesRequest {
             kind: ppb::PlaceKind::Community as i32,
@@ -294,7 +327,7 @@ async fn the_suite_runs_as_separate_processes() {
 
     // People comes back on the same address and database.
     let url = sqlite(&people_db);
-    let restarted = Command::new(bin("linli-people"))
+    let restarted = linli("linli-people")
         .args(["--database-url", &url, "--listen", &people.addr, "serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

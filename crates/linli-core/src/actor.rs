@@ -1,16 +1,17 @@
-//! Who is calling. The gateway authenticates people and forwards their identity
-//! in request metadata; services read it from there, so any replica can serve
-//! any request and the audit trail names a person, not a connection.
+//! Who is calling. Every request to a service carries a token the gateway (or
+//! a service, for its own jobs) signed; the interceptor in [`crate::auth`]
+//! verifies it once and puts the [`Actor`] into the request's extensions, and
+//! handlers ask it what the caller may see. The audit trail names the actor.
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use linli_proto::people::v1::AccountRole;
+use tonic::Request;
 use tonic::metadata::MetadataMap;
 
+use crate::auth::Claims;
 use crate::{Error, Result};
-
-pub const ACTOR_HEADER: &str = "x-linli-actor";
-pub const ROLE_HEADER: &str = "x-linli-role";
-pub const COMMUNITY_HEADER: &str = "x-linli-community";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -40,25 +41,43 @@ impl Role {
         }
     }
 
-    /// The proto enum number (`linli.people.v1.AccountRole`): the variants are listed in its order, from 1.
+    /// The wire value (`linli.people.v1.AccountRole`).
     pub fn to_proto(self) -> i32 {
-        Role::ALL
-            .iter()
-            .position(|r| *r == self)
-            .map_or(0, |i| i as i32 + 1)
+        let role = match self {
+            Role::Admin => AccountRole::Admin,
+            Role::Supervisor => AccountRole::Supervisor,
+            Role::CommunityWorker => AccountRole::CommunityWorker,
+            Role::Cadre => AccountRole::Cadre,
+            Role::Resident => AccountRole::Resident,
+        };
+        role as i32
     }
 
     /// `None` for 0 (unspecified) and numbers the proto does not define.
     pub fn from_proto(n: i32) -> Option<Role> {
-        usize::try_from(n)
-            .ok()?
-            .checked_sub(1)
-            .and_then(|i| Role::ALL.get(i).copied())
+        match AccountRole::try_from(n).ok()? {
+            AccountRole::Unspecified => None,
+            AccountRole::Admin => Some(Role::Admin),
+            AccountRole::Supervisor => Some(Role::Supervisor),
+            AccountRole::CommunityWorker => Some(Role::CommunityWorker),
+            AccountRole::Cadre => Some(Role::Cadre),
+            AccountRole::Resident => Some(Role::Resident),
+        }
     }
 
     /// Roles that may read residents' phone and ID numbers in full.
     pub fn sees_personal_data(self) -> bool {
         matches!(self, Role::Admin | Role::CommunityWorker)
+    }
+
+    /// How far up the ladder a role stands; nobody makes an account above their own.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 4,
+            Role::Supervisor | Role::CommunityWorker => 3,
+            Role::Cadre => 2,
+            Role::Resident => 1,
+        }
     }
 }
 
@@ -74,60 +93,144 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| Error::Unauthenticated(format!("unknown role {s:?} in {ROLE_HEADER}")))
+            .ok_or_else(|| Error::Unauthenticated(format!("unknown role {s:?}")))
     }
+}
+
+/// Which communities' records a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every community: admins, county supervisors, services' own jobs.
+    County,
+    /// Only these.
+    Communities(Vec<String>),
 }
 
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// Who, for the audit trail: an account id or username, or `system` for
-    /// calls that carry no identity (internal jobs, imports, seeding).
+    /// Who, for the audit trail: `account:<id>`, `service:<name>`, or a tool's name.
     pub id: String,
-    pub role: Option<Role>,
-    pub community: Option<String>,
+    pub role: Role,
+    pub scope: Scope,
+    /// A resident's own household.
+    pub household: Option<String>,
+    /// A cadre's own cadre record.
+    pub cadre: Option<String>,
+    /// The verified token, forwarded when this request calls another service.
+    token: Option<Arc<str>>,
 }
 
 impl Actor {
-    pub fn system() -> Self {
+    pub(crate) fn verified(claims: &Claims, token: &str) -> Actor {
         Actor {
-            id: "system".into(),
-            role: None,
-            community: None,
+            id: claims.sub.clone(),
+            role: claims.role,
+            scope: if claims.county {
+                Scope::County
+            } else {
+                Scope::Communities(claims.communities.clone())
+            },
+            household: claims.household.clone(),
+            cadre: claims.cadre.clone(),
+            token: Some(token.into()),
         }
     }
 
-    pub fn from_metadata(md: &MetadataMap) -> Result<Self> {
-        let text = |name: &str| -> Result<Option<String>> {
-            match md.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .to_str()
-                    .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
-                    .map_err(|_| Error::Unauthenticated(format!("{name} is not valid ASCII"))),
-            }
-        };
-        let role = text(ROLE_HEADER)?.map(|r| r.parse()).transpose()?;
-        Ok(Actor {
-            id: text(ACTOR_HEADER)?.unwrap_or_else(|| "system".into()),
-            role,
-            community: text(COMMUNITY_HEADER)?,
+    /// An operator's tool working on its own database (import, seed): county-wide,
+    /// named `id` in the audit trail, with no token, so it cannot call other services.
+    pub fn local(id: impl Into<String>) -> Actor {
+        Actor {
+            id: id.into(),
+            role: Role::Admin,
+            scope: Scope::County,
+            household: None,
+            cadre: None,
+            token: None,
+        }
+    }
+
+    /// The caller the authentication interceptor put on the request.
+    pub fn of<T>(req: &Request<T>) -> Result<Actor> {
+        req.extensions().get::<Actor>().cloned().ok_or_else(|| {
+            Error::Unauthenticated("the request carries no verified identity".into())
         })
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// Writes this identity into outgoing metadata, for calls to another service.
     pub fn to_metadata(&self, md: &mut MetadataMap) {
-        if let Ok(v) = self.id.parse() {
-            md.insert(ACTOR_HEADER, v);
+        if let Some(token) = &self.token {
+            crate::auth::set_bearer(md, token);
         }
-        if let Some(role) = self.role {
-            md.insert(
-                ROLE_HEADER,
-                tonic::metadata::MetadataValue::from_static(role.as_str()),
-            );
+    }
+
+    /// An outgoing request to another service on this actor's behalf, with trace context.
+    pub fn request<M>(&self, msg: M) -> Request<M> {
+        let mut req = Request::new(msg);
+        self.to_metadata(req.metadata_mut());
+        crate::telemetry::inject_context(req.metadata_mut());
+        req
+    }
+
+    pub fn is(&self, roles: &[Role]) -> bool {
+        roles.contains(&self.role)
+    }
+
+    pub fn sees_community(&self, community_id: &str) -> bool {
+        match &self.scope {
+            Scope::County => true,
+            Scope::Communities(own) => own.iter().any(|c| c == community_id),
         }
-        if let Some(Ok(v)) = self.community.as_ref().map(|c| c.parse()) {
-            md.insert(COMMUNITY_HEADER, v);
+    }
+
+    /// The communities this caller is limited to; `None` when county-wide.
+    pub fn communities(&self) -> Option<&[String]> {
+        match &self.scope {
+            Scope::County => None,
+            Scope::Communities(own) => Some(own),
+        }
+    }
+
+    /// A record in `community_id` is NOT_FOUND to a caller outside it: no hint that it exists.
+    pub fn check_community(&self, what: &'static str, id: &str, community_id: &str) -> Result<()> {
+        if self.sees_community(community_id) {
+            Ok(())
+        } else {
+            Err(Error::not_found(what, id))
+        }
+    }
+
+    /// The community a list or report is for: the one asked for if the caller may
+    /// see it (else NOT_FOUND); when none is named, the caller's only community, or
+    /// "" (every community) for a county-wide caller.
+    pub fn community_filter(&self, field: &str, asked: &str) -> Result<String> {
+        match (asked, &self.scope) {
+            ("", Scope::County) => Ok(String::new()),
+            ("", Scope::Communities(own)) if own.len() == 1 => Ok(own[0].clone()),
+            ("", Scope::Communities(_)) => Err(Error::required(field)),
+            (id, _) => {
+                self.check_community("community", id, id)?;
+                Ok(id.to_owned())
+            }
+        }
+    }
+
+    /// A county-wide record (units, cadres, the county audit chain) is for county roles;
+    /// everyone else is limited to their communities.
+    pub fn is_county(&self) -> bool {
+        self.scope == Scope::County
+    }
+
+    /// A resident sees only their own household.
+    pub fn check_household(&self, id: &str) -> Result<()> {
+        match (self.role, &self.household) {
+            (Role::Resident, Some(own)) if own == id => Ok(()),
+            (Role::Resident, _) => Err(Error::not_found("household", id)),
+            _ => Ok(()),
         }
     }
 }
@@ -137,33 +240,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_identity_from_metadata() {
-        let mut md = MetadataMap::new();
-        md.insert(ACTOR_HEADER, "account:42".parse().unwrap());
-        md.insert(ROLE_HEADER, "community_worker".parse().unwrap());
-        let actor = Actor::from_metadata(&md).unwrap();
-        assert_eq!(actor.id, "account:42");
-        assert_eq!(actor.role, Some(Role::CommunityWorker));
-        assert_eq!(actor.community, None);
-
-        assert_eq!(Role::from_proto(Role::Cadre.to_proto()), Some(Role::Cadre));
+    fn roles_cross_the_wire_by_name_not_position() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_proto(role.to_proto()), Some(role));
+            let pb = AccountRole::try_from(role.to_proto()).unwrap();
+            assert_eq!(
+                pb.as_str_name(),
+                format!("ACCOUNT_ROLE_{}", role.as_str().to_uppercase())
+            );
+        }
         assert_eq!(Role::from_proto(0), None);
-        let mut back = MetadataMap::new();
-        actor.to_metadata(&mut back);
-        assert_eq!(Actor::from_metadata(&back).unwrap(), actor);
+        assert_eq!(Role::from_proto(99), None);
     }
 
     #[test]
-    fn no_identity_is_the_system_and_a_bad_role_is_refused() {
-        assert_eq!(
-            Actor::from_metadata(&MetadataMap::new()).unwrap(),
-            Actor::system()
-        );
-        let mut md = MetadataMap::new();
-        md.insert(ROLE_HEADER, "mayor".parse().unwrap());
+    fn scope_hides_other_communities() {
+        let mut a = Actor::local("t");
+        a.role = Role::CommunityWorker;
+        a.scope = Scope::Communities(vec!["c1".into()]);
+        assert!(a.check_community("household", "h", "c1").is_ok());
         assert!(matches!(
-            Actor::from_metadata(&md),
-            Err(Error::Unauthenticated(_))
+            a.check_community("household", "h", "c2"),
+            Err(Error::NotFound { .. })
         ));
+        assert!(Actor::local("seed").sees_community("anything"));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
 use crate::db::redact_url;
 use crate::server::ServeSettings;
 
@@ -50,6 +51,19 @@ pub struct CommonArgs {
     /// OTLP/gRPC endpoint to export traces to (e.g. http://127.0.0.1:4317); no export when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
     pub otlp_endpoint: Option<String>,
+    /// Ed25519 private key (PKCS#8 PEM) that tokens are signed with and checked against
+    /// [default: data/auth-key.pem; generated if missing on SQLite only, required with PostgreSQL].
+    #[arg(long, env = "LINLI_AUTH_KEY_FILE", global = true)]
+    pub auth_key_file: Option<PathBuf>,
+    /// More public keys (PEM files, comma-separated) whose tokens are accepted, e.g. the
+    /// previous key during a rotation.
+    #[arg(
+        long,
+        env = "LINLI_AUTH_TRUSTED_KEYS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub auth_trusted_keys: Vec<PathBuf>,
 }
 
 /// The same settings as read from the file.
@@ -63,6 +77,8 @@ struct FileCommon {
     request_timeout_secs: Option<u64>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
+    auth_key_file: Option<PathBuf>,
+    auth_trusted_keys: Option<Vec<PathBuf>>,
 }
 
 /// A database URL that never prints its password.
@@ -95,6 +111,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub serve: ServeSettings,
     pub otlp_endpoint: Option<String>,
+    pub auth: AuthSettings,
 }
 
 /// A service's built-in defaults.
@@ -214,6 +231,18 @@ impl Settings {
                 n => n,
             },
         };
+        let key_file = args.auth_key_file.clone().or(f.auth_key_file);
+        let auth = AuthSettings {
+            // Only the embedded default makes its own key; a production deployment
+            // must be given one, so that replicas all trust the same signer.
+            create_if_missing: database_url.starts_with("sqlite:"),
+            key_file: key_file.unwrap_or_else(|| AuthSettings::DEFAULT_KEY_FILE.into()),
+            trusted_public_keys: if args.auth_trusted_keys.is_empty() {
+                f.auth_trusted_keys.unwrap_or_default()
+            } else {
+                args.auth_trusted_keys.clone()
+            },
+        };
         Ok(Settings {
             listen,
             database_url: DatabaseUrl(database_url),
@@ -224,6 +253,7 @@ impl Settings {
                 .clone()
                 .or(f.otlp_endpoint)
                 .filter(|e| !e.is_empty()),
+            auth,
         })
     }
 }

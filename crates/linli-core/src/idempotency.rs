@@ -10,7 +10,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
-use crate::{Error, Result};
+use crate::{Actor, Error, Result};
 
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -50,13 +50,18 @@ pub struct IdemKey {
 }
 
 /// Takes the idempotency key out of a create request and fingerprints the rest.
+///
+/// Keys are the caller's own: the stored key is prefixed with the actor, so two
+/// callers (and so two communities, whose callers are never the same) cannot
+/// collide however they choose their keys.
 pub fn idem_key<M: Message>(
+    actor: &Actor,
     req: &mut M,
     key: impl FnOnce(&mut M) -> &mut String,
 ) -> Result<IdemKey> {
     let key = take_key(key(req))?;
     Ok(IdemKey {
-        key,
+        key: format!("{}/{key}", actor.id),
         fingerprint: fingerprint(req),
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod actor;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod idempotency;
 pub mod page;
 pub mod people;
+pub mod policy;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -21,7 +23,7 @@ pub mod testing;
 pub mod time;
 pub mod validate;
 
-pub use actor::{Actor, Role};
+pub use actor::{Actor, Role, Scope};
 pub use db::Db;
 pub use error::{Error, Result};
 

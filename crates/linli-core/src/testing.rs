@@ -205,3 +205,73 @@ macro_rules! backend_tests {
         )*
     };
 }
+
+/// The signing keys of this test process: every test server trusts them, and
+/// test clients sign with them, as the gateway would.
+pub fn keys() -> &'static crate::auth::Keys {
+    static KEYS: std::sync::OnceLock<crate::auth::Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(crate::auth::Keys::generate)
+}
+
+/// A token for `role`, limited to `community` (county-wide when `None`).
+pub fn token(role: crate::Role, community: Option<&str>) -> String {
+    let claims = crate::auth::Claims::new(
+        format!("test-{role}"),
+        role,
+        std::time::Duration::from_secs(3600),
+    );
+    let claims = match community {
+        Some(c) => claims.community(c),
+        None => claims.county(),
+    };
+    keys().sign(&claims)
+}
+
+/// A token for exactly these claims.
+pub fn sign(claims: &crate::auth::Claims) -> String {
+    keys().sign(claims)
+}
+
+/// A county admin's token: what tests act as unless they say otherwise.
+pub fn admin_token() -> String {
+    token(crate::Role::Admin, None)
+}
+
+/// A request that carries `token`.
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    crate::auth::set_bearer(req.metadata_mut(), token);
+    req
+}
+
+/// Adds a token to every call that does not carry one already.
+#[derive(Clone)]
+pub struct WithToken(pub String);
+
+impl tonic::service::Interceptor for WithToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if !req.metadata().contains_key(crate::auth::AUTHORIZATION) {
+            crate::auth::set_bearer(req.metadata_mut(), &self.0);
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls act as a county admin unless they carry a token of their own.
+pub type AuthedChannel = tonic::service::interceptor::InterceptedService<Channel, WithToken>;
+
+pub fn authed(channel: Channel) -> AuthedChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, WithToken(admin_token()))
+}
+
+/// A request carrying a county-wide token for `role`, as the gateway would sign it; a
+/// name that is no role still gets a validly signed token, which services refuse.
+pub fn as_role<T>(msg: T, role: &str) -> tonic::Request<T> {
+    let token = match role.parse::<crate::Role>() {
+        Ok(role) => token(role, None),
+        Err(_) => keys().sign_payload(&serde_json::json!({
+            "sub": "test", "role": role, "county": true, "iat": 0, "exp": i64::MAX / 2,
+        })),
+    };
+    with_token(msg, &token)
+}

@@ -80,7 +80,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let served = linli_core::cli::serve(
                     "issues",
                     &settings,
-                    crate::grpc_server(store, people, settings.serve.clone()),
+                    crate::grpc_server(
+                        store,
+                        people,
+                        &linli_core::auth::Keys::load(&settings.auth)?,
+                        settings.serve.clone(),
+                    ),
                 )
                 .await;
                 sweeper.abort();
@@ -91,7 +96,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                crate::seed::run(&store, &people).await?;
+                let keys = linli_core::auth::Keys::load(&settings.auth)?;
+                crate::seed::run(&store, &people, &keys.service_actor("issues")).await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod policy;
 pub mod seed;
 pub mod service;
 pub mod store;
@@ -12,6 +13,7 @@ pub mod store;
 use std::time::Duration;
 
 use linli_core::Db;
+use linli_core::auth::Keys;
 use linli_core::db::{CORE_MIGRATIONS, Migration};
 use linli_core::server::{GrpcServer, ServeSettings};
 use linli_proto::issues::v1::issues_service_server::IssuesServiceServer;
@@ -39,11 +41,17 @@ pub async fn open_store(url: &str, policy: DeadlinePolicy) -> anyhow::Result<Sto
     Ok(Store::new(db, policy))
 }
 
-pub fn grpc_server(store: Store, people: People, settings: ServeSettings) -> GrpcServer {
-    let routes = tonic::service::Routes::new(IssuesServiceServer::new(service::IssuesApi::new(
-        store, people,
-    )));
-    GrpcServer::new(SERVICE_NAME, routes, settings)
+pub fn grpc_server(
+    store: Store,
+    people: People,
+    keys: &Keys,
+    settings: ServeSettings,
+) -> GrpcServer {
+    let api = IssuesServiceServer::with_interceptor(
+        service::IssuesApi::new(store, people),
+        keys.interceptor(),
+    );
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
 }
 
 /// Runs a supervision sweep every `interval` until the task is dropped. Each

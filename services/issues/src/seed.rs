@@ -5,9 +5,9 @@
 //! issue is keyed, and only new ones are walked, so seeding again changes nothing.
 use chrono::{FixedOffset, TimeZone};
 
+use linli_core::Actor;
 use linli_core::idempotency::IdemKey;
 use linli_core::time::now_micros;
-use linli_core::{Actor, Role};
 use linli_proto::people::v1 as ppb;
 
 use crate::People;
@@ -57,12 +57,9 @@ fn plan(n: usize) -> (IssueState, i64, i64, i32) {
     }
 }
 
-pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
-    let actor = Actor {
-        id: "seed".into(),
-        role: Some(Role::CommunityWorker),
-        community: None,
-    };
+/// Seeds as `actor`, whose token the people service accepts (the service's own).
+pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Result<()> {
+    let actor = actor.clone();
     let mut client = people.client();
     let community = people
         .community_named(&actor, "双泉社区")
@@ -71,20 +68,20 @@ pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
             anyhow::anyhow!("双泉社区 is not in the people service; run `linli-people seed` first")
         })?;
     let households = client
-        .list_households(ppb::ListHouseholdsRequest {
+        .list_households(actor.request(ppb::ListHouseholdsRequest {
             community_id: community.id.clone(),
             page_size: 500,
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner()
         .households;
     let cadres = client
-        .list_cadres(ppb::ListCadresRequest {
+        .list_cadres(actor.request(ppb::ListCadresRequest {
             community_id: community.id.clone(),
             page_size: 500,
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner()
         .cadres;

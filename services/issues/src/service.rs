@@ -17,6 +17,7 @@ use linli_proto::issues::v1 as pb;
 use linli_proto::issues::v1::issues_service_server::IssuesService;
 
 use crate::domain::{self, Action, Category, Claimant, IssueState, PhotoPhase, Source, ThreeMost};
+use crate::policy::POLICY;
 use crate::store::{IssueFilter, Move, NewIssue, Store, ranking, statistics};
 use linli_core::people::People;
 
@@ -75,6 +76,17 @@ impl IssuesApi {
         Ok(claimant)
     }
 
+    /// The issue, if the caller may see it: in their community and, for a
+    /// resident, their household's or no household's.
+    async fn issue_in_reach(&self, actor: &Actor, id: &str) -> Result<crate::store::IssueRecord> {
+        let record = self.store.record(id).await?;
+        actor.check_community("issue", id, &record.community_id)?;
+        if !record.household_id.is_empty() && actor.check_household(&record.household_id).is_err() {
+            return Err(Error::not_found("issue", id));
+        }
+        Ok(record)
+    }
+
     /// Only the reporting household may confirm or reopen; an issue no household
     /// reported may be confirmed by any household of its community.
     async fn check_household(
@@ -84,6 +96,12 @@ impl IssuesApi {
         household_id: &str,
     ) -> Result<()> {
         let household_id = parse_id("household_id", household_id)?;
+        if actor.role == Role::Resident && actor.household.as_deref() != Some(household_id.as_str())
+        {
+            return Err(Error::PermissionDenied(
+                "a resident confirms or reopens for their own household only".into(),
+            ));
+        }
         if issue.household_id.is_empty() {
             let h = self.people.household(actor, &household_id).await?;
             if h.community_id != issue.community_id {
@@ -151,9 +169,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ReportIssueRequest>,
     ) -> Resp<pb::ReportIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ReportIssue", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let source = required_enum("source", r.source, Source::from_proto)?;
         let location = r.location.unwrap_or_default();
         if !(-90.0..=90.0).contains(&location.latitude) || location.latitude.is_nan() {
@@ -165,6 +183,11 @@ impl IssuesService for IssuesApi {
             );
         }
         let household_id = parse_opt_id("household_id", &r.household_id)?;
+        let community_id = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community_id, &community_id)?;
+        if actor.role == Role::Resident && household_id.as_deref() != actor.household.as_deref() {
+            return Err(Error::invalid("household_id", "must be your own household").into());
+        }
         if source == Source::ResidentReport && household_id.is_none() {
             return Err(
                 Error::invalid("household_id", "is required for a resident's report").into(),
@@ -172,7 +195,7 @@ impl IssuesService for IssuesApi {
         }
         let title = parse_name("title", &r.title)?;
         let new = NewIssue {
-            community_id: parse_id("community_id", &r.community_id)?,
+            community_id,
             compound_id: parse_opt_id("compound_id", &r.compound_id)?.unwrap_or_default(),
             building_id: parse_opt_id("building_id", &r.building_id)?.unwrap_or_default(),
             household_id: household_id.clone().unwrap_or_default(),
@@ -201,7 +224,9 @@ impl IssuesService for IssuesApi {
     }
 
     async fn get_issue(&self, req: Request<pb::GetIssueRequest>) -> Resp<pb::GetIssueResponse> {
+        let actor = POLICY.allow("GetIssue", &req)?;
         let id = parse_id("issue_id", &req.get_ref().issue_id)?;
+        self.issue_in_reach(&actor, &id).await?;
         Ok(Response::new(pb::GetIssueResponse {
             issue: Some(self.store.get(&id).await?),
         }))
@@ -211,16 +236,21 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ListIssuesRequest>,
     ) -> Resp<pb::ListIssuesResponse> {
+        let actor = POLICY.allow("ListIssues", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let filter = IssueFilter {
-            community_id: parse_opt_id("community_id", &r.community_id)?.unwrap_or_default(),
+            community_id: actor.community_filter("community_id", &r.community_id)?,
             state: optional_enum("state", r.state, IssueState::from_proto)?,
             category: optional_enum("category", r.category, Category::from_proto)?,
             three_most: optional_enum("three_most", r.three_most, ThreeMost::from_proto)?,
             claimant_id: parse_opt_id("claimant_id", &r.claimant_id)?.unwrap_or_default(),
             overdue_only: r.overdue_only,
             title_contains: parse_text("title_contains", &r.title_contains, 100)?,
+            household_id: match actor.role {
+                Role::Resident => actor.household.clone().unwrap_or_else(|| "-".into()),
+                _ => String::new(),
+            },
         };
         let (issues, next_page_token) = self.store.list(&filter, &page).await?;
         Ok(Response::new(pb::ListIssuesResponse {
@@ -233,8 +263,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::AcknowledgeIssueRequest>,
     ) -> Resp<pb::AcknowledgeIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("AcknowledgeIssue", &req)?;
         let mv = parse_move(req.into_inner().transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         let issue = self
             .store
             .transition(&actor, mv, |_, _| Ok(Action::Acknowledge))
@@ -248,10 +279,20 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ClaimIssueRequest>,
     ) -> Resp<pb::ClaimIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ClaimIssue", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
-        let record = self.store.record(&mv.issue_id).await?;
+        let record = self.issue_in_reach(&actor, &mv.issue_id).await?;
+        if actor.role == Role::Cadre {
+            let own = actor.cadre.as_deref().unwrap_or_default();
+            if r.cadre_id != own && !r.participant_cadre_ids.iter().any(|p| p == own) {
+                return Err(Error::PermissionDenied(
+                    "a cadre claims as themselves: name yourself as cadre_id or a participant"
+                        .into(),
+                )
+                .into());
+            }
+        }
         let claimant = self
             .claimant(
                 &actor,
@@ -272,8 +313,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::UnclaimIssueRequest>,
     ) -> Resp<pb::UnclaimIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("UnclaimIssue", &req)?;
         let mv = parse_move(req.into_inner().transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         let issue = self
             .store
             .transition(&actor, mv, |_, _| Ok(Action::Unclaim))
@@ -287,10 +329,10 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ReassignIssueRequest>,
     ) -> Resp<pb::ReassignIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ReassignIssue", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
-        let record = self.store.record(&mv.issue_id).await?;
+        let record = self.issue_in_reach(&actor, &mv.issue_id).await?;
         let claimant = self
             .claimant(
                 &actor,
@@ -310,8 +352,9 @@ impl IssuesService for IssuesApi {
     }
 
     async fn start_work(&self, req: Request<pb::StartWorkRequest>) -> Resp<pb::StartWorkResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("StartWork", &req)?;
         let mv = parse_move(req.into_inner().transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         let issue = self
             .store
             .transition(&actor, mv, |_, _| Ok(Action::Start))
@@ -323,9 +366,10 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ResolveIssueRequest>,
     ) -> Resp<pb::ResolveIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ResolveIssue", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         let attachments = parse_attachments(&r.attachments)?;
         let issue = self
             .store
@@ -340,12 +384,12 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ConfirmResolutionRequest>,
     ) -> Resp<pb::ConfirmResolutionResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ConfirmResolution", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
         let rating = domain::parse_rating("rating", r.rating)?;
         let comment = parse_text("comment", &r.comment, 1000)?;
-        let record = self.store.record(&mv.issue_id).await?;
+        let record = self.issue_in_reach(&actor, &mv.issue_id).await?;
         self.check_household(&actor, &record, &r.household_id)
             .await?;
         let issue = self
@@ -361,10 +405,10 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ReopenIssueRequest>,
     ) -> Resp<pb::ReopenIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ReopenIssue", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
-        let record = self.store.record(&mv.issue_id).await?;
+        let record = self.issue_in_reach(&actor, &mv.issue_id).await?;
         self.check_household(&actor, &record, &r.household_id)
             .await?;
         let policy = self.store.policy.clone();
@@ -385,8 +429,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::RejectIssueRequest>,
     ) -> Resp<pb::RejectIssueResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("RejectIssue", &req)?;
         let mv = parse_move(req.into_inner().transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         if mv.note.is_empty() {
             return Err(Error::invalid(
                 "transition.note",
@@ -408,14 +453,15 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::MarkDuplicateRequest>,
     ) -> Resp<pb::MarkDuplicateResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("MarkDuplicate", &req)?;
         let r = req.into_inner();
         let mv = parse_move(r.transition)?;
+        self.issue_in_reach(&actor, &mv.issue_id).await?;
         let original_id = parse_id("original_issue_id", &r.original_issue_id)?;
         if original_id == mv.issue_id {
             return Err(Error::invalid("original_issue_id", "is the issue itself").into());
         }
-        let original = self.store.record(&original_id).await?;
+        let original = self.issue_in_reach(&actor, &original_id).await?;
         if original.domain.state.is_dismissed() {
             return Err(Error::FailedPrecondition(format!(
                 "the original issue is {}; point at the issue it duplicates",
@@ -446,16 +492,11 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::AddSupervisionNoteRequest>,
     ) -> Resp<pb::AddSupervisionNoteResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
-        if !matches!(actor.role, Some(Role::Supervisor | Role::Admin)) {
-            return Err(Error::PermissionDenied(
-                "supervision notes (督办) are for the supervisor and admin roles".into(),
-            )
-            .into());
-        }
+        let actor = POLICY.allow("AddSupervisionNote", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let issue_id = parse_id("issue_id", &r.issue_id)?;
+        self.issue_in_reach(&actor, &issue_id).await?;
         let note = parse_text("note", &r.note, 1000)?;
         if note.is_empty() {
             return Err(Error::invalid("note", "must not be empty").into());
@@ -470,8 +511,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ListOverdueIssuesRequest>,
     ) -> Resp<pb::ListOverdueIssuesResponse> {
+        let actor = POLICY.allow("ListOverdueIssues", &req)?;
         let r = req.into_inner();
-        let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
+        let community = actor.community_filter("community_id", &r.community_id)?;
         let as_of =
             linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
         Ok(Response::new(pb::ListOverdueIssuesResponse {
@@ -483,6 +525,7 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::RunSupervisionRequest>,
     ) -> Resp<pb::RunSupervisionResponse> {
+        POLICY.allow("RunSupervision", &req)?;
         let as_of = past_or_now("as_of", req.get_ref().as_of.as_ref())?;
         let sweep = self.store.run_supervision(as_of).await?;
         Ok(Response::new(pb::RunSupervisionResponse {
@@ -495,7 +538,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::GetTimelineRequest>,
     ) -> Resp<pb::GetTimelineResponse> {
+        let actor = POLICY.allow("GetTimeline", &req)?;
         let id = parse_id("issue_id", &req.get_ref().issue_id)?;
+        self.issue_in_reach(&actor, &id).await?;
         Ok(Response::new(pb::GetTimelineResponse {
             events: self.store.timeline(&id).await?,
         }))
@@ -505,9 +550,14 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::GetStatisticsRequest>,
     ) -> Resp<pb::GetStatisticsResponse> {
+        let actor = POLICY.allow("GetStatistics", &req)?;
         let r = req.into_inner();
-        let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
         let unit = parse_opt_id("unit_id", &r.unit_id)?.unwrap_or_default();
+        let community = if r.community_id.is_empty() && !unit.is_empty() && actor.is_county() {
+            String::new()
+        } else {
+            actor.community_filter("community_id", &r.community_id)?
+        };
         let (from, to) = period(r.from.as_ref(), r.to.as_ref())?;
         let records = self.store.records_in(&community, &unit, from, to).await?;
         Ok(Response::new(statistics(&records, now_micros())))
@@ -517,6 +567,13 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::GetRankingRequest>,
     ) -> Resp<pb::GetRankingResponse> {
+        let actor = POLICY.allow("GetRanking", &req)?;
+        if !actor.is_county() {
+            return Err(Error::PermissionDenied(
+                "the ranking compares communities: it is for county-wide roles".into(),
+            )
+            .into());
+        }
         let r = req.into_inner();
         let by_unit = match r.scope {
             1 => false,
@@ -538,8 +595,10 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::WatchIssuesRequest>,
     ) -> Resp<Self::WatchIssuesStream> {
+        let actor = POLICY.allow("WatchIssues", &req)?;
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         if r.after_seq < 0 {
             return Err(Error::invalid("after_seq", "must not be negative").into());
         }
@@ -587,7 +646,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::GetCommunitySummaryRequest>,
     ) -> Resp<pb::GetCommunitySummaryResponse> {
+        let actor = POLICY.allow("GetCommunitySummary", &req)?;
         let community = parse_id("community_id", &req.get_ref().community_id)?;
+        actor.check_community("community", &community, &community)?;
         Ok(Response::new(self.store.summary(&community).await?))
     }
 
@@ -595,7 +656,9 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Resp<pb::ListAuditEventsResponse> {
+        let actor = POLICY.allow("ListAuditEvents", &req)?;
         let r = req.into_inner();
+        actor.check_community("community", &r.community_id, &r.community_id)?;
         let (events, next_page_token) = audit::list_request(
             &self.store.db,
             &r.community_id,
@@ -614,8 +677,10 @@ impl IssuesService for IssuesApi {
         &self,
         req: Request<pb::VerifyAuditTrailRequest>,
     ) -> Resp<pb::VerifyAuditTrailResponse> {
-        let verification =
-            audit::verify_request(&self.store.db, &req.get_ref().community_id).await?;
+        let actor = POLICY.allow("VerifyAuditTrail", &req)?;
+        let community = &req.get_ref().community_id;
+        actor.check_community("community", community, community)?;
+        let verification = audit::verify_request(&self.store.db, community).await?;
         Ok(Response::new(pb::VerifyAuditTrailResponse {
             verification: Some(verification),
         }))

@@ -323,6 +323,8 @@ pub struct IssueFilter {
     pub claimant_id: String,
     pub overdue_only: bool,
     pub title_contains: String,
+    /// A resident's view: only their household's issues and those of no household.
+    pub household_id: String,
 }
 
 /// What one supervision sweep did.
@@ -705,7 +707,7 @@ impl Store {
             "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3) \
              AND ($4 = '' OR three_most = $4) AND ($5 = '' OR claim_cadre_id = $5 OR claim_unit_id = $5 OR claim_participants LIKE $6) \
              AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $8)) \
-             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND id > $10 ORDER BY id LIMIT $11"
+             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND id > $11 ORDER BY id LIMIT $12"
         );
         let binds = vec![
             filter.community_id.as_str().into(),
@@ -717,6 +719,7 @@ impl Store {
             i64::from(filter.overdue_only).into(),
             now.into(),
             title.as_str().into(),
+            filter.household_id.as_str().into(),
         ];
         let (records, next) =
             fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;
@@ -799,11 +802,7 @@ impl Store {
     /// row in `escalations` is claimed by exactly one of them, and auto-close
     /// is a guarded move on the version.
     pub async fn run_supervision(&self, as_of: Micros) -> Result<Sweep> {
-        let system = Actor {
-            id: "supervision".into(),
-            role: None,
-            community: None,
-        };
+        let system = Actor::local("supervision");
         let mut sweep = Sweep::default();
         for r in self.open_records("").await? {
             for (kind, due) in domain::breaches(

@@ -1081,7 +1081,9 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
         "",
     );
     assert_status(
-        h.client.add_supervision_note(note.clone()).await,
+        h.client
+            .add_supervision_note(as_role(note.clone(), "community_worker"))
+            .await,
         Code::PermissionDenied,
         "",
     );

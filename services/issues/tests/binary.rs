@@ -58,6 +58,7 @@ async fn starts_without_people_and_answers_unavailable() {
             &people,
             "serve",
         ])
+        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -95,13 +96,27 @@ async fn starts_without_people_and_answers_unavailable() {
         source: pb::Source::Hotline as i32,
         ..Default::default()
     };
+    // The service made its own key on first start; sign with it as the gateway would.
+    let keys = linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
+        key_file: dir.join("auth-key.pem"),
+        create_if_missing: false,
+        trusted_public_keys: vec![],
+    })
+    .unwrap();
+    let admin = keys.sign(
+        &linli_core::auth::Claims::new("test", linli_core::Role::Admin, Duration::from_secs(60))
+            .county(),
+    );
     let err = IssuesServiceClient::new(channel.clone())
-        .report_issue(report)
+        .report_issue(linli_core::testing::with_token(report, &admin))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     let listed = IssuesServiceClient::new(channel)
-        .list_issues(pb::ListIssuesRequest::default())
+        .list_issues(linli_core::testing::with_token(
+            pb::ListIssuesRequest::default(),
+            &admin,
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -2,9 +2,9 @@
 //! not yet listening succeeds once it comes up within the retry window.
 use std::time::Duration;
 
+use linli_core::Error;
 use linli_core::server::ServeSettings;
 use linli_core::testing::{Backend, TestDb};
-use linli_core::{Actor, Error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_survives_people_starting_late() {
@@ -28,12 +28,17 @@ async fn a_call_survives_people_starting_late() {
     let server = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(30)).await;
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        linli_people::grpc_server(store, ServeSettings::default())
+        linli_people::grpc_server(store, linli_core::testing::keys(), ServeSettings::default())
             .serve(listener, std::future::pending())
             .await
     });
     let missing = linli_core::new_id();
-    let answer = people.cadre(&Actor::system(), &missing).await;
+    let answer = people
+        .cadre(
+            &linli_core::testing::keys().service_actor("issues"),
+            &missing,
+        )
+        .await;
     assert!(
         matches!(answer, Err(Error::NotFound { what: "cadre", .. })),
         "people answered after a retry: {answer:?}"
@@ -47,7 +52,11 @@ async fn a_call_survives_people_starting_late() {
             .unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(
-        down.cadre(&Actor::system(), &missing).await,
+        down.cadre(
+            &linli_core::testing::keys().service_actor("issues"),
+            &missing
+        )
+        .await,
         Err(Error::Unavailable(_))
     ));
     assert!(

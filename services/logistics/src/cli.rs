@@ -82,15 +82,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
+                let keys = linli_core::auth::Keys::load(&settings.auth)?;
                 let scheduler = crate::spawn_schedules(
                     store.clone(),
                     people.clone(),
+                    keys.clone(),
                     Duration::from_secs(interval),
                 );
                 let served = linli_core::cli::serve(
                     "logistics",
                     &settings,
-                    crate::grpc_server(store, people, settings.serve.clone()),
+                    crate::grpc_server(store, people, &keys, settings.serve.clone()),
                 )
                 .await;
                 scheduler.abort();
@@ -101,7 +103,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                crate::seed::run(&store, &people).await?;
+                let keys = linli_core::auth::Keys::load(&settings.auth)?;
+                crate::seed::run(&store, &people, &keys.service_actor("logistics")).await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod policy;
 pub mod seed;
 pub mod service;
 pub mod store;
@@ -12,6 +13,7 @@ pub mod store;
 use std::time::Duration;
 
 use linli_core::Db;
+use linli_core::auth::Keys;
 use linli_core::db::{CORE_MIGRATIONS, Migration};
 use linli_core::people::People;
 use linli_core::server::{GrpcServer, ServeSettings};
@@ -41,17 +43,24 @@ pub async fn open_store(
     Ok(Store::new(db, fever_threshold, max_duty_hours_per_day))
 }
 
-pub fn grpc_server(store: Store, people: People, settings: ServeSettings) -> GrpcServer {
-    let routes = tonic::service::Routes::new(LogisticsServiceServer::new(
-        service::LogisticsApi::new(store, people),
-    ));
-    GrpcServer::new(SERVICE_NAME, routes, settings)
+pub fn grpc_server(
+    store: Store,
+    people: People,
+    keys: &Keys,
+    settings: ServeSettings,
+) -> GrpcServer {
+    let api = LogisticsServiceServer::with_interceptor(
+        service::LogisticsApi::new(store, people, keys.clone()),
+        keys.interceptor(),
+    );
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
 }
 
 /// Plans due recurring deliveries every `interval`; each occurrence is planned once across replicas.
 pub fn spawn_schedules(
     store: Store,
     people: People,
+    keys: Keys,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -62,6 +71,7 @@ pub fn spawn_schedules(
             match service::LogisticsApi::run_schedules(
                 &store,
                 &people,
+                &keys,
                 linli_core::time::now_micros(),
             )
             .await

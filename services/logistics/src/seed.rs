@@ -5,10 +5,10 @@
 //! funds ledger with one corrected entry. Keyed, so seeding again changes nothing.
 use std::collections::BTreeMap;
 
+use linli_core::Actor;
 use linli_core::idempotency::IdemKey;
 use linli_core::people::People;
 use linli_core::time::now_micros;
-use linli_core::{Actor, Role};
 use linli_proto::people::v1 as ppb;
 
 use crate::domain::{
@@ -23,12 +23,9 @@ fn key(k: &str) -> IdemKey {
     }
 }
 
-pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
-    let actor = Actor {
-        id: "seed".into(),
-        role: Some(Role::CommunityWorker),
-        community: None,
-    };
+/// Seeds as `actor`, whose token the people service accepts (the service's own).
+pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Result<()> {
+    let actor = actor.clone();
     let mut client = people.client();
     let community = people
         .community_named(&actor, "双泉社区")
@@ -37,11 +34,11 @@ pub async fn run(store: &Store, people: &People) -> anyhow::Result<()> {
             anyhow::anyhow!("双泉社区 is not in the people service; run `linli-people seed` first")
         })?;
     let cadres = client
-        .list_cadres(ppb::ListCadresRequest {
+        .list_cadres(actor.request(ppb::ListCadresRequest {
             community_id: community.id.clone(),
             page_size: 500,
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner()
         .cadres;

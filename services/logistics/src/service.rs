@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tonic::{Request, Response, Status};
 
+use linli_core::auth::Keys;
 use linli_core::idempotency::idem_key;
 use linli_core::page::PageRequest;
 use linli_core::people::People;
@@ -11,7 +12,7 @@ use linli_core::time::{from_timestamp, now_micros, past_or_now};
 use linli_core::validate::{
     optional_enum, parse_id, parse_name, parse_opt_id, parse_text, required_enum,
 };
-use linli_core::{Actor, Error, Result, audit};
+use linli_core::{Actor, Error, Result, Role, audit};
 use linli_proto::logistics::v1 as pb;
 use linli_proto::logistics::v1::logistics_service_server::LogisticsService;
 
@@ -19,8 +20,9 @@ use crate::domain::{
     self, DeliveryOutcome, DeliveryStatus, FundsCategory, FundsDirection, LogEntryKind,
     MovementKind,
 };
+use crate::policy::POLICY;
 use crate::store::{
-    Lines, NewFunds, NewLogEntry, NewMovement, NewPurchase, NewSchedule, OutcomeReport,
+    Lines, NewFunds, NewLogEntry, NewMovement, NewPurchase, NewSchedule, OutcomeReport, Owned,
     ShiftAction, Store,
 };
 
@@ -29,6 +31,7 @@ type Resp<T> = std::result::Result<Response<T>, Status>;
 pub struct LogisticsApi {
     store: Store,
     people: People,
+    keys: Keys,
 }
 
 fn parse_bundle(field: &str, lines: &[pb::ItemQuantity]) -> Result<Lines> {
@@ -82,8 +85,32 @@ fn parse_recipients(r: Option<&pb::Recipients>) -> Result<Recipients> {
 }
 
 impl LogisticsApi {
-    pub fn new(store: Store, people: People) -> Self {
-        LogisticsApi { store, people }
+    pub fn new(store: Store, people: People, keys: Keys) -> Self {
+        LogisticsApi {
+            store,
+            people,
+            keys,
+        }
+    }
+
+    /// The record's community, if the caller may see it; for a cadre acting on a
+    /// delivery or shift under `Reach::Own`, also that it is their own.
+    async fn in_reach(&self, actor: &Actor, kind: Owned, id: &str) -> Result<String> {
+        let (community, _) = self.store.owner_of(kind, id).await?;
+        actor.check_community(kind.name(), id, &community)?;
+        Ok(community)
+    }
+
+    async fn own_in_reach(&self, actor: &Actor, kind: Owned, id: &str) -> Result<()> {
+        let (community, cadre) = self.store.owner_of(kind, id).await?;
+        actor.check_community(kind.name(), id, &community)?;
+        if actor.role == Role::Cadre && actor.cadre.as_deref() != Some(cadre.as_str()) {
+            return Err(Error::PermissionDenied(format!(
+                "a cadre acts on their own {} only",
+                kind.name()
+            )));
+        }
+        Ok(())
     }
 
     /// The households a batch goes to, with their care levels, from the people service.
@@ -116,13 +143,11 @@ impl LogisticsApi {
     pub async fn run_schedules(
         store: &Store,
         people: &People,
+        keys: &Keys,
         as_of: i64,
     ) -> Result<Vec<pb::Batch>> {
-        let actor = Actor {
-            id: "schedule".into(),
-            role: None,
-            community: None,
-        };
+        // Schedules are planned by the service itself, whoever triggered the run.
+        let actor = keys.service_actor("logistics");
         let mut out = Vec::new();
         for s in store.due_schedules(as_of).await? {
             let recipients: Recipients =
@@ -136,15 +161,20 @@ impl LogisticsApi {
     }
 }
 
+/// A cadre listing their own shifts, across checkpoints.
+fn own_shifts(actor: &Actor, cadre: &str) -> bool {
+    actor.role == Role::Cadre && actor.cadre.as_deref() == Some(cadre)
+}
+
 #[tonic::async_trait]
 impl LogisticsService for LogisticsApi {
     async fn create_item(
         &self,
         req: Request<pb::CreateItemRequest>,
     ) -> Resp<pb::CreateItemResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CreateItem", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let name = parse_name("name", &r.name)?;
         let unit = parse_name("unit_of_measure", &r.unit_of_measure)?;
         let item = self
@@ -155,6 +185,7 @@ impl LogisticsService for LogisticsApi {
     }
 
     async fn list_items(&self, req: Request<pb::ListItemsRequest>) -> Resp<pb::ListItemsResponse> {
+        POLICY.allow("ListItems", &req)?;
         let page = PageRequest::parse(req.get_ref().page_size, &req.get_ref().page_token)?;
         let (items, next_page_token) = self.store.list_items(&page).await?;
         Ok(Response::new(pb::ListItemsResponse {
@@ -167,10 +198,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CreateDepotRequest>,
     ) -> Resp<pb::CreateDepotResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CreateDepot", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let name = parse_name("name", &r.name)?;
         let address = parse_text("address", &r.address, 200)?;
         self.people.community(&actor, &community).await?;
@@ -187,9 +219,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListDepotsRequest>,
     ) -> Resp<pb::ListDepotsResponse> {
+        let actor = POLICY.allow("ListDepots", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let (depots, next_page_token) = self.store.list_depots(&community, &page).await?;
         Ok(Response::new(pb::ListDepotsResponse {
             depots,
@@ -201,10 +235,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::RecordStockMovementRequest>,
     ) -> Resp<pb::RecordStockMovementResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("RecordStockMovement", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let depot = parse_id("depot_id", &r.depot_id)?;
+        self.in_reach(&actor, Owned::Depot, &depot).await?;
         let item = parse_id("item_id", &r.item_id)?;
         let kind = required_enum("kind", r.kind, MovementKind::from_proto)?;
         if kind == MovementKind::AllocationOut {
@@ -242,10 +277,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::AllocateStockRequest>,
     ) -> Resp<pb::AllocateStockResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("AllocateStock", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let depot = parse_id("depot_id", &r.depot_id)?;
+        self.in_reach(&actor, Owned::Depot, &depot).await?;
         let item = parse_id("item_id", &r.item_id)?;
         let quantity = domain::signed_quantity(MovementKind::AllocationOut, r.quantity, "")?;
         let reference = parse_text("reference", &r.reference, 100)?;
@@ -272,7 +308,9 @@ impl LogisticsService for LogisticsApi {
     }
 
     async fn get_stock(&self, req: Request<pb::GetStockRequest>) -> Resp<pb::GetStockResponse> {
+        let actor = POLICY.allow("GetStock", &req)?;
         let depot = parse_id("depot_id", &req.get_ref().depot_id)?;
+        self.in_reach(&actor, Owned::Depot, &depot).await?;
         Ok(Response::new(pb::GetStockResponse {
             levels: self.store.stock(&depot).await?,
         }))
@@ -282,9 +320,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListStockMovementsRequest>,
     ) -> Resp<pb::ListStockMovementsResponse> {
+        let actor = POLICY.allow("ListStockMovements", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let depot = parse_id("depot_id", &r.depot_id)?;
+        self.in_reach(&actor, Owned::Depot, &depot).await?;
         let item = parse_opt_id("item_id", &r.item_id)?.unwrap_or_default();
         let (movements, next_page_token) = self.store.list_movements(&depot, &item, &page).await?;
         Ok(Response::new(pb::ListStockMovementsResponse {
@@ -297,10 +337,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::OpenGroupPurchaseRequest>,
     ) -> Resp<pb::OpenGroupPurchaseResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("OpenGroupPurchase", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let title = parse_name("title", &r.title)?;
         let organiser = parse_name("organiser", &r.organiser)?;
         if r.items.is_empty() {
@@ -355,7 +396,7 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::PlaceOrderRequest>,
     ) -> Resp<pb::PlaceOrderResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("PlaceOrder", &req)?;
         let r = req.into_inner();
         let purchase_id = parse_id("purchase_id", &r.purchase_id)?;
         let household_id = parse_id("household_id", &r.household_id)?;
@@ -363,6 +404,8 @@ impl LogisticsService for LogisticsApi {
             "lines",
             r.lines.iter().map(|l| (l.item_id.clone(), l.quantity)),
         )?;
+        self.in_reach(&actor, Owned::Purchase, &purchase_id).await?;
+        actor.check_household(&household_id)?;
         let purchase = self.store.purchase(&purchase_id).await?;
         let household = self.people.household(&actor, &household_id).await?;
         if household.community_id != purchase.community_id {
@@ -381,10 +424,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CloseGroupPurchaseRequest>,
     ) -> Resp<pb::CloseGroupPurchaseResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CloseGroupPurchase", &req)?;
         let r = req.into_inner();
         let purchase_id = parse_id("purchase_id", &r.purchase_id)?;
         let depot = parse_id("depot_id", &r.depot_id)?;
+        self.in_reach(&actor, Owned::Purchase, &purchase_id).await?;
         let purchase = self.store.purchase(&purchase_id).await?;
         let care: HashMap<String, i32> = self
             .people
@@ -403,15 +447,18 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetGroupPurchaseRequest>,
     ) -> Resp<pb::GetGroupPurchaseResponse> {
+        let actor = POLICY.allow("GetGroupPurchase", &req)?;
         let id = parse_id("purchase_id", &req.get_ref().purchase_id)?;
+        self.in_reach(&actor, Owned::Purchase, &id).await?;
         Ok(Response::new(self.store.get_purchase(&id).await?))
     }
 
     async fn plan_batch(&self, req: Request<pb::PlanBatchRequest>) -> Resp<pb::PlanBatchResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("PlanBatch", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let depot_id = parse_id("depot_id", &r.depot_id)?;
         let name = parse_name("name", &r.name)?;
         let bundle = parse_bundle("bundle", &r.bundle)?;
@@ -433,7 +480,7 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::AssignDeliveriesRequest>,
     ) -> Resp<pb::AssignDeliveriesResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("AssignDeliveries", &req)?;
         let r = req.into_inner();
         let batch_id = parse_id("batch_id", &r.batch_id)?;
         let cadre = parse_id("cadre_id", &r.cadre_id)?;
@@ -448,6 +495,7 @@ impl LogisticsService for LogisticsApi {
                 Error::invalid("count", "give delivery_ids, or a count from 1 to 500").into(),
             );
         }
+        self.in_reach(&actor, Owned::Batch, &batch_id).await?;
         let batch = self.store.batch(&batch_id).await?;
         if !self
             .people
@@ -471,9 +519,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::RecordDeliveryOutcomeRequest>,
     ) -> Resp<pb::RecordDeliveryOutcomeResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("RecordDeliveryOutcome", &req)?;
         let r = req.into_inner();
         let id = parse_id("delivery_id", &r.delivery_id)?;
+        self.own_in_reach(&actor, Owned::Delivery, &id).await?;
         let outcome = required_enum("outcome", r.outcome, DeliveryOutcome::from_proto)?;
         let confirmed_by = parse_text("confirmed_by", &r.confirmed_by, 64)?;
         if outcome == DeliveryOutcome::Delivered && confirmed_by.is_empty() {
@@ -498,7 +547,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetBatchProgressRequest>,
     ) -> Resp<pb::GetBatchProgressResponse> {
+        let actor = POLICY.allow("GetBatchProgress", &req)?;
         let id = parse_id("batch_id", &req.get_ref().batch_id)?;
+        self.in_reach(&actor, Owned::Batch, &id).await?;
         Ok(Response::new(self.store.batch_progress(&id).await?))
     }
 
@@ -506,9 +557,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListBatchesRequest>,
     ) -> Resp<pb::ListBatchesResponse> {
+        let actor = POLICY.allow("ListBatches", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let (batches, next_page_token) = self.store.list_batches(&community, &page).await?;
         Ok(Response::new(pb::ListBatchesResponse {
             batches,
@@ -520,9 +573,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListDeliveriesRequest>,
     ) -> Resp<pb::ListDeliveriesResponse> {
+        let actor = POLICY.allow("ListDeliveries", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let batch = parse_id("batch_id", &r.batch_id)?;
+        self.in_reach(&actor, Owned::Batch, &batch).await?;
         let status = optional_enum("status", r.status, DeliveryStatus::from_proto)?;
         let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
         let (deliveries, next_page_token) = self
@@ -539,10 +594,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CreateRecurringDeliveryRequest>,
     ) -> Resp<pb::CreateRecurringDeliveryResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CreateRecurringDelivery", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let depot_id = parse_id("depot_id", &r.depot_id)?;
         let name = parse_name("name", &r.name)?;
         let bundle = parse_bundle("bundle", &r.bundle)?;
@@ -581,9 +637,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::RunSchedulesRequest>,
     ) -> Resp<pb::RunSchedulesResponse> {
+        POLICY.allow("RunSchedules", &req)?;
         let as_of = past_or_now("as_of", req.get_ref().as_of.as_ref())?;
         Ok(Response::new(pb::RunSchedulesResponse {
-            batches: Self::run_schedules(&self.store, &self.people, as_of).await?,
+            batches: Self::run_schedules(&self.store, &self.people, &self.keys, as_of).await?,
         }))
     }
 
@@ -591,10 +648,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CreateCheckpointRequest>,
     ) -> Resp<pb::CreateCheckpointResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CreateCheckpoint", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let name = parse_name("name", &r.name)?;
         if !(1..=50).contains(&r.required_staff) {
             return Err(Error::invalid("required_staff", "must be from 1 to 50").into());
@@ -613,7 +671,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListCheckpointsRequest>,
     ) -> Resp<pb::ListCheckpointsResponse> {
+        let actor = POLICY.allow("ListCheckpoints", &req)?;
         let community = parse_id("community_id", &req.get_ref().community_id)?;
+        actor.check_community("community", &community, &community)?;
         Ok(Response::new(pb::ListCheckpointsResponse {
             checkpoints: self.store.list_checkpoints(&community).await?,
         }))
@@ -623,9 +683,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::AssignShiftRequest>,
     ) -> Resp<pb::AssignShiftResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("AssignShift", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let checkpoint_id = parse_id("checkpoint_id", &r.checkpoint_id)?;
         let cadre = parse_id("cadre_id", &r.cadre_id)?;
         let start = from_timestamp(
@@ -641,6 +701,8 @@ impl LogisticsService for LogisticsApi {
                 .ok_or_else(|| Error::required("ends_at"))?,
         )?;
         let span = domain::parse_shift(start, end)?;
+        self.in_reach(&actor, Owned::Checkpoint, &checkpoint_id)
+            .await?;
         let checkpoint = self.store.checkpoint(&checkpoint_id).await?;
         let unit = self.people.cadre(&actor, &cadre).await?.unit_id;
         if !self
@@ -667,8 +729,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CancelShiftRequest>,
     ) -> Resp<pb::CancelShiftResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CancelShift", &req)?;
         let id = parse_id("shift_id", &req.get_ref().shift_id)?;
+        self.in_reach(&actor, Owned::Shift, &id).await?;
         let shift = self
             .store
             .update_shift(&actor, &id, ShiftAction::Cancel, now_micros())
@@ -682,8 +745,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CheckInShiftRequest>,
     ) -> Resp<pb::CheckInShiftResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CheckInShift", &req)?;
         let id = parse_id("shift_id", &req.get_ref().shift_id)?;
+        self.own_in_reach(&actor, Owned::Shift, &id).await?;
         let at = past_or_now("at", req.get_ref().at.as_ref())?;
         let shift = self
             .store
@@ -698,8 +762,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::CheckOutShiftRequest>,
     ) -> Resp<pb::CheckOutShiftResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("CheckOutShift", &req)?;
         let id = parse_id("shift_id", &req.get_ref().shift_id)?;
+        self.own_in_reach(&actor, Owned::Shift, &id).await?;
         let at = past_or_now("at", req.get_ref().at.as_ref())?;
         let shift = self
             .store
@@ -714,10 +779,18 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListShiftsRequest>,
     ) -> Resp<pb::ListShiftsResponse> {
+        let actor = POLICY.allow("ListShifts", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let checkpoint = parse_opt_id("checkpoint_id", &r.checkpoint_id)?.unwrap_or_default();
         let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
+        if !checkpoint.is_empty() {
+            self.in_reach(&actor, Owned::Checkpoint, &checkpoint)
+                .await?;
+        } else if !(actor.is_county() || own_shifts(&actor, &cadre)) {
+            // Shifts are listed by checkpoint; a cadre may list their own across checkpoints.
+            return Err(Error::required("checkpoint_id").into());
+        }
         let from = linli_core::time::optional("from", r.from.as_ref())?.unwrap_or(i64::MIN);
         let to = linli_core::time::optional("to", r.to.as_ref())?.unwrap_or(i64::MAX);
         let (shifts, next_page_token) = self
@@ -734,8 +807,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetRosterReportRequest>,
     ) -> Resp<pb::GetRosterReportResponse> {
+        let actor = POLICY.allow("GetRosterReport", &req)?;
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let from = from_timestamp(
             "from",
             r.from.as_ref().ok_or_else(|| Error::required("from"))?,
@@ -758,10 +833,12 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::LogCheckpointEntryRequest>,
     ) -> Resp<pb::LogCheckpointEntryResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("LogCheckpointEntry", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let checkpoint = parse_id("checkpoint_id", &r.checkpoint_id)?;
+        self.in_reach(&actor, Owned::Checkpoint, &checkpoint)
+            .await?;
         let shift = parse_opt_id("shift_id", &r.shift_id)?.unwrap_or_default();
         let kind = required_enum("kind", r.kind, LogEntryKind::from_proto)?;
         let person = parse_text("person", &r.person, 64)?;
@@ -807,9 +884,12 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListCheckpointLogRequest>,
     ) -> Resp<pb::ListCheckpointLogResponse> {
+        let actor = POLICY.allow("ListCheckpointLog", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let checkpoint = parse_id("checkpoint_id", &r.checkpoint_id)?;
+        self.in_reach(&actor, Owned::Checkpoint, &checkpoint)
+            .await?;
         let (entries, next_page_token) = self
             .store
             .list_log(&checkpoint, r.flagged_only, &page)
@@ -824,10 +904,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::RecordFundsEntryRequest>,
     ) -> Resp<pb::RecordFundsEntryResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("RecordFundsEntry", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let community_id = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community_id, &community_id)?;
         let direction = required_enum("direction", r.direction, FundsDirection::from_proto)?;
         let category = required_enum("category", r.category, FundsCategory::from_proto)?;
         domain::check_funds_category(direction, category)?;
@@ -858,10 +939,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ReverseFundsEntryRequest>,
     ) -> Resp<pb::ReverseFundsEntryResponse> {
-        let actor = Actor::from_metadata(req.metadata())?;
+        let actor = POLICY.allow("ReverseFundsEntry", &req)?;
         let mut r = req.into_inner();
-        let idem = idem_key(&mut r, |r| &mut r.idempotency_key)?;
+        let idem = idem_key(&actor, &mut r, |r| &mut r.idempotency_key)?;
         let entry = parse_id("entry_id", &r.entry_id)?;
+        self.in_reach(&actor, Owned::FundsEntry, &entry).await?;
         let reason = parse_name("reason", &r.reason)?;
         let approver = parse_name("approver", &r.approver)?;
         let reversal = self
@@ -877,9 +959,11 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListFundsEntriesRequest>,
     ) -> Resp<pb::ListFundsEntriesResponse> {
+        let actor = POLICY.allow("ListFundsEntries", &req)?;
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token)?;
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let (entries, next_page_token) = self.store.list_funds(&community, &page).await?;
         Ok(Response::new(pb::ListFundsEntriesResponse {
             entries,
@@ -891,7 +975,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetFundsBalanceRequest>,
     ) -> Resp<pb::GetFundsBalanceResponse> {
+        let actor = POLICY.allow("GetFundsBalance", &req)?;
         let community = parse_id("community_id", &req.get_ref().community_id)?;
+        actor.check_community("community", &community, &community)?;
         let (income_fen, expense_fen) = self
             .store
             .funds_totals(&community, i64::MIN, i64::MAX)
@@ -907,8 +993,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetCommunityReportRequest>,
     ) -> Resp<pb::GetCommunityReportResponse> {
+        let actor = POLICY.allow("GetCommunityReport", &req)?;
         let r = req.into_inner();
         let community = parse_id("community_id", &r.community_id)?;
+        actor.check_community("community", &community, &community)?;
         let (from, to) = domain::report_period(
             linli_core::time::optional("from", r.from.as_ref())?,
             linli_core::time::optional("to", r.to.as_ref())?,
@@ -923,7 +1011,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::GetCommunitySummaryRequest>,
     ) -> Resp<pb::GetCommunitySummaryResponse> {
+        let actor = POLICY.allow("GetCommunitySummary", &req)?;
         let community = parse_id("community_id", &req.get_ref().community_id)?;
+        actor.check_community("community", &community, &community)?;
         Ok(Response::new(self.store.summary(&community).await?))
     }
 
@@ -931,7 +1021,9 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Resp<pb::ListAuditEventsResponse> {
+        let actor = POLICY.allow("ListAuditEvents", &req)?;
         let r = req.into_inner();
+        actor.check_community("community", &r.community_id, &r.community_id)?;
         let (events, next_page_token) = audit::list_request(
             &self.store.db,
             &r.community_id,
@@ -950,8 +1042,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         req: Request<pb::VerifyAuditTrailRequest>,
     ) -> Resp<pb::VerifyAuditTrailResponse> {
-        let verification =
-            audit::verify_request(&self.store.db, &req.get_ref().community_id).await?;
+        let actor = POLICY.allow("VerifyAuditTrail", &req)?;
+        let community = &req.get_ref().community_id;
+        actor.check_community("community", community, community)?;
+        let verification = audit::verify_request(&self.store.db, community).await?;
         Ok(Response::new(pb::VerifyAuditTrailResponse {
             verification: Some(verification),
         }))

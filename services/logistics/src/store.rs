@@ -322,6 +322,32 @@ pub struct NewFunds {
     pub at: Micros,
 }
 
+/// Records whose owner [`Store::owner_of`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Depot,
+    Batch,
+    Delivery,
+    Purchase,
+    Checkpoint,
+    Shift,
+    FundsEntry,
+}
+
+impl Owned {
+    pub fn name(self) -> &'static str {
+        match self {
+            Owned::Depot => "depot",
+            Owned::Batch => "batch",
+            Owned::Delivery => "delivery",
+            Owned::Purchase => "group purchase",
+            Owned::Checkpoint => "checkpoint",
+            Owned::Shift => "shift",
+            Owned::FundsEntry => "funds entry",
+        }
+    }
+}
+
 impl Store {
     pub fn new(db: Db, fever_threshold: f64, max_duty_hours_per_day: i64) -> Store {
         Store {
@@ -478,6 +504,27 @@ impl Store {
             depot_from_row,
         )
         .await
+    }
+
+    /// Whose a record is: its community, and for deliveries and shifts the cadre
+    /// doing them. NOT_FOUND when there is no such record.
+    pub async fn owner_of(&self, kind: Owned, id: &str) -> Result<(String, String)> {
+        let (table, cadre) = match kind {
+            Owned::Depot => ("depots", "''"),
+            Owned::Batch => ("batches", "''"),
+            Owned::Delivery => ("deliveries", "cadre_id"),
+            Owned::Purchase => ("group_purchases", "''"),
+            Owned::Checkpoint => ("checkpoints", "''"),
+            Owned::Shift => ("shifts", "cadre_id"),
+            Owned::FundsEntry => ("funds_entries", "''"),
+        };
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT community_id, {cadre} FROM {table} WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.ok_or_else(|| Error::not_found(kind.name(), id))
     }
 
     pub async fn depot(&self, id: &str) -> Result<pb::Depot> {

@@ -507,6 +507,18 @@ pub fn check_account_links(
     }
 }
 
+/// Who may make which accounts: an admin any; a community worker the cadres'
+/// and residents' of their community; nobody a role at or above their own otherwise.
+pub fn check_account_grant(granter: linli_core::Role, role: linli_core::Role) -> Result<()> {
+    use linli_core::Role::*;
+    match (granter, role) {
+        (Admin, _) | (CommunityWorker, Cadre | Resident) => Ok(()),
+        _ => Err(Error::PermissionDenied(format!(
+            "the {granter} role may not make {role} accounts"
+        ))),
+    }
+}
+
 pub fn check_password(field: &str, v: &str) -> Result<()> {
     let n = v.chars().count();
     if n < 8 {

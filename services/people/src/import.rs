@@ -452,11 +452,7 @@ pub async fn run(
     let community = store.find_community(community).await?;
     let input = std::fs::File::open(file)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
-    let actor = Actor {
-        id: "import".into(),
-        role: None,
-        community: Some(community.id.clone()),
-    };
+    let actor = Actor::local("import");
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = import_roster(store, &actor, &community.id, input, dry_run, progress).await?;
     if dry_run {

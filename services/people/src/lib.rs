@@ -6,12 +6,14 @@
 pub mod cli;
 pub mod domain;
 pub mod import;
+pub mod policy;
 pub mod seed;
 pub mod service;
 pub mod store;
 
 use chrono::FixedOffset;
 use linli_core::Db;
+use linli_core::auth::Keys;
 use linli_core::db::{CORE_MIGRATIONS, Migration};
 use linli_core::server::{GrpcServer, ServeSettings};
 use linli_proto::people::v1::people_service_server::PeopleServiceServer;
@@ -48,9 +50,9 @@ pub async fn open_store(
     Ok(Store::new(db, policy, utc_offset))
 }
 
-/// The people service, ready to serve.
-pub fn grpc_server(store: Store, settings: ServeSettings) -> GrpcServer {
-    let routes =
-        tonic::service::Routes::new(PeopleServiceServer::new(service::PeopleApi::new(store)));
-    GrpcServer::new(SERVICE_NAME, routes, settings)
+/// The people service, ready to serve: every call verified with `keys`.
+pub fn grpc_server(store: Store, keys: &Keys, settings: ServeSettings) -> GrpcServer {
+    let api =
+        PeopleServiceServer::with_interceptor(service::PeopleApi::new(store), keys.interceptor());
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
 }

@@ -235,11 +235,7 @@ const CADRES: &[(&str, &str)] = &[
 ];
 
 pub async fn run(store: &Store) -> anyhow::Result<()> {
-    let actor = Actor {
-        id: "seed".into(),
-        role: Some(Role::Admin),
-        community: None,
-    };
+    let actor = Actor::local("seed");
     let place = |k: &str, kind, parent: Option<&str>, name: &str, code: &str| {
         (
             key(&format!("place:{k}")),
@@ -270,11 +266,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
     );
     let community = store.create_place(&actor, &k, p).await?;
 
-    let importer = Actor {
-        id: "seed".into(),
-        role: Some(Role::CommunityWorker),
-        community: Some(community.id.clone()),
-    };
+    let importer = Actor::local("seed");
     let report = crate::import::import_roster(
         store,
         &importer,

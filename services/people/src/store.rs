@@ -471,6 +471,11 @@ impl Store {
         .await
     }
 
+    pub async fn get_household(&self, id: &str) -> Result<pb::Household> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_household(&mut conn, id).await
+    }
+
     pub async fn create_household(
         &self,
         actor: &Actor,
@@ -1109,6 +1114,11 @@ impl Store {
         .await
     }
 
+    pub async fn get_registration(&self, id: &str) -> Result<pb::Registration> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_registration(&mut conn, id).await
+    }
+
     /// The cadre's active registration with this community, if they have one.
     async fn active_registration(
         &self,
@@ -1321,6 +1331,11 @@ impl Store {
             pairing_from_row,
         )
         .await
+    }
+
+    pub async fn get_pairing(&self, id: &str) -> Result<pb::Pairing> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_pairing(&mut conn, id).await
     }
 
     pub async fn pair_household(

@@ -316,8 +316,25 @@ async fn residents_and_care(backend: Backend) {
             chrono::Utc::now().date_naive()
         )
     );
-    assert_eq!(cheng.phone, "138****0001", "masked by default");
-    assert!(cheng.id_number.starts_with("421224********"));
+    assert_eq!(
+        cheng.phone, "13800000001",
+        "in full to the admin who entered it"
+    );
+    let seen_by_cadre = c
+        .get_resident(as_role(
+            pb::GetResidentRequest {
+                resident_id: cheng.id.clone(),
+                view: 0,
+            },
+            "cadre",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .resident
+        .unwrap();
+    assert_eq!(seen_by_cadre.phone, "138****0001", "masked by default");
+    assert!(seen_by_cadre.id_number.starts_with("421224********"));
     let profile = c
         .get_household(pb::GetHouseholdRequest {
             household_id: hh.id.clone(),
@@ -335,13 +352,16 @@ async fn residents_and_care(backend: Backend) {
     assert_eq!(profile.household.unwrap().visit_every_days, 7);
 
     // Views: the full one only for roles that need personal data.
-    let full_anon = c
-        .get_resident(pb::GetResidentRequest {
-            resident_id: cheng.id.clone(),
-            view: pb::ResidentView::Full as i32,
-        })
+    let full_supervisor = c
+        .get_resident(as_role(
+            pb::GetResidentRequest {
+                resident_id: cheng.id.clone(),
+                view: pb::ResidentView::Full as i32,
+            },
+            "supervisor",
+        ))
         .await;
-    assert_status(full_anon, Code::PermissionDenied, "");
+    assert_status(full_supervisor, Code::PermissionDenied, "");
     let full_cadre = c
         .get_resident(as_role(
             pb::GetResidentRequest {
@@ -579,12 +599,15 @@ async fn residents_and_care(backend: Backend) {
         vec!["程桂兰"]
     );
     let in_house = c
-        .list_residents(pb::ListResidentsRequest {
-            community_id: community.id.clone(),
-            household_id: hh.id.clone(),
-            view: pb::ResidentView::Full as i32,
-            ..Default::default()
-        })
+        .list_residents(as_role(
+            pb::ListResidentsRequest {
+                community_id: community.id.clone(),
+                household_id: hh.id.clone(),
+                view: pb::ResidentView::Full as i32,
+                ..Default::default()
+            },
+            "cadre",
+        ))
         .await;
     assert_status(in_house, Code::PermissionDenied, "");
 

@@ -3,6 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use linli_proto::people::v1 as pb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -158,6 +160,7 @@ async fn serves_health_and_reflection_and_stops_on_sigterm() {
             "json",
             "serve",
         ])
+        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -202,6 +205,38 @@ async fn serves_health_and_reflection_and_stops_on_sigterm() {
         .into_inner()
         .status;
     assert_eq!(overall, ServingStatus::Serving as i32);
+
+    // The API itself wants a token: none, or one signed by another key, is refused;
+    // one from the operator's `token` command is accepted.
+    let mut people = PeopleServiceClient::new(channel.clone());
+    let list = || pb::ListPlacesRequest::default();
+    let anonymous = people.list_places(list()).await.unwrap_err();
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+    let foreign = linli_core::testing::token(linli_core::Role::Admin, None);
+    let forged = people
+        .list_places(linli_core::testing::with_token(list(), &foreign))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+    let out = Command::new(BIN)
+        .args(["--database-url", &url, "token", "--role", "admin"])
+        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    people
+        .list_places(linli_core::testing::with_token(list(), token.trim()))
+        .await
+        .expect("a token from `linli-people token` is accepted");
 
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {

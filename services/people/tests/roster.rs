@@ -28,11 +28,7 @@ fn row(household: &str, name: &str, birth: &str, seq: u32, tags: &str) -> String
 async fn bad_rows_keep_their_household_out(backend: Backend) {
     let mut h = Harness::start(backend).await;
     let (community, _, _) = places(&mut h.client).await;
-    let actor = Actor {
-        id: "import-test".into(),
-        role: None,
-        community: None,
-    };
+    let actor = Actor::local("import-test");
     let csv = roster(&[
         row(
             "H1",

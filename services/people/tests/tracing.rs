@@ -55,9 +55,13 @@ async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
     )
     .await
     .unwrap();
-    let server =
-        TestServer::spawn(linli_people::grpc_server(store, ServeSettings::default())).await;
-    let mut client = PeopleServiceClient::new(server.channel.clone());
+    let server = TestServer::spawn(linli_people::grpc_server(
+        store,
+        linli_core::testing::keys(),
+        ServeSettings::default(),
+    ))
+    .await;
+    let mut client = PeopleServiceClient::new(linli_core::testing::authed(server.channel.clone()));
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_span = "00f067aa0ba902b7";

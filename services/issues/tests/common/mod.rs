@@ -4,21 +4,19 @@
 #![allow(dead_code)]
 
 use linli_core::server::ServeSettings;
-use linli_core::testing::{Backend, TestDb, TestServer};
+use linli_core::testing::{AuthedChannel, Backend, TestDb, TestServer, authed, keys};
 use linli_proto::issues::v1 as pb;
 use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use prost_types::Timestamp;
-use tonic::Request;
-use tonic::transport::Channel;
 
 // Not every test file asserts statuses.
 #[allow(unused_imports)]
-pub use linli_core::testing::{assert_status, key};
+pub use linli_core::testing::{as_role, assert_status, key};
 
-pub type Client = IssuesServiceClient<Channel>;
-pub type PeopleClient = PeopleServiceClient<Channel>;
+pub type Client = IssuesServiceClient<AuthedChannel>;
+pub type PeopleClient = PeopleServiceClient<AuthedChannel>;
 
 pub const HOUR: i64 = 3600;
 pub const DAY: i64 = 86_400;
@@ -56,10 +54,11 @@ impl Harness {
         .unwrap();
         let people_server = TestServer::spawn(linli_people::grpc_server(
             people_store,
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let mut people = PeopleServiceClient::new(people_server.channel.clone());
+        let mut people = PeopleServiceClient::new(authed(people_server.channel.clone()));
         let world = world(&mut people).await;
 
         let issues_db = TestDb::new(backend).await;
@@ -69,10 +68,11 @@ impl Harness {
         let server = TestServer::spawn(linli_issues::grpc_server(
             store.clone(),
             linli_issues::People::from_channel(people_server.channel.clone()),
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let client = IssuesServiceClient::new(server.channel.clone());
+        let client = IssuesServiceClient::new(authed(server.channel.clone()));
         Harness {
             client,
             people,
@@ -94,10 +94,11 @@ impl Harness {
         let server = TestServer::spawn(linli_issues::grpc_server(
             store,
             linli_issues::People::from_channel(channel),
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let client = IssuesServiceClient::new(server.channel.clone());
+        let client = IssuesServiceClient::new(authed(server.channel.clone()));
         (server, client)
     }
 
@@ -247,15 +248,6 @@ pub fn mv_at(issue: &pb::Issue, at: Timestamp) -> Option<pb::Transition> {
         note: String::new(),
         at: Some(at),
     })
-}
-
-pub fn as_role<T>(msg: T, role: &str) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("x-linli-actor", format!("test-{role}").parse().unwrap());
-    req.metadata_mut()
-        .insert("x-linli-role", role.parse().unwrap());
-    req
 }
 
 /// Drives an issue along the happy path with the given times (seconds ago), returning it at the end.

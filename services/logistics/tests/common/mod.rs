@@ -4,20 +4,19 @@
 #![allow(dead_code)]
 
 use linli_core::server::ServeSettings;
-use linli_core::testing::{Backend, TestDb, TestServer};
+use linli_core::testing::{AuthedChannel, Backend, TestDb, TestServer, authed, keys};
 use linli_proto::logistics::v1 as pb;
 use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
 use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 use prost_types::Timestamp;
-use tonic::transport::Channel;
 
 // Not every test file asserts statuses.
 #[allow(unused_imports)]
-pub use linli_core::testing::{assert_status, key};
+pub use linli_core::testing::{as_role, assert_status, key};
 
-pub type Client = LogisticsServiceClient<Channel>;
-pub type PeopleClient = PeopleServiceClient<Channel>;
+pub type Client = LogisticsServiceClient<AuthedChannel>;
+pub type PeopleClient = PeopleServiceClient<AuthedChannel>;
 
 pub const HOUR: i64 = 3600;
 pub const DAY: i64 = 86_400;
@@ -59,10 +58,11 @@ impl Harness {
         .unwrap();
         let people_server = TestServer::spawn(linli_people::grpc_server(
             people_store,
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let mut people = PeopleServiceClient::new(people_server.channel.clone());
+        let mut people = PeopleServiceClient::new(authed(people_server.channel.clone()));
         let world = world(&mut people, households).await;
         let db = TestDb::new(backend).await;
         let store = linli_logistics::open_store(&db.url, 37.3, 12)
@@ -71,10 +71,11 @@ impl Harness {
         let server = TestServer::spawn(linli_logistics::grpc_server(
             store.clone(),
             linli_core::people::People::from_channel(people_server.channel.clone()),
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let client = LogisticsServiceClient::new(server.channel.clone());
+        let client = LogisticsServiceClient::new(authed(server.channel.clone()));
         Harness {
             client,
             people,
@@ -96,10 +97,11 @@ impl Harness {
         let server = TestServer::spawn(linli_logistics::grpc_server(
             store,
             linli_core::people::People::from_channel(channel),
+            keys(),
             ServeSettings::default(),
         ))
         .await;
-        let client = LogisticsServiceClient::new(server.channel.clone());
+        let client = LogisticsServiceClient::new(authed(server.channel.clone()));
         (server, client)
     }
 

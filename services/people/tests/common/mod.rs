@@ -2,17 +2,16 @@
 #![allow(dead_code)]
 
 use linli_core::server::ServeSettings;
-use linli_core::testing::{Backend, TestDb, TestServer};
+use linli_core::testing::{AuthedChannel, Backend, TestDb, TestServer};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
-use tonic::Request;
-use tonic::transport::Channel;
 
 // Not every test file asserts statuses.
 #[allow(unused_imports)]
-pub use linli_core::testing::{assert_status, key};
+pub use linli_core::testing::{as_role, assert_status, key};
 
-pub type Client = PeopleServiceClient<Channel>;
+/// A client that acts as a county admin unless a request carries its own token.
+pub type Client = PeopleServiceClient<AuthedChannel>;
 
 pub struct Harness {
     pub client: Client,
@@ -33,10 +32,11 @@ impl Harness {
         .expect("open store");
         let server = TestServer::spawn(linli_people::grpc_server(
             store.clone(),
+            linli_core::testing::keys(),
             ServeSettings::default(),
         ))
         .await;
-        let client = PeopleServiceClient::new(server.channel.clone());
+        let client = PeopleServiceClient::new(linli_core::testing::authed(server.channel.clone()));
         Harness {
             client,
             server,
@@ -44,16 +44,6 @@ impl Harness {
             db,
         }
     }
-}
-
-/// A request carrying an identity, as the gateway would send it.
-pub fn as_role<T>(msg: T, role: &str) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("x-linli-actor", format!("test-{role}").parse().unwrap());
-    req.metadata_mut()
-        .insert("x-linli-role", role.parse().unwrap());
-    req
 }
 
 /// A valid 18-character ID number for a birth date and a sequence number.
