@@ -275,3 +275,135 @@ pub fn as_role<T>(msg: T, role: &str) -> tonic::Request<T> {
     };
     with_token(msg, &token)
 }
+
+/// The isolation matrix: every RPC of a service called by every role, on a record
+/// of the caller's own community and on one of another community, each answer
+/// judged against the service's policy table, and every answer searched for the
+/// other community's ids.
+pub mod matrix {
+    use crate::Role;
+    use crate::auth::Claims;
+    use crate::policy::{Reach, Rule};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Side {
+        Own,
+        Other,
+    }
+
+    /// A signed-in caller of community `own`.
+    #[derive(Debug, Clone)]
+    pub struct Caller {
+        pub role: Role,
+        pub token: String,
+    }
+
+    /// One caller per role: a county admin, and the others limited to `own`; the
+    /// cadre is `cadre`, the resident lives in `household`.
+    pub fn callers(own: &str, cadre: &str, household: &str) -> Vec<Caller> {
+        let hour = std::time::Duration::from_secs(3600);
+        Role::ALL
+            .into_iter()
+            .map(|role| {
+                let claims = Claims::new(format!("matrix-{role}"), role, hour);
+                let claims = match role {
+                    Role::Admin => claims.county(),
+                    Role::Cadre => claims.community(own).cadre(cadre),
+                    Role::Resident => claims.community(own).household(household),
+                    _ => claims.community(own),
+                };
+                Caller {
+                    role,
+                    token: super::sign(&claims),
+                }
+            })
+            .collect()
+    }
+
+    /// What the matrix saw.
+    #[derive(Debug, Default)]
+    pub struct Tally {
+        pub calls: usize,
+        /// Ids of the other community found in answers to callers who may not see it.
+        pub leaks: usize,
+        pub failures: Vec<String>,
+    }
+
+    impl Tally {
+        /// Judges one answer: a role the table leaves out is PERMISSION_DENIED; a
+        /// record of another community is NOT_FOUND to a caller limited to their own
+        /// (county reference data excepted); otherwise authorization lets the call
+        /// through, whatever the domain then says.
+        pub fn check(
+            &mut self,
+            rule: &Rule,
+            caller: &Caller,
+            side: Side,
+            outcome: Result<String, tonic::Status>,
+            foreign_ids: &[String],
+        ) {
+            use tonic::Code;
+            self.calls += 1;
+            let expected = if !rule.roles.contains(&caller.role) {
+                Some(Code::PermissionDenied)
+            } else if side == Side::Other
+                && rule.reach != Reach::County
+                && caller.role != Role::Admin
+            {
+                Some(Code::NotFound)
+            } else {
+                None
+            };
+            let seen = outcome.as_ref().map_err(|s| s.code());
+            let what = format!("{} as {} on {:?}", rule.rpc, caller.role, side);
+            match (expected, &seen) {
+                (Some(code), Err(got)) if *got == code => {}
+                (Some(code), _) => self
+                    .failures
+                    .push(format!("{what}: expected {code:?}, got {seen:?}")),
+                (None, Err(got))
+                    if matches!(
+                        got,
+                        Code::PermissionDenied
+                            | Code::NotFound
+                            | Code::Unauthenticated
+                            | Code::Internal
+                            | Code::Unknown
+                    ) =>
+                {
+                    self.failures.push(format!(
+                        "{what}: expected to pass authorization, got {:?}",
+                        outcome.as_ref().unwrap_err()
+                    ))
+                }
+                (None, _) => {}
+            }
+            if let Ok(answer) = &outcome
+                && caller.role != Role::Admin
+                && rule.reach != Reach::County
+            {
+                let leaked = foreign_ids
+                    .iter()
+                    .filter(|id| answer.contains(id.as_str()))
+                    .count();
+                if leaked > 0 {
+                    self.failures.push(format!(
+                        "{what}: {leaked} ids of another community in the answer"
+                    ));
+                }
+                self.leaks += leaked;
+            }
+        }
+
+        pub fn assert_clean(&self) {
+            assert!(
+                self.failures.is_empty(),
+                "{} of {} calls wrong:\n{}",
+                self.failures.len(),
+                self.calls,
+                self.failures.join("\n")
+            );
+            assert_eq!(self.leaks, 0, "records of another community in answers");
+        }
+    }
+}
