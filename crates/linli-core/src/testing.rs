@@ -361,21 +361,19 @@ pub mod matrix {
                 (Some(code), _) => self
                     .failures
                     .push(format!("{what}: expected {code:?}, got {seen:?}")),
-                (None, Err(got))
-                    if matches!(
-                        got,
+                (
+                    None,
+                    Err(
                         Code::PermissionDenied
-                            | Code::NotFound
-                            | Code::Unauthenticated
-                            | Code::Internal
-                            | Code::Unknown
-                    ) =>
-                {
-                    self.failures.push(format!(
-                        "{what}: expected to pass authorization, got {:?}",
-                        outcome.as_ref().unwrap_err()
-                    ))
-                }
+                        | Code::NotFound
+                        | Code::Unauthenticated
+                        | Code::Internal
+                        | Code::Unknown,
+                    ),
+                ) => self.failures.push(format!(
+                    "{what}: expected to pass authorization, got {:?}",
+                    outcome.as_ref().unwrap_err()
+                )),
                 (None, _) => {}
             }
             if let Ok(answer) = &outcome
