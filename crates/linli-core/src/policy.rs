@@ -20,6 +20,9 @@ pub enum Reach {
     Household,
     /// As `Community`, and a cadre only their own (registration, check-ins, shifts).
     Own,
+    /// Figures across communities (rankings): only for callers whose scope is the
+    /// whole county; a caller limited to some communities is PERMISSION_DENIED.
+    CountyWide,
 }
 
 impl Reach {
@@ -29,6 +32,7 @@ impl Reach {
             Reach::Community => "own community",
             Reach::Household => "own community; residents: own household",
             Reach::Own => "own community; cadres: own records",
+            Reach::CountyWide => "county-wide callers only",
         }
     }
 }
@@ -82,13 +86,17 @@ impl Policy {
             tracing::error!(rpc, service = self.service, "no policy row");
             return Err(Error::PermissionDenied(format!("{rpc} has no policy")));
         };
-        if actor.is(rule.roles) {
-            Ok(())
-        } else {
+        if !actor.is(rule.roles) {
             Err(Error::PermissionDenied(format!(
                 "the {} role may not call {rpc}",
                 actor.role
             )))
+        } else if rule.reach == Reach::CountyWide && !actor.is_county() {
+            Err(Error::PermissionDenied(format!(
+                "{rpc} compares communities: it is for county-wide callers"
+            )))
+        } else {
+            Ok(())
         }
     }
 

@@ -344,7 +344,9 @@ pub mod matrix {
         ) {
             use tonic::Code;
             self.calls += 1;
-            let expected = if !rule.roles.contains(&caller.role) {
+            let expected = if !rule.roles.contains(&caller.role)
+                || (rule.reach == Reach::CountyWide && caller.role != Role::Admin)
+            {
                 Some(Code::PermissionDenied)
             } else if side == Side::Other
                 && rule.reach != Reach::County

@@ -2,7 +2,7 @@
 //! `service.rs` asks this table first (wrong role: PERMISSION_DENIED), then
 //! keeps the caller to the reach named here (a record out of reach: NOT_FOUND).
 use linli_core::Role::{self, Admin, CommunityWorker, Resident, Supervisor};
-use linli_core::policy::Reach::{self, Community, County, Household, Own};
+use linli_core::policy::Reach::{self, Community, County, CountyWide, Household, Own};
 use linli_core::policy::roles::{ADMIN, EVERYONE, MANAGERS, OVERSIGHT, STAFF, WORKERS};
 use linli_core::policy::{Policy, Rule};
 
@@ -41,7 +41,7 @@ pub static POLICY: Policy = Policy {
         // Statistics: a community's own for its staff; the ranking across
         // communities for county roles only.
         rule("GetStatistics", STAFF, Community),
-        rule("GetRanking", SUPERVISORS, County),
+        rule("GetRanking", SUPERVISORS, CountyWide),
         rule("WatchIssues", STAFF, Community),
         rule("GetCommunitySummary", STAFF, Community),
         rule("ListAuditEvents", OVERSIGHT, Community),

@@ -1,0 +1,322 @@
+//! Who may do what, over the wire: every RPC × every role × an issue of the
+//! caller's own community and one of another, judged against `policy.rs`; no
+//! id of the other community in any answer; and forged identities refused.
+mod common;
+
+use common::*;
+use linli_core::testing::matrix::{Side, Tally, callers};
+use linli_core::testing::{Backend, with_token};
+use linli_proto::issues::v1 as pb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+use tonic::Code;
+
+/// The records of one community the calls aim at.
+struct Target {
+    community: String,
+    household: String,
+    issue: String,
+    second: String,
+    cadre: String,
+}
+
+impl Target {
+    fn ids(&self) -> Vec<String> {
+        vec![
+            self.community.clone(),
+            self.household.clone(),
+            self.issue.clone(),
+            self.second.clone(),
+        ]
+    }
+}
+
+async fn reported(c: &mut Client, community: &str, household: &str, title: &str) -> String {
+    c.report_issue(pb::ReportIssueRequest {
+        idempotency_key: key(),
+        community_id: community.into(),
+        household_id: household.into(),
+        title: title.into(),
+        category: pb::Category::Drainage as i32,
+        source: pb::Source::ResidentReport as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .issue
+    .unwrap()
+    .id
+}
+
+/// A transition with a stale version: authorization is exercised, nothing moves.
+fn stale(issue: &str) -> Option<pb::Transition> {
+    Some(pb::Transition {
+        issue_id: issue.into(),
+        expected_version: 999,
+        note: "理由".into(),
+        at: None,
+    })
+}
+
+async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<String, tonic::Status> {
+    macro_rules! send {
+        ($method:ident, $msg:expr) => {
+            c.$method(with_token($msg, token))
+                .await
+                .map(|r| format!("{:?}", r.into_inner()))
+        };
+    }
+    let community = || t.community.clone();
+    match rpc {
+        "ReportIssue" => send!(
+            report_issue,
+            pb::ReportIssueRequest {
+                idempotency_key: key(),
+                community_id: community(),
+                household_id: t.household.clone(),
+                title: "路灯不亮".into(),
+                category: pb::Category::PublicSafety as i32,
+                source: pb::Source::ResidentReport as i32,
+                ..Default::default()
+            }
+        ),
+        "GetIssue" => send!(
+            get_issue,
+            pb::GetIssueRequest {
+                issue_id: t.issue.clone()
+            }
+        ),
+        "ListIssues" => send!(
+            list_issues,
+            pb::ListIssuesRequest {
+                community_id: community(),
+                ..Default::default()
+            }
+        ),
+        "AcknowledgeIssue" => send!(
+            acknowledge_issue,
+            pb::AcknowledgeIssueRequest {
+                transition: stale(&t.issue),
+            }
+        ),
+        "ClaimIssue" => send!(
+            claim_issue,
+            pb::ClaimIssueRequest {
+                transition: stale(&t.issue),
+                cadre_id: t.cadre.clone(),
+                ..Default::default()
+            }
+        ),
+        "UnclaimIssue" => send!(
+            unclaim_issue,
+            pb::UnclaimIssueRequest {
+                transition: stale(&t.issue),
+            }
+        ),
+        "ReassignIssue" => send!(
+            reassign_issue,
+            pb::ReassignIssueRequest {
+                transition: stale(&t.issue),
+                cadre_id: t.cadre.clone(),
+                ..Default::default()
+            }
+        ),
+        "StartWork" => send!(
+            start_work,
+            pb::StartWorkRequest {
+                transition: stale(&t.issue)
+            }
+        ),
+        "ResolveIssue" => send!(
+            resolve_issue,
+            pb::ResolveIssueRequest {
+                transition: stale(&t.issue),
+                ..Default::default()
+            }
+        ),
+        "ConfirmResolution" => send!(
+            confirm_resolution,
+            pb::ConfirmResolutionRequest {
+                transition: stale(&t.issue),
+                household_id: t.household.clone(),
+                rating: 5,
+                comment: String::new(),
+            }
+        ),
+        "ReopenIssue" => send!(
+            reopen_issue,
+            pb::ReopenIssueRequest {
+                transition: stale(&t.issue),
+                household_id: t.household.clone(),
+            }
+        ),
+        "RejectIssue" => send!(
+            reject_issue,
+            pb::RejectIssueRequest {
+                transition: stale(&t.issue)
+            }
+        ),
+        "MarkDuplicate" => send!(
+            mark_duplicate,
+            pb::MarkDuplicateRequest {
+                transition: stale(&t.issue),
+                original_issue_id: t.second.clone(),
+            }
+        ),
+        "AddSupervisionNote" => send!(
+            add_supervision_note,
+            pb::AddSupervisionNoteRequest {
+                idempotency_key: key(),
+                issue_id: t.issue.clone(),
+                note: "请三日内处理".into(),
+            }
+        ),
+        "ListOverdueIssues" => send!(
+            list_overdue_issues,
+            pb::ListOverdueIssuesRequest {
+                community_id: community(),
+                as_of: None,
+            }
+        ),
+        "RunSupervision" => send!(run_supervision, pb::RunSupervisionRequest { as_of: None }),
+        "GetTimeline" => send!(
+            get_timeline,
+            pb::GetTimelineRequest {
+                issue_id: t.issue.clone()
+            }
+        ),
+        "GetStatistics" => send!(
+            get_statistics,
+            pb::GetStatisticsRequest {
+                community_id: community(),
+                ..Default::default()
+            }
+        ),
+        "GetRanking" => send!(
+            get_ranking,
+            pb::GetRankingRequest {
+                scope: 1,
+                ..Default::default()
+            }
+        ),
+        "WatchIssues" => c
+            .watch_issues(with_token(
+                pb::WatchIssuesRequest {
+                    community_id: community(),
+                    after_seq: 0,
+                },
+                token,
+            ))
+            .await
+            .map(|_| "stream opened".to_owned()),
+        "GetCommunitySummary" => send!(
+            get_community_summary,
+            pb::GetCommunitySummaryRequest {
+                community_id: community(),
+            }
+        ),
+        "ListAuditEvents" => send!(
+            list_audit_events,
+            pb::ListAuditEventsRequest {
+                community_id: community(),
+                ..Default::default()
+            }
+        ),
+        "VerifyAuditTrail" => send!(
+            verify_audit_trail,
+            pb::VerifyAuditTrailRequest {
+                community_id: community(),
+            }
+        ),
+        other => panic!("the matrix has no call for {other}: add one"),
+    }
+}
+
+async fn every_rpc_every_role_both_communities(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let w = &h.world;
+    let c = &mut h.client;
+    let own = Target {
+        community: w.community.clone(),
+        household: w.households[0].clone(),
+        issue: reported(c, &w.community, &w.households[0], "下水道堵塞").await,
+        second: reported(c, &w.community, &w.households[0], "下水道又堵了").await,
+        cadre: w.cadres[0].clone(),
+    };
+    let other = Target {
+        community: w.other_community.clone(),
+        household: w.other_household.clone(),
+        issue: reported(c, &w.other_community, &w.other_household, "月亮山路面破损").await,
+        second: reported(c, &w.other_community, &w.other_household, "月亮山积水").await,
+        cadre: w.cadres[0].clone(),
+    };
+    let foreign = other.ids();
+    let mut tally = Tally::default();
+    for caller in callers(&own.community, &own.cadre, &own.household) {
+        for rule in linli_issues::policy::POLICY.rules {
+            for (side, t) in [(Side::Other, &other), (Side::Own, &own)] {
+                let outcome = call(c, rule.rpc, t, &caller.token).await;
+                tally.check(rule, &caller, side, outcome, &foreign);
+            }
+        }
+    }
+    assert_eq!(
+        tally.calls,
+        linli_issues::policy::POLICY.rules.len() * 5 * 2
+    );
+    tally.assert_clean();
+    h.stop().await;
+}
+
+/// Forged identities, over the wire: each is UNAUTHENTICATED.
+async fn forged_identities_are_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let mut bare = IssuesServiceClient::new(h.server.channel.clone());
+    let list = pb::ListIssuesRequest::default;
+    let admin = linli_core::auth::Claims::new(
+        "x",
+        linli_core::Role::Admin,
+        std::time::Duration::from_secs(60),
+    )
+    .county();
+    let mut expired = admin.clone();
+    (expired.iat, expired.exp) = (expired.iat - 7200, expired.exp - 7200);
+    let signed = linli_core::testing::sign(&admin);
+    let mut parts: Vec<String> = signed.split('.').map(str::to_owned).collect();
+    parts[1] = linli_core::testing::token(linli_core::Role::Resident, Some("c"))
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let tampered = parts.join(".");
+    let mut headers_only = tonic::Request::new(list());
+    headers_only
+        .metadata_mut()
+        .insert("x-linli-role", "admin".parse().unwrap());
+    let cases = vec![
+        ("no token", tonic::Request::new(list())),
+        ("bare x-linli headers", headers_only),
+        (
+            "another key",
+            with_token(list(), &linli_core::auth::Keys::generate().sign(&admin)),
+        ),
+        (
+            "expired",
+            with_token(list(), &linli_core::testing::sign(&expired)),
+        ),
+        ("tampered", with_token(list(), &tampered)),
+    ];
+    for (what, req) in cases {
+        let status = bare.list_issues(req).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    bare.list_issues(with_token(list(), &signed))
+        .await
+        .expect("a genuine token passes");
+    h.stop().await;
+}
+
+linli_core::backend_tests!(
+    every_rpc_every_role_both_communities,
+    forged_identities_are_refused
+);
