@@ -91,11 +91,12 @@ pub fn optional_enum<T>(field: &str, n: i32, from: fn(i32) -> Option<T>) -> Resu
     }
 }
 
-/// Declares an enum stored as text and sent as a proto enum. The variants
-/// must be listed in the proto's order (proto numbers 1, 2, …; 0 is unspecified).
+/// Declares an enum stored as text and sent as a proto enum. Each variant maps
+/// to the proto enum's variant of the same name through exhaustive `match`es, so
+/// a variant added to either side without the other fails to compile.
 #[macro_export]
 macro_rules! text_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* $name:ident : $pb:path { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -109,14 +110,36 @@ macro_rules! text_enum {
             pub fn parse(s: &str) -> Option<$name> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == s)
             }
-            /// The proto enum number: the variants are declared in the proto's order, from 1.
+            /// The proto enum number of the variant of the same name.
             pub fn to_proto(self) -> i32 {
-                Self::ALL.iter().position(|v| *v == self).map_or(0, |i| i as i32 + 1)
+                use $pb as Pb;
+                match self { $($name::$variant => Pb::$variant as i32),+ }
             }
             /// `None` for 0 (unspecified) and numbers the proto does not define.
             pub fn from_proto(n: i32) -> Option<$name> {
-                usize::try_from(n).ok()?.checked_sub(1).and_then(|i| Self::ALL.get(i).copied())
+                use $pb as Pb;
+                match Pb::try_from(n).ok()? {
+                    Pb::Unspecified => None,
+                    $(Pb::$variant => Some($name::$variant)),+
+                }
             }
         }
+    };
+}
+
+/// Asserts that every variant of each `text_enum!` crosses the wire and back
+/// unchanged, by number and by text.
+#[macro_export]
+macro_rules! assert_enums_round_trip {
+    ($($name:ty),+ $(,)?) => {
+        $(
+            for v in <$name>::ALL {
+                assert_eq!(<$name>::from_proto(v.to_proto()), Some(*v), "{v:?} by number");
+                assert_eq!(<$name>::parse(v.as_str()), Some(*v), "{v:?} by text");
+                assert_ne!(v.to_proto(), 0, "{v:?} maps to unspecified");
+            }
+            assert_eq!(<$name>::from_proto(0), None);
+            assert_eq!(<$name>::from_proto(i32::MAX), None);
+        )+
     };
 }

@@ -9,7 +9,7 @@ use linli_core::text_enum;
 use linli_core::time::Micros;
 use linli_core::{Error, Result};
 
-text_enum!(IssueState {
+text_enum!(IssueState: linli_proto::issues::v1::IssueState {
     Reported = "reported",
     Acknowledged = "acknowledged",
     Claimed = "claimed",
@@ -22,7 +22,7 @@ text_enum!(IssueState {
     ClosedUnconfirmed = "closed_unconfirmed",
 });
 
-text_enum!(Category {
+text_enum!(Category: linli_proto::issues::v1::Category {
     Road = "road",
     Drainage = "drainage",
     Sanitation = "sanitation",
@@ -33,9 +33,9 @@ text_enum!(Category {
     Other = "other",
 });
 
-text_enum!(ThreeMost { MostWorrying = "most_worrying", MostVexing = "most_vexing", MostDistressing = "most_distressing" });
+text_enum!(ThreeMost: linli_proto::issues::v1::ThreeMost { MostWorrying = "most_worrying", MostVexing = "most_vexing", MostDistressing = "most_distressing" });
 
-text_enum!(Source {
+text_enum!(Source: linli_proto::issues::v1::Source {
     ResidentReport = "resident_report",
     FoundOnVisit = "found_on_visit",
     CommunityCollection = "community_collection",
@@ -43,9 +43,9 @@ text_enum!(Source {
     Inspection = "inspection",
 });
 
-text_enum!(PhotoPhase { Before = "before", After = "after" });
+text_enum!(PhotoPhase: linli_proto::issues::v1::PhotoPhase { Before = "before", After = "after" });
 
-text_enum!(EventKind {
+text_enum!(EventKind: linli_proto::issues::v1::EventKind {
     Reported = "reported",
     Acknowledged = "acknowledged",
     Claimed = "claimed",
@@ -63,7 +63,7 @@ text_enum!(EventKind {
     WatcherJoined = "watcher_joined",
 });
 
-text_enum!(DeadlineKind { Response = "response", Resolution = "resolution" });
+text_enum!(DeadlineKind: linli_proto::issues::v1::DeadlineKind { Response = "response", Resolution = "resolution" });
 
 impl IssueState {
     /// Still waiting for someone to act.
@@ -519,6 +519,19 @@ pub fn parse_attachment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enums_cross_the_wire_both_ways() {
+        linli_core::assert_enums_round_trip!(
+            IssueState,
+            Category,
+            ThreeMost,
+            Source,
+            PhotoPhase,
+            EventKind,
+            DeadlineKind
+        );
+    }
     use IssueState::*;
 
     fn issue(state: IssueState) -> Issue {

@@ -569,11 +569,14 @@ impl IssuesService for IssuesApi {
     ) -> Resp<pb::GetRankingResponse> {
         POLICY.allow("GetRanking", &req)?;
         let r = req.into_inner();
-        let by_unit = match r.scope {
-            1 => false,
-            2 => true,
-            0 => return Err(Error::required("scope").into()),
-            n => return Err(Error::invalid("scope", format!("{n} is not a known value")).into()),
+        let by_unit = match pb::RankingScope::try_from(r.scope) {
+            Ok(pb::RankingScope::Community) => false,
+            Ok(pb::RankingScope::Unit) => true,
+            Ok(pb::RankingScope::Unspecified) => return Err(Error::required("scope").into()),
+            Err(_) => {
+                let n = r.scope;
+                return Err(Error::invalid("scope", format!("{n} is not a known value")).into());
+            }
         };
         let (from, to) = period(r.from.as_ref(), r.to.as_ref())?;
         let records = self.store.records_in("", "", from, to).await?;

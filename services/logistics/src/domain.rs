@@ -8,12 +8,12 @@ use linli_core::text_enum;
 use linli_core::time::Micros;
 use linli_core::{Error, Result};
 
-text_enum!(MovementKind { DonationIn = "donation_in", PurchaseIn = "purchase_in", AllocationOut = "allocation_out", Return = "return", Adjustment = "adjustment" });
-text_enum!(DeliveryStatus { Pending = "pending", Delivered = "delivered", Refused = "refused", Failed = "failed" });
-text_enum!(DeliveryOutcome { Delivered = "delivered", NotHome = "not_home", Refused = "refused" });
-text_enum!(LogEntryKind { EntryRegistered = "entry_registered", IdCheck = "id_check", Temperature = "temperature" });
-text_enum!(FundsDirection { Income = "income", Expense = "expense" });
-text_enum!(FundsCategory { Allocation = "allocation", Donation = "donation", Purchase = "purchase", Repair = "repair", Other = "other", Reversal = "reversal" });
+text_enum!(MovementKind: linli_proto::logistics::v1::MovementKind { DonationIn = "donation_in", PurchaseIn = "purchase_in", AllocationOut = "allocation_out", Return = "return", Adjustment = "adjustment" });
+text_enum!(DeliveryStatus: linli_proto::logistics::v1::DeliveryStatus { Pending = "pending", Delivered = "delivered", Refused = "refused", Failed = "failed" });
+text_enum!(DeliveryOutcome: linli_proto::logistics::v1::DeliveryOutcome { Delivered = "delivered", NotHome = "not_home", Refused = "refused" });
+text_enum!(LogEntryKind: linli_proto::logistics::v1::LogEntryKind { EntryRegistered = "entry_registered", IdCheck = "id_check", Temperature = "temperature" });
+text_enum!(FundsDirection: linli_proto::logistics::v1::FundsDirection { Income = "income", Expense = "expense" });
+text_enum!(FundsCategory: linli_proto::logistics::v1::FundsCategory { Allocation = "allocation", Donation = "donation", Purchase = "purchase", Repair = "repair", Other = "other", Reversal = "reversal" });
 
 pub const HOUR: Micros = 3_600_000_000;
 pub const DAY: Micros = 24 * HOUR;
@@ -254,6 +254,18 @@ pub fn check_temperature(celsius: f64, threshold: f64) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enums_cross_the_wire_both_ways() {
+        linli_core::assert_enums_round_trip!(
+            MovementKind,
+            DeliveryStatus,
+            DeliveryOutcome,
+            LogEntryKind,
+            FundsDirection,
+            FundsCategory
+        );
+    }
 
     #[test]
     fn stock_moves_in_the_right_direction() {

@@ -130,7 +130,7 @@ pub fn mask_id_number(id: &str) -> String {
 
 text_enum!(
     /// Vulnerability tags, stored by these names.
-    Tag {
+    Tag: linli_proto::people::v1::VulnerabilityTag {
         LivingAlone = "living_alone",
         Elderly = "elderly",
         HearingImpaired = "hearing_impaired",
@@ -142,9 +142,9 @@ text_enum!(
     }
 );
 
-text_enum!(PlaceKind { County = "county", Town = "town", Community = "community", Compound = "compound", Building = "building" });
-text_enum!(Gender { Male = "male", Female = "female" });
-text_enum!(Relation {
+text_enum!(PlaceKind: linli_proto::people::v1::PlaceKind { County = "county", Town = "town", Community = "community", Compound = "compound", Building = "building" });
+text_enum!(Gender: linli_proto::people::v1::Gender { Male = "male", Female = "female" });
+text_enum!(Relation: linli_proto::people::v1::Relation {
     Head = "head",
     Spouse = "spouse",
     Child = "child",
@@ -153,14 +153,14 @@ text_enum!(Relation {
     Sibling = "sibling",
     Other = "other",
 });
-text_enum!(RegistrationState { Requested = "requested", Active = "active", Ended = "ended" });
-text_enum!(PairingRole { Cadre = "cadre", CommunityWorker = "community_worker", MedicalWorker = "medical_worker" });
-text_enum!(VisitKind { HomeVisit = "home_visit", PhoneCall = "phone_call", Delivery = "delivery", Other = "other" });
-text_enum!(VisitOutcome { Ok = "ok", NotHome = "not_home", NeedsHelp = "needs_help", Referred = "referred" });
+text_enum!(RegistrationState: linli_proto::people::v1::RegistrationState { Requested = "requested", Active = "active", Ended = "ended" });
+text_enum!(PairingRole: linli_proto::people::v1::PairingRole { Cadre = "cadre", CommunityWorker = "community_worker", MedicalWorker = "medical_worker" });
+text_enum!(VisitKind: linli_proto::people::v1::VisitKind { HomeVisit = "home_visit", PhoneCall = "phone_call", Delivery = "delivery", Other = "other" });
+text_enum!(VisitOutcome: linli_proto::people::v1::VisitOutcome { Ok = "ok", NotHome = "not_home", NeedsHelp = "needs_help", Referred = "referred" });
 
 text_enum!(
     /// Ordered: a higher level means closer care.
-    CareLevel { None = "none", Watch = "watch", Priority = "priority", Intensive = "intensive" }
+    CareLevel: linli_proto::people::v1::CareLevel { None = "none", Watch = "watch", Priority = "priority", Intensive = "intensive" }
 );
 
 impl PlaceKind {
@@ -533,6 +533,21 @@ pub fn check_password(field: &str, v: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enums_cross_the_wire_both_ways() {
+        linli_core::assert_enums_round_trip!(
+            Tag,
+            PlaceKind,
+            Gender,
+            Relation,
+            RegistrationState,
+            PairingRole,
+            VisitKind,
+            VisitOutcome,
+            CareLevel
+        );
+    }
 
     fn member(age: i32, tags: &[Tag]) -> MemberFacts {
         MemberFacts {
