@@ -17,29 +17,29 @@ use crate::{Actor, Db, Error, Result};
 
 /// One change, as a service describes it.
 #[derive(Debug, Clone)]
-pub struct Change<'a> {
-    pub community_id: &'a str,
-    pub action: &'a str,
-    pub entity: &'a str,
-    pub entity_id: &'a str,
+pub struct Change {
+    pub community_id: String,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: String,
     pub before: Option<Value>,
     pub after: Option<Value>,
 }
 
-impl<'a> Change<'a> {
+impl Change {
     /// A record made: nothing before, `after` after.
     pub fn created(
-        community_id: &'a str,
-        action: &'a str,
-        entity: &'a str,
-        entity_id: &'a str,
+        community_id: impl Into<String>,
+        action: impl Into<String>,
+        entity: impl Into<String>,
+        entity_id: impl Into<String>,
         after: Value,
     ) -> Self {
         Change {
-            community_id,
-            action,
-            entity,
-            entity_id,
+            community_id: community_id.into(),
+            action: action.into(),
+            entity: entity.into(),
+            entity_id: entity_id.into(),
             before: None,
             after: Some(after),
         }
@@ -47,20 +47,16 @@ impl<'a> Change<'a> {
 
     /// A record changed from `before` to `after`.
     pub fn updated(
-        community_id: &'a str,
-        action: &'a str,
-        entity: &'a str,
-        entity_id: &'a str,
+        community_id: impl Into<String>,
+        action: impl Into<String>,
+        entity: impl Into<String>,
+        entity_id: impl Into<String>,
         before: Value,
         after: Value,
     ) -> Self {
         Change {
-            community_id,
-            action,
-            entity,
-            entity_id,
             before: Some(before),
-            after: Some(after),
+            ..Change::created(community_id, action, entity, entity_id, after)
         }
     }
 }
@@ -84,20 +80,16 @@ fn link_hash(e: &AuditEvent) -> String {
 }
 
 /// Appends a change to its community's chain, inside the caller's transaction.
-pub async fn record(
-    conn: &mut AnyConnection,
-    actor: &Actor,
-    change: Change<'_>,
-) -> Result<AuditEvent> {
+pub async fn record(conn: &mut AnyConnection, actor: &Actor, change: Change) -> Result<AuditEvent> {
     sqlx::query("INSERT INTO audit_heads (community_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (community_id) DO NOTHING")
-        .bind(change.community_id)
+        .bind(&change.community_id)
         .execute(&mut *conn)
         .await?;
     // Taking the head's row lock here orders concurrent writers to one chain.
     let head = sqlx::query(
         "UPDATE audit_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq, hash",
     )
-    .bind(change.community_id)
+    .bind(&change.community_id)
     .fetch_one(&mut *conn)
     .await?;
     let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();

@@ -10,7 +10,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
-use crate::{Actor, Error, Result};
+use crate::audit::{self, Change};
+use crate::{Actor, Db, Error, Result};
 
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -109,6 +110,42 @@ pub async fn claim(
         ));
     }
     Ok(Claim::Replay(id))
+}
+
+/// A future that borrows what it was given for `'c`.
+pub type Step<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>;
+
+/// One idempotent create in one transaction; the only place that spells the
+/// sequence out. The key is claimed first: a retry gets the first record back,
+/// read with `load`, and nothing else runs. Otherwise `make` writes the record
+/// under a new id and describes the change, which is appended to the audit
+/// trail; the record is read back with `load`, and all of it commits together.
+///
+/// `store` is handed to both steps (rather than captured) so that their futures
+/// borrow only what they are given, which keeps the handler's future `Send`.
+pub async fn create<S: Sync, T>(
+    store: &S,
+    db: &Db,
+    actor: &Actor,
+    scope: &str,
+    idem: &IdemKey,
+    load: impl for<'c> Fn(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, T>,
+    make: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, Change>,
+) -> Result<T> {
+    let mut tx = db.begin_write().await?;
+    let id = crate::new_id();
+    if let Claim::Replay(existing) =
+        claim(&mut tx, scope, &idem.key, &idem.fingerprint, &id).await?
+    {
+        let record = load(store, &mut tx, &existing).await?;
+        tx.commit().await?;
+        return Ok(record);
+    }
+    let change = make(store, &mut tx, &id).await?;
+    audit::record(&mut tx, actor, change).await?;
+    let record = load(store, &mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(record)
 }
 
 /// Records which record a claimed key made, for creates whose record id is

@@ -556,7 +556,7 @@ impl Store {
             actor,
             Change::updated(
                 &after.community_id,
-                &format!("issue.{}", kind.as_str()),
+                format!("issue.{}", kind.as_str()),
                 "issue",
                 &after.id,
                 before.audit_json(),

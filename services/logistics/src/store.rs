@@ -1182,12 +1182,14 @@ impl Store {
             &mut tx,
             actor,
             Change {
-                community_id: &p.community_id,
-                action: "purchase.order",
-                entity: "group_purchase",
-                entity_id: purchase_id,
                 before,
-                after: Some(after),
+                ..Change::created(
+                    &p.community_id,
+                    "purchase.order",
+                    "group_purchase",
+                    purchase_id,
+                    after,
+                )
             },
         )
         .await?;

@@ -3,12 +3,22 @@
 //! on-site duty, visits and accounts.
 #![forbid(unsafe_code)]
 
+mod accounts;
+pub mod api;
+mod cadres;
+mod care;
 pub mod cli;
+mod community;
 pub mod domain;
+mod duty;
+mod households;
 pub mod import;
+mod pairings;
+mod places;
 pub mod policy;
+mod registrations;
+mod residents;
 pub mod seed;
-pub mod service;
 pub mod store;
 
 use chrono::FixedOffset;
@@ -52,7 +62,6 @@ pub async fn open_store(
 
 /// The people service, ready to serve: every call verified with `keys`.
 pub fn grpc_server(store: Store, keys: &Keys, settings: ServeSettings) -> GrpcServer {
-    let api =
-        PeopleServiceServer::with_interceptor(service::PeopleApi::new(store), keys.interceptor());
+    let api = PeopleServiceServer::with_interceptor(api::PeopleApi::new(store), keys.interceptor());
     GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
 }

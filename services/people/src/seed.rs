@@ -498,7 +498,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         if store.account_for_login(username).await?.is_some() {
             continue;
         }
-        let password_hash = crate::service::hash_password(DEMO_PASSWORD)?;
+        let password_hash = crate::accounts::hash_password(DEMO_PASSWORD)?;
         let new = NewAccount {
             username: username.into(),
             password_hash,

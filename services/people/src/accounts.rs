@@ -1,0 +1,273 @@
+//! Accounts: who may log in, with which role and links, and the password check the gateway asks for.
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+use serde_json::json;
+use sqlx::AnyConnection;
+use sqlx::Row;
+use tonic::{Request, Response};
+
+use linli_core::audit::{self, Change};
+use linli_core::db::fetch_by_id;
+use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::page::{PageRequest, fetch_page};
+use linli_core::time::now_micros;
+use linli_core::validate::{optional_enum, required_enum};
+use linli_core::{Actor, Error, Result, Role, new_id};
+use linli_proto::people::v1 as pb;
+
+use crate::api::*;
+use crate::domain::{self, *};
+use crate::store::*;
+
+pub(crate) static DUMMY_HASH: OnceLock<String> = OnceLock::new();
+
+pub(crate) fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
+}
+
+pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(e.into()))
+}
+
+pub(crate) async fn create_account(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::CreateAccountRequest>,
+) -> Resp<pb::CreateAccountResponse> {
+    let mut r = req.into_inner();
+    let password = std::mem::take(&mut r.password);
+    // The password stays out of the fingerprint, which is kept with the key.
+    let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
+    let username = domain::parse_username("username", &r.username)?;
+    domain::check_password("password", &password)?;
+    let role = required_enum("role", r.role, Role::from_proto)?;
+    let community_id = parse_opt_id("community_id", &r.community_id)?;
+    let cadre_id = parse_opt_id("cadre_id", &r.cadre_id)?;
+    let resident_id = parse_opt_id("resident_id", &r.resident_id)?;
+    domain::check_account_links(
+        role,
+        community_id.is_some(),
+        cadre_id.is_some(),
+        resident_id.is_some(),
+    )?;
+    domain::check_account_grant(actor.role, role)?;
+    match &community_id {
+        Some(c) => actor.check_community("community", c, c)?,
+        None if !actor.is_county() => {
+            return Err(Error::PermissionDenied(
+                "county-wide accounts are made by county roles".into(),
+            )
+            .into());
+        }
+        None => {}
+    }
+    let password_hash = blocking(move || hash_password(&password)).await??;
+    let new = NewAccount {
+        username,
+        password_hash,
+        role,
+        community_id,
+        cadre_id,
+        resident_id,
+    };
+    let account = api.store.create_account(actor, &idem, new).await?;
+    Ok(Response::new(pb::CreateAccountResponse {
+        account: Some(account),
+    }))
+}
+
+pub(crate) async fn get_account(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::GetAccountRequest>,
+) -> Resp<pb::GetAccountResponse> {
+    let id = parse_id("account_id", &req.get_ref().account_id)?;
+    let account = api.store.get_account(&id).await?;
+    actor.check_community("account", &id, &account.community_id)?;
+    Ok(Response::new(pb::GetAccountResponse {
+        account: Some(account),
+    }))
+}
+
+pub(crate) async fn list_accounts(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::ListAccountsRequest>,
+) -> Resp<pb::ListAccountsResponse> {
+    let r = req.into_inner();
+    let page = PageRequest::parse(r.page_size, &r.page_token)?;
+    let community = actor.community_filter("community_id", &r.community_id)?;
+    let role = optional_enum("role", r.role, Role::from_proto)?;
+    let (accounts, next_page_token) = api.store.list_accounts(&community, role, &page).await?;
+    Ok(Response::new(pb::ListAccountsResponse {
+        accounts,
+        next_page_token,
+    }))
+}
+
+pub(crate) async fn verify_password(
+    api: &PeopleApi,
+    req: Request<pb::VerifyPasswordRequest>,
+) -> Resp<pb::VerifyPasswordResponse> {
+    let r = req.into_inner();
+    if r.username.is_empty() {
+        return Err(Error::required("username").into());
+    }
+    let found = api.store.account_for_login(r.username.trim()).await?;
+    // An unknown username costs as much as a wrong password, so timing does not reveal which usernames exist.
+    let (account, hash) = match found {
+        Some((a, h)) => (Some(a), h),
+        None => (
+            None,
+            DUMMY_HASH
+                .get_or_init(|| hash_password("linli-no-such-account").unwrap_or_default())
+                .clone(),
+        ),
+    };
+    let ok = blocking(move || password_matches(&r.password, &hash)).await?;
+    match account {
+        Some(account) if ok => Ok(Response::new(pb::VerifyPasswordResponse {
+            account: Some(account),
+        })),
+        _ => Err(Error::Unauthenticated("wrong username or password".into()).into()),
+    }
+}
+
+impl Store {
+    pub(crate) async fn load_account(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<pb::Account> {
+        fetch_by_id(
+            conn,
+            &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"),
+            id,
+            "account",
+            account_from_row,
+        )
+        .await
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<pb::Account> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_account(&mut conn, id).await
+    }
+
+    pub async fn create_account(
+        &self,
+        actor: &Actor,
+        idem: &IdemKey,
+        new: NewAccount,
+    ) -> Result<pb::Account> {
+        let mut tx = self.db.begin_write().await?;
+        let id = new_id();
+        if let Claim::Replay(existing) =
+            idempotency::claim(&mut tx, "people.account", &idem.key, &idem.fingerprint, &id).await?
+        {
+            let a = self.load_account(&mut tx, &existing).await?;
+            tx.commit().await?;
+            return Ok(a);
+        }
+        let taken: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM accounts WHERE username = $1")
+                .bind(&new.username)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "the username {} is taken",
+                new.username
+            )));
+        }
+        if let Some(c) = &new.community_id {
+            self.load_community(&mut tx, c).await?;
+        }
+        if let Some(c) = &new.cadre_id {
+            self.load_cadre(&mut tx, c).await?;
+        }
+        if let Some(r) = &new.resident_id {
+            let resident = self.load_resident(&mut tx, r).await?;
+            if new.community_id.as_deref() != Some(resident.community_id.as_str()) {
+                return Err(Error::invalid(
+                    "resident_id",
+                    "lives in another community than community_id",
+                ));
+            }
+        }
+        sqlx::query("INSERT INTO accounts (id, username, password_hash, role, community_id, cadre_id, resident_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&id)
+            .bind(&new.username)
+            .bind(&new.password_hash)
+            .bind(new.role.as_str())
+            .bind(new.community_id.clone().unwrap_or_default())
+            .bind(new.cadre_id.unwrap_or_default())
+            .bind(new.resident_id.unwrap_or_default())
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        let a = self.load_account(&mut tx, &id).await?;
+        let after = json!({ "id": a.id, "username": a.username, "role": new.role.as_str(), "community_id": a.community_id, "cadre_id": a.cadre_id, "resident_id": a.resident_id });
+        audit::record(
+            &mut tx,
+            actor,
+            Change::created("", "account.create", "account", &id, after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(a)
+    }
+
+    pub async fn list_accounts(
+        &self,
+        community_id: &str,
+        role: Option<Role>,
+        page: &PageRequest,
+    ) -> Result<(Vec<pb::Account>, String)> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR role = $2) AND id > $3 ORDER BY id LIMIT $4"
+        );
+        let role = role.map(|r| r.as_str()).unwrap_or_default();
+        fetch_page(
+            &self.db,
+            &sql,
+            vec![community_id.into(), role.into()],
+            page,
+            account_from_row,
+            |a| &a.id,
+        )
+        .await
+    }
+
+    /// The account and its password hash, for a login check.
+    pub async fn account_for_login(&self, username: &str) -> Result<Option<(pb::Account, String)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLS}, password_hash FROM accounts WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|r| Ok((account_from_row(&r)?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+}

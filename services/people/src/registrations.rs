@@ -1,0 +1,353 @@
+//! Dual registration (双报到): a cadre asks to serve a community, the community approves, either ends it.
+
+use sqlx::AnyConnection;
+use tonic::{Request, Response};
+
+use linli_core::audit::{self, Change};
+use linli_core::db::fetch_by_id;
+use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::page::{PageRequest, fetch_page};
+use linli_core::time::now_micros;
+use linli_core::validate::optional_enum;
+use linli_core::{Actor, Error, Result, new_id};
+use linli_proto::people::v1 as pb;
+
+use crate::api::*;
+use crate::domain::{self, *};
+use crate::store::*;
+
+pub(crate) async fn request_registration(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::RequestRegistrationRequest>,
+) -> Resp<pb::RequestRegistrationResponse> {
+    let mut r = req.into_inner();
+    let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
+    let cadre = parse_id("cadre_id", &r.cadre_id)?;
+    let community = parse_id("community_id", &r.community_id)?;
+    actor.check_community("community", &community, &community)?;
+    check_own_cadre(actor, &cadre)?;
+    let registration = api
+        .store
+        .request_registration(actor, &idem, &cadre, &community)
+        .await?;
+    Ok(Response::new(pb::RequestRegistrationResponse {
+        registration: Some(registration),
+    }))
+}
+
+pub(crate) async fn approve_registration(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::ApproveRegistrationRequest>,
+) -> Resp<pb::ApproveRegistrationResponse> {
+    let id = parse_id("registration_id", &req.get_ref().registration_id)?;
+    api.registration_in_reach(actor, &id).await?;
+    let registration = api
+        .store
+        .move_registration(
+            actor,
+            &id,
+            req.get_ref().expected_version,
+            domain::RegistrationState::Active,
+            "",
+        )
+        .await?;
+    Ok(Response::new(pb::ApproveRegistrationResponse {
+        registration: Some(registration),
+    }))
+}
+
+pub(crate) async fn end_registration(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::EndRegistrationRequest>,
+) -> Resp<pb::EndRegistrationResponse> {
+    let r = req.into_inner();
+    let id = parse_id("registration_id", &r.registration_id)?;
+    api.registration_in_reach(actor, &id).await?;
+    let reason = parse_text("reason", &r.reason, MAX_TEXT_CHARS)?;
+    let registration = api
+        .store
+        .move_registration(
+            actor,
+            &id,
+            r.expected_version,
+            domain::RegistrationState::Ended,
+            &reason,
+        )
+        .await?;
+    Ok(Response::new(pb::EndRegistrationResponse {
+        registration: Some(registration),
+    }))
+}
+
+pub(crate) async fn list_registrations(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::ListRegistrationsRequest>,
+) -> Resp<pb::ListRegistrationsResponse> {
+    let r = req.into_inner();
+    let page = PageRequest::parse(r.page_size, &r.page_token)?;
+    let community = actor.community_filter("community_id", &r.community_id)?;
+    let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
+    let state = optional_enum("state", r.state, domain::RegistrationState::from_proto)?;
+    let (registrations, next_page_token) = api
+        .store
+        .list_registrations(&community, &cadre, state, &page)
+        .await?;
+    Ok(Response::new(pb::ListRegistrationsResponse {
+        registrations,
+        next_page_token,
+    }))
+}
+
+pub(crate) async fn check_registration(
+    api: &PeopleApi,
+    actor: &Actor,
+    req: Request<pb::CheckRegistrationRequest>,
+) -> Resp<pb::CheckRegistrationResponse> {
+    let cadre = parse_id("cadre_id", &req.get_ref().cadre_id)?;
+    let community = parse_id("community_id", &req.get_ref().community_id)?;
+    actor.check_community("community", &community, &community)?;
+    let registration = api.store.check_registration(&cadre, &community).await?;
+    Ok(Response::new(pb::CheckRegistrationResponse {
+        registered: registration.is_some(),
+        registration,
+    }))
+}
+
+impl Store {
+    pub(crate) async fn open_registration(
+        &self,
+        conn: &mut AnyConnection,
+        cadre_id: &str,
+    ) -> Result<Option<pb::Registration>> {
+        let row = sqlx::query(&format!("SELECT {REGISTRATION_COLS} FROM registrations WHERE cadre_id = $1 AND state <> 'ended' ORDER BY id DESC LIMIT 1"))
+            .bind(cadre_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(registration_from_row).transpose()
+    }
+
+    pub(crate) async fn load_registration(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<pb::Registration> {
+        fetch_by_id(
+            conn,
+            &format!("SELECT {REGISTRATION_COLS} FROM registrations WHERE id = $1"),
+            id,
+            "registration",
+            registration_from_row,
+        )
+        .await
+    }
+
+    pub async fn get_registration(&self, id: &str) -> Result<pb::Registration> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_registration(&mut conn, id).await
+    }
+
+    /// The cadre's active registration with this community, if they have one.
+    pub(crate) async fn active_registration(
+        &self,
+        conn: &mut AnyConnection,
+        cadre_id: &str,
+        community_id: &str,
+    ) -> Result<Option<pb::Registration>> {
+        let row = sqlx::query(&format!("SELECT {REGISTRATION_COLS} FROM registrations WHERE community_id = $1 AND cadre_id = $2 AND state = 'active'"))
+            .bind(community_id)
+            .bind(cadre_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(registration_from_row).transpose()
+    }
+
+    pub(crate) async fn require_registered(
+        &self,
+        conn: &mut AnyConnection,
+        cadre_id: &str,
+        community_id: &str,
+    ) -> Result<()> {
+        self.load_cadre(conn, cadre_id).await?;
+        if self
+            .active_registration(conn, cadre_id, community_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "cadre {cadre_id} is not actively registered with community {community_id} (双报到)"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn check_registration(
+        &self,
+        cadre_id: &str,
+        community_id: &str,
+    ) -> Result<Option<pb::Registration>> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.load_cadre(&mut conn, cadre_id).await?;
+        self.load_community(&mut conn, community_id).await?;
+        self.active_registration(&mut conn, cadre_id, community_id)
+            .await
+    }
+
+    pub async fn request_registration(
+        &self,
+        actor: &Actor,
+        idem: &IdemKey,
+        cadre_id: &str,
+        community_id: &str,
+    ) -> Result<pb::Registration> {
+        let mut tx = self.db.begin_write().await?;
+        let id = new_id();
+        if let Claim::Replay(existing) = idempotency::claim(
+            &mut tx,
+            "people.registration",
+            &idem.key,
+            &idem.fingerprint,
+            &id,
+        )
+        .await?
+        {
+            let r = self.load_registration(&mut tx, &existing).await?;
+            tx.commit().await?;
+            return Ok(r);
+        }
+        self.load_community(&mut tx, community_id).await?;
+        // The cadre's row lock orders concurrent requests for one cadre.
+        let locked = sqlx::query("UPDATE cadres SET version = version + 1 WHERE id = $1")
+            .bind(cadre_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if locked == 0 {
+            return Err(Error::not_found("cadre", cadre_id));
+        }
+        if let Some(open) = self.open_registration(&mut tx, cadre_id).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "the cadre already has a registration with community {} that is not ended; end it first",
+                open.community_id
+            )));
+        }
+        sqlx::query("INSERT INTO registrations (community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version) VALUES ($1, $2, $3, 'requested', $4, NULL, NULL, '', 1)")
+            .bind(community_id)
+            .bind(&id)
+            .bind(cadre_id)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        let r = self.load_registration(&mut tx, &id).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            Change::created(
+                community_id,
+                "registration.request",
+                "registration",
+                &id,
+                registration_json(&r),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    pub async fn move_registration(
+        &self,
+        actor: &Actor,
+        id: &str,
+        expected_version: i64,
+        to: RegistrationState,
+        reason: &str,
+    ) -> Result<pb::Registration> {
+        let mut tx = self.db.begin_write().await?;
+        let before = self.load_registration(&mut tx, id).await?;
+        let from = RegistrationState::from_proto(before.state)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("bad state")))?;
+        domain::check_version("expected_version", expected_version, before.version)?;
+        domain::check_registration_move(from, to)?;
+        let now = now_micros();
+        let updated = sqlx::query(
+            "UPDATE registrations SET state = $3, activated_at = CASE WHEN $3 = 'active' THEN $4 ELSE activated_at END, \
+             ended_at = CASE WHEN $3 = 'ended' THEN $4 ELSE ended_at END, end_reason = $5, version = version + 1 \
+             WHERE community_id = $1 AND id = $2 AND version = $6",
+        )
+        .bind(&before.community_id)
+        .bind(id)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(reason)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::Aborted(
+                "the registration changed since you read it; read it again".into(),
+            ));
+        }
+        let after = self.load_registration(&mut tx, id).await?;
+        let action = if to == RegistrationState::Active {
+            "registration.approve"
+        } else {
+            "registration.end"
+        };
+        audit::record(
+            &mut tx,
+            actor,
+            Change::updated(
+                &after.community_id,
+                action,
+                "registration",
+                id,
+                registration_json(&before),
+                registration_json(&after),
+            ),
+        )
+        .await?;
+        if to == RegistrationState::Ended {
+            // A cadre who leaves the community stops looking after its households.
+            let rows = sqlx::query(&format!("SELECT {PAIRING_COLS} FROM pairings WHERE community_id = $1 AND cadre_id = $2 AND ended_at IS NULL"))
+                .bind(&after.community_id)
+                .bind(&after.cadre_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                let p = pairing_from_row(row)?;
+                self.end_pairing_in(&mut tx, actor, p, "registration ended")
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub async fn list_registrations(
+        &self,
+        community_id: &str,
+        cadre_id: &str,
+        state: Option<RegistrationState>,
+        page: &PageRequest,
+    ) -> Result<(Vec<pb::Registration>, String)> {
+        let sql = format!(
+            "SELECT {REGISTRATION_COLS} FROM registrations WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR cadre_id = $2) \
+             AND ($3 = '' OR state = $3) AND id > $4 ORDER BY id LIMIT $5"
+        );
+        let state = state.map(|s| s.as_str()).unwrap_or_default();
+        fetch_page(
+            &self.db,
+            &sql,
+            vec![community_id.into(), cadre_id.into(), state.into()],
+            page,
+            registration_from_row,
+            |r| &r.id,
+        )
+        .await
+    }
+}
