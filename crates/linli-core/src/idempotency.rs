@@ -117,9 +117,9 @@ pub type Step<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result
 
 /// One idempotent create in one transaction; the only place that spells the
 /// sequence out. The key is claimed first: a retry gets the first record back,
-/// read with `load`, and nothing else runs. Otherwise `make` writes the record
-/// under a new id and describes the change, which is appended to the audit
-/// trail; the record is read back with `load`, and all of it commits together.
+/// read with `replay`, and nothing else runs. Otherwise `make` writes the record
+/// under a new id and returns it with the change it made, which is appended to
+/// the audit trail; all of it commits together.
 ///
 /// `store` is handed to both steps (rather than captured) so that their futures
 /// borrow only what they are given, which keeps the handler's future `Send`.
@@ -129,21 +129,20 @@ pub async fn create<S: Sync, T>(
     actor: &Actor,
     scope: &str,
     idem: &IdemKey,
-    load: impl for<'c> Fn(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, T>,
-    make: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, Change>,
+    replay: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, T>,
+    make: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, (T, Change)>,
 ) -> Result<T> {
     let mut tx = db.begin_write().await?;
     let id = crate::new_id();
     if let Claim::Replay(existing) =
         claim(&mut tx, scope, &idem.key, &idem.fingerprint, &id).await?
     {
-        let record = load(store, &mut tx, &existing).await?;
+        let record = replay(store, &mut tx, &existing).await?;
         tx.commit().await?;
         return Ok(record);
     }
-    let change = make(store, &mut tx, &id).await?;
+    let (record, change) = make(store, &mut tx, &id).await?;
     audit::record(&mut tx, actor, change).await?;
-    let record = load(store, &mut tx, &id).await?;
     tx.commit().await?;
     Ok(record)
 }

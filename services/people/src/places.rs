@@ -181,6 +181,7 @@ impl Store {
                     .unwrap_or_default(),
             };
             let parent_id = new.parent_id.unwrap_or_default();
+            let now = now_micros();
             sqlx::query("INSERT INTO places (id, kind, parent_id, name, code, community_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(id)
                 .bind(new.kind.as_str())
@@ -188,11 +189,21 @@ impl Store {
                 .bind(&new.name)
                 .bind(&new.code)
                 .bind(&community_id)
-                .bind(now_micros())
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
             let after = json!({ "id": id, "kind": new.kind.as_str(), "parent_id": parent_id, "name": new.name, "code": new.code });
-            Ok(Change::created(community_id, "place.create", "place", id, after))
+            let change = Change::created(&community_id, "place.create", "place", id, after);
+            let place = pb::Place {
+                id: id.to_owned(),
+                kind: new.kind.to_proto(),
+                parent_id,
+                name: new.name,
+                code: new.code,
+                community_id,
+                created_at: Some(linli_core::time::to_timestamp(now)),
+            };
+            Ok((place, change))
         }))
         .await
     }
