@@ -3,12 +3,18 @@
 //! to rot.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
+mod deadlines;
 pub mod domain;
+mod intake;
+mod lifecycle;
 pub mod policy;
 pub mod seed;
-pub mod service;
+mod statistics;
 pub mod store;
+mod supervision;
+mod watch;
 
 use std::time::Duration;
 
@@ -48,7 +54,7 @@ pub fn grpc_server(
     settings: ServeSettings,
 ) -> GrpcServer {
     let api = IssuesServiceServer::with_interceptor(
-        service::IssuesApi::new(store, people),
+        api::IssuesApi::new(store, people),
         keys.interceptor(),
     );
     GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)

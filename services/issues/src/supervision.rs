@@ -1,0 +1,309 @@
+//! Supervision (跟进监督): deadlines swept and escalated, notes from supervisors, the overdue list and the audit trail.
+
+use serde_json::json;
+use sqlx::Row;
+use tonic::{Request, Response};
+
+use linli_core::audit::{self, Change};
+use linli_core::idempotency::{self, Claim as KeyClaim, IdemKey, idem_key};
+use linli_core::time::{Micros, now_micros, past_or_now, to_timestamp};
+use linli_core::validate::{parse_id, parse_text};
+use linli_core::{Actor, Error, Result};
+use linli_proto::issues::v1 as pb;
+
+use crate::api::*;
+use crate::domain::{self, *};
+use crate::store::*;
+
+pub(crate) async fn add_supervision_note(
+    api: &IssuesApi,
+    actor: &Actor,
+    req: Request<pb::AddSupervisionNoteRequest>,
+) -> Resp<pb::AddSupervisionNoteResponse> {
+    let mut r = req.into_inner();
+    let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
+    let issue_id = parse_id("issue_id", &r.issue_id)?;
+    api.issue_in_reach(actor, &issue_id).await?;
+    let note = parse_text("note", &r.note, 1000)?;
+    if note.is_empty() {
+        return Err(Error::invalid("note", "must not be empty").into());
+    }
+    let event = api.store.add_note(actor, &idem, &issue_id, &note).await?;
+    Ok(Response::new(pb::AddSupervisionNoteResponse {
+        event: Some(event),
+    }))
+}
+
+pub(crate) async fn list_overdue_issues(
+    api: &IssuesApi,
+    actor: &Actor,
+    req: Request<pb::ListOverdueIssuesRequest>,
+) -> Resp<pb::ListOverdueIssuesResponse> {
+    let r = req.into_inner();
+    let community = actor.community_filter("community_id", &r.community_id)?;
+    let as_of = linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
+    Ok(Response::new(pb::ListOverdueIssuesResponse {
+        issues: api.store.overdue(&community, as_of).await?,
+    }))
+}
+
+pub(crate) async fn run_supervision(
+    api: &IssuesApi,
+    req: Request<pb::RunSupervisionRequest>,
+) -> Resp<pb::RunSupervisionResponse> {
+    let as_of = past_or_now("as_of", req.get_ref().as_of.as_ref())?;
+    let sweep = api.store.run_supervision(as_of).await?;
+    Ok(Response::new(pb::RunSupervisionResponse {
+        escalated: sweep.escalated,
+        auto_closed: sweep.auto_closed,
+    }))
+}
+
+pub(crate) async fn list_audit_events(
+    api: &IssuesApi,
+    actor: &Actor,
+    req: Request<pb::ListAuditEventsRequest>,
+) -> Resp<pb::ListAuditEventsResponse> {
+    let r = req.into_inner();
+    actor.check_community("community", &r.community_id, &r.community_id)?;
+    let (events, next_page_token) = audit::list_request(
+        &api.store.db,
+        &r.community_id,
+        &r.entity_id,
+        r.page_size,
+        &r.page_token,
+    )
+    .await?;
+    Ok(Response::new(pb::ListAuditEventsResponse {
+        events,
+        next_page_token,
+    }))
+}
+
+pub(crate) async fn verify_audit_trail(
+    api: &IssuesApi,
+    actor: &Actor,
+    req: Request<pb::VerifyAuditTrailRequest>,
+) -> Resp<pb::VerifyAuditTrailResponse> {
+    let community = &req.get_ref().community_id;
+    actor.check_community("community", community, community)?;
+    let verification = audit::verify_request(&api.store.db, community).await?;
+    Ok(Response::new(pb::VerifyAuditTrailResponse {
+        verification: Some(verification),
+    }))
+}
+
+impl Store {
+    pub async fn add_note(
+        &self,
+        actor: &Actor,
+        idem: &IdemKey,
+        issue_id: &str,
+        note: &str,
+    ) -> Result<pb::IssueEvent> {
+        let mut tx = self.db.begin_write().await?;
+        let issue = self.load(&mut tx, issue_id).await?;
+        // The event id is chosen here so that a retry finds it by the key.
+        let mut event = match idempotency::claim(
+            &mut tx,
+            "issues.note",
+            &idem.key,
+            &idem.fingerprint,
+            "pending",
+        )
+        .await?
+        {
+            KeyClaim::Replay(existing) => {
+                let row = sqlx::query(&format!(
+                    "SELECT {EVENT_COLS} FROM issue_events WHERE community_id = $1 AND id = $2"
+                ))
+                .bind(&issue.community_id)
+                .bind(&existing)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = event_from_row(&row)?;
+                tx.commit().await?;
+                return Ok(event);
+            }
+            KeyClaim::New => {
+                let at = now_micros().max(issue.last_event_at);
+                append_event(
+                    &mut tx,
+                    actor,
+                    NewEvent {
+                        issue: &issue,
+                        at,
+                        kind: EventKind::SupervisionNote,
+                        from: None,
+                        to: None,
+                        note,
+                        attachments: &[],
+                    },
+                )
+                .await?
+            }
+        };
+        idempotency::made(&mut tx, "issues.note", &idem.key, &event.id).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            Change::created(
+                &issue.community_id,
+                "issue.supervision_note",
+                "issue",
+                &issue.id,
+                json!({ "event_id": event.id, "note": note }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.events_written.notify_waiters();
+        event.actor = actor.id.clone();
+        Ok(event)
+    }
+
+    pub(crate) async fn open_records(&self, community_id: &str) -> Result<Vec<IssueRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') ORDER BY id"
+        ))
+        .bind(community_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    pub async fn overdue(
+        &self,
+        community_id: &str,
+        as_of: Micros,
+    ) -> Result<Vec<pb::OverdueIssue>> {
+        let mut late = Vec::new();
+        for r in self.open_records(community_id).await? {
+            let breach = domain::breaches(
+                r.domain.state,
+                r.response_due_at,
+                r.domain.resolution_due_at,
+                as_of,
+            )
+            .into_iter()
+            .min_by_key(|(_, due)| *due);
+            if let Some(breach) = breach {
+                late.push((r, breach));
+            }
+        }
+        let records: Vec<IssueRecord> = late.iter().map(|(r, _)| r.clone()).collect();
+        let issues = self.with_watchers(&records).await?;
+        let mut out: Vec<pb::OverdueIssue> = issues
+            .into_iter()
+            .zip(late)
+            .map(|(issue, (_, (kind, due)))| pb::OverdueIssue {
+                issue: Some(issue),
+                deadline: kind.to_proto(),
+                due_at: Some(to_timestamp(due)),
+                overdue_seconds: (as_of - due) / 1_000_000,
+            })
+            .collect();
+        out.sort_by_key(|o| std::cmp::Reverse(o.overdue_seconds));
+        Ok(out)
+    }
+
+    /// Escalates every missed deadline once, and closes resolutions nobody
+    /// confirmed in time. Several replicas may run this at once: a breach's
+    /// row in `escalations` is claimed by exactly one of them, and auto-close
+    /// is a guarded move on the version.
+    pub async fn run_supervision(&self, as_of: Micros) -> Result<Sweep> {
+        let system = Actor::local("supervision");
+        let mut sweep = Sweep::default();
+        for r in self.open_records("").await? {
+            for (kind, due) in domain::breaches(
+                r.domain.state,
+                r.response_due_at,
+                r.domain.resolution_due_at,
+                as_of,
+            ) {
+                let mut tx = self.db.begin_write().await?;
+                let claimed = sqlx::query("INSERT INTO escalations (community_id, issue_id, deadline_kind, due_at, escalated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                    .bind(&r.community_id)
+                    .bind(&r.id)
+                    .bind(kind.as_str())
+                    .bind(due)
+                    .bind(as_of)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if claimed == 0 {
+                    continue;
+                }
+                let note = format!(
+                    "{} deadline missed (due {})",
+                    kind.as_str(),
+                    linli_core::time::to_datetime(due).format("%Y-%m-%d %H:%M UTC")
+                );
+                let at = as_of.max(r.last_event_at);
+                append_event(
+                    &mut tx,
+                    &system,
+                    NewEvent {
+                        issue: &r,
+                        at,
+                        kind: EventKind::Escalated,
+                        from: None,
+                        to: None,
+                        note: &note,
+                        attachments: &[],
+                    },
+                )
+                .await?;
+                audit::record(
+                    &mut tx,
+                    &system,
+                    Change::created(
+                        &r.community_id,
+                        "issue.escalated",
+                        "issue",
+                        &r.id,
+                        json!({ "deadline": kind.as_str(), "due_at": due }),
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                sweep.escalated += 1;
+            }
+        }
+        let cutoff = as_of - self.policy.auto_close_after();
+        let rows = sqlx::query("SELECT id, version, resolved_at, last_event_at FROM issues WHERE state = 'resolved' AND resolved_at < $1")
+            .bind(cutoff)
+            .fetch_all(&self.db.pool)
+            .await?;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let version: i64 = row.try_get("version")?;
+            let resolved_at: i64 = row.try_get("resolved_at")?;
+            let last_event_at: i64 = row.try_get("last_event_at")?;
+            let at = (resolved_at + self.policy.auto_close_after()).max(last_event_at);
+            let mv = Move {
+                issue_id: id,
+                expected_version: version,
+                note: format!("not confirmed within {} days", self.policy.auto_close_days),
+                at: Some(at),
+            };
+            match self
+                .transition(&system, mv, |_, _| Ok(Action::AutoClose))
+                .await
+            {
+                Ok(_) => sweep.auto_closed += 1,
+                // Confirmed, reopened or closed by someone else meanwhile.
+                Err(
+                    Error::Aborted(_)
+                    | Error::FailedPrecondition(_)
+                    | Error::InvalidArgument { .. },
+                ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if sweep != Sweep::default() {
+            self.events_written.notify_waiters();
+        }
+        Ok(sweep)
+    }
+}
