@@ -3,11 +3,19 @@
 //! checkpoint log and the funds ledger — the work of a community in a crisis.
 #![forbid(unsafe_code)]
 
+pub mod api;
+mod batches;
+mod checkpoint_log;
+mod checkpoints;
 pub mod cli;
 pub mod domain;
+mod funds;
 pub mod policy;
+mod purchases;
+mod reports;
+mod schedules;
 pub mod seed;
-pub mod service;
+mod stock;
 pub mod store;
 
 use std::time::Duration;
@@ -50,7 +58,7 @@ pub fn grpc_server(
     settings: ServeSettings,
 ) -> GrpcServer {
     let api = LogisticsServiceServer::with_interceptor(
-        service::LogisticsApi::new(store, people, keys.clone()),
+        api::LogisticsApi::new(store, people, keys.clone()),
         keys.interceptor(),
     );
     GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
@@ -68,7 +76,7 @@ pub fn spawn_schedules(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match service::LogisticsApi::run_schedules(
+            match api::LogisticsApi::run_schedules(
                 &store,
                 &people,
                 &keys,

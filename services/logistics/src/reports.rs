@@ -1,0 +1,164 @@
+//! A community's logistics at a glance and over a period, and its audit trail.
+use std::collections::{HashMap, HashSet};
+
+use sqlx::Row;
+use tonic::{Request, Response};
+
+use linli_core::audit::{self};
+use linli_core::time::{Micros, now_micros};
+use linli_core::validate::parse_id;
+use linli_core::{Actor, Result};
+use linli_proto::logistics::v1 as pb;
+
+use crate::api::*;
+use crate::domain::{self, *};
+use crate::store::*;
+
+pub(crate) async fn get_community_report(
+    api: &LogisticsApi,
+    actor: &Actor,
+    req: Request<pb::GetCommunityReportRequest>,
+) -> Resp<pb::GetCommunityReportResponse> {
+    let r = req.into_inner();
+    let community = parse_id("community_id", &r.community_id)?;
+    actor.check_community("community", &community, &community)?;
+    let (from, to) = domain::report_period(
+        linli_core::time::optional("from", r.from.as_ref())?,
+        linli_core::time::optional("to", r.to.as_ref())?,
+        now_micros(),
+    )?;
+    Ok(Response::new(
+        api.store.community_report(&community, from, to).await?,
+    ))
+}
+
+pub(crate) async fn get_community_summary(
+    api: &LogisticsApi,
+    actor: &Actor,
+    req: Request<pb::GetCommunitySummaryRequest>,
+) -> Resp<pb::GetCommunitySummaryResponse> {
+    let community = parse_id("community_id", &req.get_ref().community_id)?;
+    actor.check_community("community", &community, &community)?;
+    Ok(Response::new(api.store.summary(&community).await?))
+}
+
+pub(crate) async fn list_audit_events(
+    api: &LogisticsApi,
+    actor: &Actor,
+    req: Request<pb::ListAuditEventsRequest>,
+) -> Resp<pb::ListAuditEventsResponse> {
+    let r = req.into_inner();
+    actor.check_community("community", &r.community_id, &r.community_id)?;
+    let (events, next_page_token) = audit::list_request(
+        &api.store.db,
+        &r.community_id,
+        &r.entity_id,
+        r.page_size,
+        &r.page_token,
+    )
+    .await?;
+    Ok(Response::new(pb::ListAuditEventsResponse {
+        events,
+        next_page_token,
+    }))
+}
+
+pub(crate) async fn verify_audit_trail(
+    api: &LogisticsApi,
+    actor: &Actor,
+    req: Request<pb::VerifyAuditTrailRequest>,
+) -> Resp<pb::VerifyAuditTrailResponse> {
+    let community = &req.get_ref().community_id;
+    actor.check_community("community", community, community)?;
+    let verification = audit::verify_request(&api.store.db, community).await?;
+    Ok(Response::new(pb::VerifyAuditTrailResponse {
+        verification: Some(verification),
+    }))
+}
+
+impl Store {
+    pub async fn community_report(
+        &self,
+        community_id: &str,
+        from: Micros,
+        to: Micros,
+    ) -> Result<pb::GetCommunityReportResponse> {
+        let batches = sqlx::query("SELECT id, name FROM batches WHERE community_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY id")
+            .bind(community_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let statuses: Vec<(String, String, String, Option<i64>)> = sqlx::query_as("SELECT batch_id, household_id, status, delivered_at FROM deliveries WHERE community_id = $1")
+            .bind(community_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut per_batch: HashMap<&str, (i32, i32)> = HashMap::new();
+        let mut reached: HashSet<&str> = HashSet::new();
+        for (batch, household, status, delivered_at) in &statuses {
+            let e = per_batch.entry(batch.as_str()).or_default();
+            match DeliveryStatus::parse(status) {
+                Some(DeliveryStatus::Delivered) => {
+                    e.0 += 1;
+                    if delivered_at.is_some_and(|at| (from..to).contains(&at)) {
+                        reached.insert(household.as_str());
+                    }
+                }
+                Some(DeliveryStatus::Pending) => e.1 += 1,
+                _ => {}
+            }
+        }
+        let mut report = pb::GetCommunityReportResponse::default();
+        for row in &batches {
+            let id: String = row.try_get("id")?;
+            let (delivered, pending) = per_batch.get(id.as_str()).copied().unwrap_or_default();
+            report.batches.push(pb::BatchProgress {
+                batch_id: id,
+                name: row.try_get("name")?,
+                delivered,
+                pending,
+            });
+        }
+        report.households_reached = reached.len() as i32;
+        let roster = self.roster_report(community_id, from, to).await?;
+        report.person_shifts = roster.person_shifts;
+        report.coverage = roster.coverage;
+        let (income, expense) = self.funds_totals(community_id, from, to).await?;
+        report.funds_in_fen = income;
+        report.funds_out_fen = expense;
+        Ok(report)
+    }
+
+    pub async fn summary(&self, community_id: &str) -> Result<pb::GetCommunitySummaryResponse> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM deliveries WHERE community_id = $1 GROUP BY status",
+        )
+        .bind(community_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let count = |s: DeliveryStatus| {
+            counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n as i32)
+        };
+        let now = now_micros();
+        let from = domain::floor_hour(now);
+        let roster = self
+            .roster_report(community_id, from, from + domain::DAY)
+            .await?;
+        let gap_hours = roster
+            .coverage
+            .iter()
+            .map(|c| c.hours - c.covered_hours)
+            .sum();
+        let (income, expense) = self.funds_totals(community_id, i64::MIN, i64::MAX).await?;
+        Ok(pb::GetCommunitySummaryResponse {
+            community_id: community_id.into(),
+            deliveries_pending: count(DeliveryStatus::Pending),
+            deliveries_made: count(DeliveryStatus::Delivered),
+            checkpoint_gap_hours: gap_hours,
+            funds_balance_fen: income - expense,
+        })
+    }
+}
