@@ -112,14 +112,32 @@ pub async fn claim(
     Ok(Claim::Replay(id))
 }
 
+/// What a create made: the record, the change that describes it, and any changes
+/// it caused to other records (recorded after it, in this order).
+pub struct Made<T> {
+    pub record: T,
+    pub change: Change,
+    pub then: Vec<Change>,
+}
+
+impl<T> Made<T> {
+    pub fn new(record: T, change: Change) -> Self {
+        Made {
+            record,
+            change,
+            then: Vec::new(),
+        }
+    }
+}
+
 /// A future that borrows what it was given for `'c`.
 pub type Step<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>;
 
 /// One idempotent create in one transaction; the only place that spells the
 /// sequence out. The key is claimed first: a retry gets the first record back,
 /// read with `replay`, and nothing else runs. Otherwise `make` writes the record
-/// under a new id and returns it with the change it made, which is appended to
-/// the audit trail; all of it commits together.
+/// under a new id and returns it with the change it made (and any it caused),
+/// which are appended to the audit trail; all of it commits together.
 ///
 /// `store` is handed to both steps (rather than captured) so that their futures
 /// borrow only what they are given, which keeps the handler's future `Send`.
@@ -130,7 +148,7 @@ pub async fn create<S: Sync, T>(
     scope: &str,
     idem: &IdemKey,
     replay: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, T>,
-    make: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, (T, Change)>,
+    make: impl for<'c> FnOnce(&'c S, &'c mut AnyConnection, &'c str) -> Step<'c, Made<T>>,
 ) -> Result<T> {
     let mut tx = db.begin_write().await?;
     let id = crate::new_id();
@@ -141,8 +159,11 @@ pub async fn create<S: Sync, T>(
         tx.commit().await?;
         return Ok(record);
     }
-    let (record, change) = make(store, &mut tx, &id).await?;
-    audit::record(&mut tx, actor, change).await?;
+    let made = make(store, &mut tx, &id).await?;
+    for change in std::iter::once(made.change).chain(made.then) {
+        audit::record(&mut tx, actor, change).await?;
+    }
+    let record = made.record;
     tx.commit().await?;
     Ok(record)
 }

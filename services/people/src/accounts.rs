@@ -10,13 +10,13 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
+use linli_core::audit::Change;
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::now_micros;
 use linli_core::validate::{optional_enum, required_enum};
-use linli_core::{Actor, Error, Result, Role, new_id};
+use linli_core::{Actor, Error, Result, Role};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -180,62 +180,67 @@ impl Store {
         idem: &IdemKey,
         new: NewAccount,
     ) -> Result<pb::Account> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "people.account", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let a = self.load_account(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(a);
-        }
-        let taken: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM accounts WHERE username = $1")
-                .bind(&new.username)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if taken.is_some() {
-            return Err(Error::AlreadyExists(format!(
-                "the username {} is taken",
-                new.username
-            )));
-        }
-        if let Some(c) = &new.community_id {
-            self.load_community(&mut tx, c).await?;
-        }
-        if let Some(c) = &new.cadre_id {
-            self.load_cadre(&mut tx, c).await?;
-        }
-        if let Some(r) = &new.resident_id {
-            let resident = self.load_resident(&mut tx, r).await?;
-            if new.community_id.as_deref() != Some(resident.community_id.as_str()) {
-                return Err(Error::invalid(
-                    "resident_id",
-                    "lives in another community than community_id",
-                ));
-            }
-        }
-        sqlx::query("INSERT INTO accounts (id, username, password_hash, role, community_id, cadre_id, resident_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&id)
-            .bind(&new.username)
-            .bind(&new.password_hash)
-            .bind(new.role.as_str())
-            .bind(new.community_id.clone().unwrap_or_default())
-            .bind(new.cadre_id.unwrap_or_default())
-            .bind(new.resident_id.unwrap_or_default())
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let a = self.load_account(&mut tx, &id).await?;
-        let after = json!({ "id": a.id, "username": a.username, "role": new.role.as_str(), "community_id": a.community_id, "cadre_id": a.cadre_id, "resident_id": a.resident_id });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created("", "account.create", "account", &id, after),
+            "people.account",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let a = s.load_account(&mut *tx, existing).await?;
+                    Ok(a)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    let taken: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM accounts WHERE username = $1")
+                            .bind(&new.username)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if taken.is_some() {
+                        return Err(Error::AlreadyExists(format!(
+                            "the username {} is taken",
+                            new.username
+                        )));
+                    }
+                    if let Some(c) = &new.community_id {
+                        s.load_community(&mut *tx, c).await?;
+                    }
+                    if let Some(c) = &new.cadre_id {
+                        s.load_cadre(&mut *tx, c).await?;
+                    }
+                    if let Some(r) = &new.resident_id {
+                        let resident = s.load_resident(&mut *tx, r).await?;
+                        if new.community_id.as_deref() != Some(resident.community_id.as_str()) {
+                            return Err(Error::invalid(
+                                "resident_id",
+                                "lives in another community than community_id",
+                            ));
+                        }
+                    }
+                    sqlx::query("INSERT INTO accounts (id, username, password_hash, role, community_id, cadre_id, resident_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(id)
+                        .bind(&new.username)
+                        .bind(&new.password_hash)
+                        .bind(new.role.as_str())
+                        .bind(new.community_id.clone().unwrap_or_default())
+                        .bind(new.cadre_id.unwrap_or_default())
+                        .bind(new.resident_id.unwrap_or_default())
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let a = s.load_account(&mut *tx, id).await?;
+                    let after = json!({ "id": a.id, "username": a.username, "role": new.role.as_str(), "community_id": a.community_id, "cadre_id": a.cadre_id, "resident_id": a.resident_id });
+                    let change = Change::created("", "account.create", "account", id, after);
+                    Ok(Made::new(a, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(a)
+        .await
     }
 
     pub async fn list_accounts(

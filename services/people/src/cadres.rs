@@ -4,12 +4,12 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
+use linli_core::audit::Change;
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{now_micros, to_timestamp};
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -98,52 +98,62 @@ pub(crate) async fn list_cadres(
 
 impl Store {
     pub async fn create_unit(&self, actor: &Actor, idem: &IdemKey, name: &str) -> Result<pb::Unit> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "people.unit", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let row = sqlx::query("SELECT id, name, created_at FROM units WHERE id = $1")
-                .bind(&existing)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return unit_from_row(&row);
-        }
-        let taken: Option<(String,)> = sqlx::query_as("SELECT id FROM units WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some((other,)) = taken {
-            return Err(Error::AlreadyExists(format!(
-                "a unit named {name} exists already ({other})"
-            )));
-        }
-        let now = now_micros();
-        sqlx::query("INSERT INTO units (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
+        let name = name.to_owned();
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(
-                "",
-                "unit.create",
-                "unit",
-                &id,
-                json!({ "id": id, "name": name }),
-            ),
+            "people.unit",
+            idem,
+            |_s, tx, existing| {
+                Box::pin(async move {
+                    let row = sqlx::query("SELECT id, name, created_at FROM units WHERE id = $1")
+                        .bind(existing)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    unit_from_row(&row)
+                })
+            },
+            |_s, tx, id| {
+                Box::pin(async move {
+                    let name = name.as_str();
+
+                    let taken: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM units WHERE name = $1")
+                            .bind(name)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some((other,)) = taken {
+                        return Err(Error::AlreadyExists(format!(
+                            "a unit named {name} exists already ({other})"
+                        )));
+                    }
+                    let now = now_micros();
+                    sqlx::query("INSERT INTO units (id, name, created_at) VALUES ($1, $2, $3)")
+                        .bind(id)
+                        .bind(name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let change = Change::created(
+                        "",
+                        "unit.create",
+                        "unit",
+                        id,
+                        json!({ "id": id, "name": name }),
+                    );
+                    Ok(Made::new(
+                        pb::Unit {
+                            id: id.to_owned(),
+                            name: name.to_owned(),
+                            created_at: Some(to_timestamp(now)),
+                        },
+                        change,
+                    ))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(pb::Unit {
-            id,
-            name: name.to_owned(),
-            created_at: Some(to_timestamp(now)),
-        })
+        .await
     }
 
     pub async fn get_unit(&self, id: &str) -> Result<pb::Unit> {
@@ -186,41 +196,46 @@ impl Store {
         idem: &IdemKey,
         new: NewCadre,
     ) -> Result<pb::Cadre> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "people.cadre", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let c = self.load_cadre(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(c);
-        }
-        let unit: Option<(String,)> = sqlx::query_as("SELECT id FROM units WHERE id = $1")
-            .bind(&new.unit_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if unit.is_none() {
-            return Err(Error::not_found("unit", &new.unit_id));
-        }
-        sqlx::query("INSERT INTO cadres (id, unit_id, name, phone, title, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, 1)")
-            .bind(&id)
-            .bind(&new.unit_id)
-            .bind(&new.name)
-            .bind(new.phone.unwrap_or_default())
-            .bind(&new.title)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let c = self.load_cadre(&mut tx, &id).await?;
-        let after = json!({ "id": c.id, "unit_id": c.unit_id, "name": c.name, "title": c.title, "phone": domain::mask_phone(&c.phone) });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created("", "cadre.create", "cadre", &id, after),
+            "people.cadre",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let c = s.load_cadre(&mut *tx, existing).await?;
+                    Ok(c)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    let unit: Option<(String,)> = sqlx::query_as("SELECT id FROM units WHERE id = $1")
+                        .bind(&new.unit_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if unit.is_none() {
+                        return Err(Error::not_found("unit", &new.unit_id));
+                    }
+                    sqlx::query("INSERT INTO cadres (id, unit_id, name, phone, title, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, 1)")
+                        .bind(id)
+                        .bind(&new.unit_id)
+                        .bind(&new.name)
+                        .bind(new.phone.unwrap_or_default())
+                        .bind(&new.title)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let c = s.load_cadre(&mut *tx, id).await?;
+                    let after = json!({ "id": c.id, "unit_id": c.unit_id, "name": c.name, "title": c.title, "phone": domain::mask_phone(&c.phone) });
+                    let change = Change::created("", "cadre.create", "cadre", id, after);
+                    Ok(Made::new(c, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(c)
+        .await
     }
 
     /// A cadre and their registration that is not ended, if any.

@@ -6,12 +6,12 @@ use serde_json::json;
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::audit::Change;
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, past_or_now, to_timestamp};
 use linli_core::validate::required_enum;
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -157,54 +157,53 @@ impl Store {
         idem: &IdemKey,
         new: NewCheckIn,
     ) -> Result<pb::CheckIn> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "people.check_in",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let row = sqlx::query(
-                "SELECT community_id, id, cadre_id, at, activity FROM check_ins WHERE id = $1",
-            )
-            .bind(&existing)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return check_in_from_row(&row);
-        }
-        self.load_community(&mut tx, &new.community_id).await?;
-        self.require_registered(&mut tx, &new.cadre_id, &new.community_id)
-            .await?;
-        sqlx::query("INSERT INTO check_ins (community_id, id, cadre_id, at, activity) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&new.community_id)
-            .bind(&id)
-            .bind(&new.cadre_id)
-            .bind(new.at)
-            .bind(&new.activity)
-            .execute(&mut *tx)
-            .await?;
-        let c = pb::CheckIn {
-            id: id.clone(),
-            cadre_id: new.cadre_id,
-            community_id: new.community_id,
-            at: Some(to_timestamp(new.at)),
-            activity: new.activity,
-        };
-        let after =
-            json!({ "id": c.id, "cadre_id": c.cadre_id, "at": new.at, "activity": c.activity });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(&c.community_id, "check_in.create", "check_in", &id, after),
+            "people.check_in",
+            idem,
+            |_s, tx, existing| {
+                Box::pin(async move {
+
+                    let row = sqlx::query(
+                        "SELECT community_id, id, cadre_id, at, activity FROM check_ins WHERE id = $1",
+                    )
+                    .bind(existing)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    check_in_from_row(&row)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    s.load_community(&mut *tx, &new.community_id).await?;
+                    s.require_registered(&mut *tx, &new.cadre_id, &new.community_id)
+                        .await?;
+                    sqlx::query("INSERT INTO check_ins (community_id, id, cadre_id, at, activity) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&new.community_id)
+                        .bind(id)
+                        .bind(&new.cadre_id)
+                        .bind(new.at)
+                        .bind(&new.activity)
+                        .execute(&mut *tx)
+                        .await?;
+                    let c = pb::CheckIn {
+                        id: id.to_owned(),
+                        cadre_id: new.cadre_id,
+                        community_id: new.community_id,
+                        at: Some(to_timestamp(new.at)),
+                        activity: new.activity,
+                    };
+                    let after =
+                        json!({ "id": c.id, "cadre_id": c.cadre_id, "at": new.at, "activity": c.activity });
+                    let change = Change::created(&c.community_id, "check_in.create", "check_in", id, after);
+                    Ok(Made::new(c, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(c)
+        .await
     }
 
     pub async fn list_check_ins(
@@ -321,48 +320,53 @@ impl Store {
         idem: &IdemKey,
         new: NewVisit,
     ) -> Result<pb::Visit> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "people.visit", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let row = sqlx::query("SELECT community_id, id, household_id, cadre_id, at, kind, outcome, note FROM visits WHERE id = $1").bind(&existing).fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            return visit_from_row(&row);
-        }
-        let household = self.load_household(&mut tx, &new.household_id).await?;
-        self.require_registered(&mut tx, &new.cadre_id, &household.community_id)
-            .await?;
-        sqlx::query("INSERT INTO visits (community_id, id, household_id, cadre_id, at, kind, outcome, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&household.community_id)
-            .bind(&id)
-            .bind(&household.id)
-            .bind(&new.cadre_id)
-            .bind(new.at)
-            .bind(new.kind.as_str())
-            .bind(new.outcome.as_str())
-            .bind(&new.note)
-            .execute(&mut *tx)
-            .await?;
-        let v = pb::Visit {
-            id: id.clone(),
-            household_id: household.id,
-            community_id: household.community_id,
-            cadre_id: new.cadre_id,
-            at: Some(to_timestamp(new.at)),
-            kind: new.kind.to_proto(),
-            outcome: new.outcome.to_proto(),
-            note: new.note,
-        };
-        let after = json!({ "id": v.id, "household_id": v.household_id, "cadre_id": v.cadre_id, "at": new.at, "kind": new.kind.as_str(), "outcome": new.outcome.as_str(), "note": v.note });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(&v.community_id, "visit.log", "visit", &id, after),
+            "people.visit",
+            idem,
+            |_s, tx, existing| {
+                Box::pin(async move {
+
+                    let row = sqlx::query("SELECT community_id, id, household_id, cadre_id, at, kind, outcome, note FROM visits WHERE id = $1").bind(existing).fetch_one(&mut *tx).await?;
+                    visit_from_row(&row)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    let household = s.load_household(&mut *tx, &new.household_id).await?;
+                    s.require_registered(&mut *tx, &new.cadre_id, &household.community_id)
+                        .await?;
+                    sqlx::query("INSERT INTO visits (community_id, id, household_id, cadre_id, at, kind, outcome, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(&household.community_id)
+                        .bind(id)
+                        .bind(&household.id)
+                        .bind(&new.cadre_id)
+                        .bind(new.at)
+                        .bind(new.kind.as_str())
+                        .bind(new.outcome.as_str())
+                        .bind(&new.note)
+                        .execute(&mut *tx)
+                        .await?;
+                    let v = pb::Visit {
+                        id: id.to_owned(),
+                        household_id: household.id,
+                        community_id: household.community_id,
+                        cadre_id: new.cadre_id,
+                        at: Some(to_timestamp(new.at)),
+                        kind: new.kind.to_proto(),
+                        outcome: new.outcome.to_proto(),
+                        note: new.note,
+                    };
+                    let after = json!({ "id": v.id, "household_id": v.household_id, "cadre_id": v.cadre_id, "at": new.at, "kind": new.kind.as_str(), "outcome": new.outcome.as_str(), "note": v.note });
+                    let change = Change::created(&v.community_id, "visit.log", "visit", id, after);
+                    Ok(Made::new(v, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(v)
+        .await
     }
 
     pub async fn list_visits(

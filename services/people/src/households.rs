@@ -3,13 +3,13 @@
 use sqlx::AnyConnection;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
+use linli_core::audit::Change;
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::now_micros;
 use linli_core::validate::optional_enum;
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -118,84 +118,83 @@ impl Store {
         idem: &IdemKey,
         new: NewHousehold,
     ) -> Result<pb::Household> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "people.household",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let h = self.load_household(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(h);
-        }
-        self.load_community(&mut tx, &new.community_id).await?;
-        let compound = match &new.compound_id {
-            Some(cid) => match self.load_place(&mut tx, cid).await? {
-                Some(p)
-                    if p.kind == PlaceKind::Compound.to_proto()
-                        && p.community_id == new.community_id =>
-                {
-                    Some(p)
-                }
-                _ => {
-                    return Err(Error::invalid(
-                        "compound_id",
-                        "is not a compound of this community",
-                    ));
-                }
-            },
-            None => None,
-        };
-        if let Some(bid) = &new.building_id {
-            match self.load_place(&mut tx, bid).await? {
-                Some(p)
-                    if p.kind == PlaceKind::Building.to_proto()
-                        && p.community_id == new.community_id
-                        && compound.as_ref().is_none_or(|c| c.id == p.parent_id) => {}
-                _ => {
-                    return Err(Error::invalid(
-                        "building_id",
-                        "is not a building of this compound",
-                    ));
-                }
-            }
-        }
-        let now = now_micros();
-        let none = Care::none();
-        sqlx::query(
-            "INSERT INTO households (community_id, id, compound_id, building_id, address, external_ref, member_count, care_level, \
-             visit_every_days, care_reason, care_since, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0, '', NULL, $8, 1)",
-        )
-        .bind(&new.community_id)
-        .bind(&id)
-        .bind(new.compound_id.unwrap_or_default())
-        .bind(new.building_id.unwrap_or_default())
-        .bind(&new.address)
-        .bind(&new.external_ref)
-        .bind(i64::from(none.level.to_proto()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let h = self.load_household(&mut tx, &id).await?;
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(
-                &h.community_id,
-                "household.create",
-                "household",
-                &h.id,
-                household_json(&h),
-            ),
+            "people.household",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let h = s.load_household(&mut *tx, existing).await?;
+                    Ok(h)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    s.load_community(&mut *tx, &new.community_id).await?;
+                    let compound = match &new.compound_id {
+                        Some(cid) => match s.load_place(&mut *tx, cid).await? {
+                            Some(p)
+                                if p.kind == PlaceKind::Compound.to_proto()
+                                    && p.community_id == new.community_id =>
+                            {
+                                Some(p)
+                            }
+                            _ => {
+                                return Err(Error::invalid(
+                                    "compound_id",
+                                    "is not a compound of this community",
+                                ));
+                            }
+                        },
+                        None => None,
+                    };
+                    if let Some(bid) = &new.building_id {
+                        match s.load_place(&mut *tx, bid).await? {
+                            Some(p)
+                                if p.kind == PlaceKind::Building.to_proto()
+                                    && p.community_id == new.community_id
+                                    && compound.as_ref().is_none_or(|c| c.id == p.parent_id) => {}
+                            _ => {
+                                return Err(Error::invalid(
+                                    "building_id",
+                                    "is not a building of this compound",
+                                ));
+                            }
+                        }
+                    }
+                    let now = now_micros();
+                    let none = Care::none();
+                    sqlx::query(
+                        "INSERT INTO households (community_id, id, compound_id, building_id, address, external_ref, member_count, care_level, \
+                         visit_every_days, care_reason, care_since, created_at, version) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0, '', NULL, $8, 1)",
+                    )
+                    .bind(&new.community_id)
+                    .bind(id)
+                    .bind(new.compound_id.unwrap_or_default())
+                    .bind(new.building_id.unwrap_or_default())
+                    .bind(&new.address)
+                    .bind(&new.external_ref)
+                    .bind(i64::from(none.level.to_proto()))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let h = s.load_household(&mut *tx, id).await?;
+                    let change = Change::created(
+                            &h.community_id,
+                            "household.create",
+                            "household",
+                            &h.id,
+                            household_json(&h),
+                        );
+                    Ok(Made::new(h, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(h)
+        .await
     }
 
     pub(crate) async fn load_residents(
@@ -234,13 +233,14 @@ impl Store {
 
     /// Recomputes a household's members and care after a change of residents,
     /// under the household's row lock.
+    /// Recomputes a household's member count and care level after its members
+    /// changed; the change to the household, if any, for the caller to record.
     pub(crate) async fn refresh_household(
         &self,
         conn: &mut AnyConnection,
-        actor: &Actor,
         community_id: &str,
         household_id: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<Change>> {
         let before = self.load_household(conn, household_id).await?;
         let members = self
             .load_residents(conn, community_id, household_id, false)
@@ -269,21 +269,16 @@ impl Store {
             || after.member_count != before.member_count
             || was_cared != care.is_vulnerable()
         {
-            audit::record(
-                conn,
-                actor,
-                Change::updated(
-                    community_id,
-                    "household.care",
-                    "household",
-                    household_id,
-                    household_json(&before),
-                    household_json(&after),
-                ),
-            )
-            .await?;
+            return Ok(Some(Change::updated(
+                community_id,
+                "household.care",
+                "household",
+                household_id,
+                household_json(&before),
+                household_json(&after),
+            )));
         }
-        Ok(())
+        Ok(None)
     }
 
     pub async fn household_profile(&self, id: &str) -> Result<HouseholdProfile> {

@@ -6,11 +6,11 @@ use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::now_micros;
 use linli_core::validate::required_enum;
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -123,86 +123,91 @@ impl Store {
         idem: &IdemKey,
         new: NewPairing,
     ) -> Result<pb::Pairing> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "people.pairing", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let p = self.load_pairing(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(p);
-        }
-        let household = self.load_household(&mut tx, &new.household_id).await?;
-        // The household's row lock orders concurrent pairings, so the limit holds under races.
-        sqlx::query(
-            "UPDATE households SET version = version + 1 WHERE community_id = $1 AND id = $2",
-        )
-        .bind(&household.community_id)
-        .bind(&household.id)
-        .execute(&mut *tx)
-        .await?;
-        let (name, phone) = match &new.cadre_id {
-            Some(cadre_id) => {
-                self.require_registered(&mut tx, cadre_id, &household.community_id)
-                    .await?;
-                let c = self.load_cadre(&mut tx, cadre_id).await?;
-                (c.name, new.member_phone.clone().unwrap_or(c.phone))
-            }
-            None => (
-                new.member_name.clone().unwrap_or_default(),
-                new.member_phone.clone().unwrap_or_default(),
-            ),
-        };
-        let rows = sqlx::query(&format!("SELECT {PAIRING_COLS} FROM pairings WHERE community_id = $1 AND household_id = $2 AND ended_at IS NULL"))
-            .bind(&household.community_id)
-            .bind(&household.id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let team = rows
-            .iter()
-            .map(|r| {
-                let p = pairing_from_row(r)?;
-                Ok(Carer {
-                    role: PairingRole::from_proto(p.role).unwrap_or(PairingRole::Cadre),
-                    cadre_id: Some(p.cadre_id).filter(|c| !c.is_empty()),
-                    name: p.member_name,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        domain::check_can_pair(
-            &team,
-            &Carer {
-                role: new.role,
-                cadre_id: new.cadre_id.clone(),
-                name: name.clone(),
-            },
-        )?;
-        sqlx::query("INSERT INTO pairings (community_id, id, household_id, role, cadre_id, member_name, member_phone, started_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '')")
-            .bind(&household.community_id)
-            .bind(&id)
-            .bind(&household.id)
-            .bind(new.role.as_str())
-            .bind(new.cadre_id.unwrap_or_default())
-            .bind(&name)
-            .bind(&phone)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let p = self.load_pairing(&mut tx, &id).await?;
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(
-                &p.community_id,
-                "pairing.create",
-                "pairing",
-                &id,
-                pairing_json(&p),
-            ),
+            "people.pairing",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let p = s.load_pairing(&mut *tx, existing).await?;
+                    Ok(p)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    let household = s.load_household(&mut *tx, &new.household_id).await?;
+                    // The household's row lock orders concurrent pairings, so the limit holds under races.
+                    sqlx::query(
+                        "UPDATE households SET version = version + 1 WHERE community_id = $1 AND id = $2",
+                    )
+                    .bind(&household.community_id)
+                    .bind(&household.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let (name, phone) = match &new.cadre_id {
+                        Some(cadre_id) => {
+                            s.require_registered(&mut *tx, cadre_id, &household.community_id)
+                                .await?;
+                            let c = s.load_cadre(&mut *tx, cadre_id).await?;
+                            (c.name, new.member_phone.clone().unwrap_or(c.phone))
+                        }
+                        None => (
+                            new.member_name.clone().unwrap_or_default(),
+                            new.member_phone.clone().unwrap_or_default(),
+                        ),
+                    };
+                    let rows = sqlx::query(&format!("SELECT {PAIRING_COLS} FROM pairings WHERE community_id = $1 AND household_id = $2 AND ended_at IS NULL"))
+                        .bind(&household.community_id)
+                        .bind(&household.id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let team = rows
+                        .iter()
+                        .map(|r| {
+                            let p = pairing_from_row(r)?;
+                            Ok(Carer {
+                                role: PairingRole::from_proto(p.role).unwrap_or(PairingRole::Cadre),
+                                cadre_id: Some(p.cadre_id).filter(|c| !c.is_empty()),
+                                name: p.member_name,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    domain::check_can_pair(
+                        &team,
+                        &Carer {
+                            role: new.role,
+                            cadre_id: new.cadre_id.clone(),
+                            name: name.clone(),
+                        },
+                    )?;
+                    sqlx::query("INSERT INTO pairings (community_id, id, household_id, role, cadre_id, member_name, member_phone, started_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '')")
+                        .bind(&household.community_id)
+                        .bind(id)
+                        .bind(&household.id)
+                        .bind(new.role.as_str())
+                        .bind(new.cadre_id.unwrap_or_default())
+                        .bind(&name)
+                        .bind(&phone)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let p = s.load_pairing(&mut *tx, id).await?;
+                    let change = Change::created(
+                            &p.community_id,
+                            "pairing.create",
+                            "pairing",
+                            id,
+                            pairing_json(&p),
+                        );
+                    Ok(Made::new(p, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(p)
+        .await
     }
 
     pub(crate) async fn end_pairing_in(

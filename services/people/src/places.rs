@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 use tonic::{Request, Response};
 
 use linli_core::audit::Change;
-use linli_core::idempotency::{self, IdemKey, Step, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::now_micros;
 use linli_core::validate::{optional_enum, required_enum};
@@ -134,25 +134,19 @@ impl Store {
         }
     }
 
-    pub(crate) fn place_step<'c>(
-        &'c self,
-        tx: &'c mut AnyConnection,
-        id: &'c str,
-    ) -> Step<'c, pb::Place> {
-        Box::pin(async move {
-            self.load_place(tx, id)
-                .await?
-                .ok_or_else(|| Error::not_found("place", id))
-        })
-    }
-
     pub async fn create_place(
         &self,
         actor: &Actor,
         idem: &IdemKey,
         new: NewPlace,
     ) -> Result<pb::Place> {
-        idempotency::create(self, &self.db, actor, "people.place", idem, Store::place_step, |s, tx, id| Box::pin(async move {
+        idempotency::create(self, &self.db, actor, "people.place", idem, |s, tx, existing| {
+                Box::pin(async move {
+                    s.load_place(tx, existing)
+                        .await?
+                        .ok_or_else(|| Error::not_found("place", existing))
+                })
+            }, |s, tx, id| Box::pin(async move {
             let parent = match &new.parent_id {
                 Some(pid) => Some(
                     s.load_place(tx, pid)
@@ -203,7 +197,7 @@ impl Store {
                 community_id,
                 created_at: Some(linli_core::time::to_timestamp(now)),
             };
-            Ok((place, change))
+            Ok(Made::new(place, change))
         }))
         .await
     }

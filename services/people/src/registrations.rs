@@ -5,11 +5,11 @@ use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::now_micros;
 use linli_core::validate::optional_enum;
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -203,59 +203,63 @@ impl Store {
         cadre_id: &str,
         community_id: &str,
     ) -> Result<pb::Registration> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "people.registration",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let r = self.load_registration(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(r);
-        }
-        self.load_community(&mut tx, community_id).await?;
-        // The cadre's row lock orders concurrent requests for one cadre.
-        let locked = sqlx::query("UPDATE cadres SET version = version + 1 WHERE id = $1")
-            .bind(cadre_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if locked == 0 {
-            return Err(Error::not_found("cadre", cadre_id));
-        }
-        if let Some(open) = self.open_registration(&mut tx, cadre_id).await? {
-            return Err(Error::FailedPrecondition(format!(
-                "the cadre already has a registration with community {} that is not ended; end it first",
-                open.community_id
-            )));
-        }
-        sqlx::query("INSERT INTO registrations (community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version) VALUES ($1, $2, $3, 'requested', $4, NULL, NULL, '', 1)")
-            .bind(community_id)
-            .bind(&id)
-            .bind(cadre_id)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let r = self.load_registration(&mut tx, &id).await?;
-        audit::record(
-            &mut tx,
+        let cadre_id = cadre_id.to_owned();
+        let community_id = community_id.to_owned();
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(
-                community_id,
-                "registration.request",
-                "registration",
-                &id,
-                registration_json(&r),
-            ),
+            "people.registration",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let r = s.load_registration(&mut *tx, existing).await?;
+                    Ok(r)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+                    let cadre_id = cadre_id.as_str();
+                    let community_id = community_id.as_str();
+
+
+                    s.load_community(&mut *tx, community_id).await?;
+                    // The cadre's row lock orders concurrent requests for one cadre.
+                    let locked = sqlx::query("UPDATE cadres SET version = version + 1 WHERE id = $1")
+                        .bind(cadre_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if locked == 0 {
+                        return Err(Error::not_found("cadre", cadre_id));
+                    }
+                    if let Some(open) = s.open_registration(&mut *tx, cadre_id).await? {
+                        return Err(Error::FailedPrecondition(format!(
+                            "the cadre already has a registration with community {} that is not ended; end it first",
+                            open.community_id
+                        )));
+                    }
+                    sqlx::query("INSERT INTO registrations (community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version) VALUES ($1, $2, $3, 'requested', $4, NULL, NULL, '', 1)")
+                        .bind(community_id)
+                        .bind(id)
+                        .bind(cadre_id)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let r = s.load_registration(&mut *tx, id).await?;
+                    let change = Change::created(
+                            community_id,
+                            "registration.request",
+                            "registration",
+                            id,
+                            registration_json(&r),
+                        );
+                    Ok(Made::new(r, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(r)
+        .await
     }
 
     pub async fn move_registration(

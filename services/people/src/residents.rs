@@ -4,11 +4,11 @@ use sqlx::AnyConnection;
 use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros};
 use linli_core::validate::{optional_enum, required_enum};
-use linli_core::{Actor, Error, Result, Role, new_id};
+use linli_core::{Actor, Error, Result, Role};
 use linli_proto::people::v1 as pb;
 
 use crate::api::*;
@@ -187,69 +187,65 @@ impl Store {
         idem: &IdemKey,
         new: NewResident,
     ) -> Result<pb::Resident> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "people.resident",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let r = self.load_resident(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(r);
-        }
-        let household = self.load_household(&mut tx, &new.household_id).await?;
-        if let Some(idn) = &new.id_number {
-            let clash: Option<(String,)> = sqlx::query_as("SELECT household_id FROM residents WHERE community_id = $1 AND id_number = $2 AND removed_at IS NULL")
-                .bind(&household.community_id)
-                .bind(idn)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some((other,)) = clash {
-                return Err(Error::AlreadyExists(format!(
-                    "a resident with this id_number already lives in household {other}"
-                )));
-            }
-        }
-        let now = now_micros();
-        sqlx::query(
-            "INSERT INTO residents (community_id, id, household_id, name, gender, birth_date, phone, id_number, relation, tags, created_at, removed_at, removed_reason, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, '', 1)",
-        )
-        .bind(&household.community_id)
-        .bind(&id)
-        .bind(&household.id)
-        .bind(&new.name)
-        .bind(new.gender.as_str())
-        .bind(new.birth_date.format("%Y-%m-%d").to_string())
-        .bind(new.phone.unwrap_or_default())
-        .bind(new.id_number.unwrap_or_default())
-        .bind(new.relation.as_str())
-        .bind(domain::tags_to_db(&new.tags))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let r = self.load_resident(&mut tx, &id).await?;
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(
-                &r.community_id,
-                "resident.add",
-                "resident",
-                &r.id,
-                resident_json(&r),
-            ),
-        )
-        .await?;
-        self.refresh_household(&mut tx, actor, &household.community_id, &household.id)
+            "people.resident",
+            idem,
+            |s, tx, existing| Box::pin(s.load_resident(tx, existing)),
+            |s, tx, id| {
+                Box::pin(async move {
+            let household = s.load_household(&mut *tx, &new.household_id).await?;
+            if let Some(idn) = &new.id_number {
+                let clash: Option<(String,)> = sqlx::query_as("SELECT household_id FROM residents WHERE community_id = $1 AND id_number = $2 AND removed_at IS NULL")
+                    .bind(&household.community_id)
+                    .bind(idn)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((other,)) = clash {
+                    return Err(Error::AlreadyExists(format!(
+                        "a resident with this id_number already lives in household {other}"
+                    )));
+                }
+            }
+            let now = now_micros();
+            sqlx::query(
+                "INSERT INTO residents (community_id, id, household_id, name, gender, birth_date, phone, id_number, relation, tags, created_at, removed_at, removed_reason, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, '', 1)",
+            )
+            .bind(&household.community_id)
+            .bind(id)
+            .bind(&household.id)
+            .bind(&new.name)
+            .bind(new.gender.as_str())
+            .bind(new.birth_date.format("%Y-%m-%d").to_string())
+            .bind(new.phone.unwrap_or_default())
+            .bind(new.id_number.unwrap_or_default())
+            .bind(new.relation.as_str())
+            .bind(domain::tags_to_db(&new.tags))
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(r)
+            let r = s.load_resident(&mut *tx, id).await?;
+                    let change = Change::created(
+                        &r.community_id,
+                        "resident.add",
+                        "resident",
+                        &r.id,
+                        resident_json(&r),
+                    );
+                    let care = s
+                        .refresh_household(&mut *tx, &household.community_id, &household.id)
+                        .await?;
+                    Ok(Made {
+                        then: care.into_iter().collect(),
+                        ..Made::new(r, change)
+                    })
+                })
+            },
+        )
+        .await
     }
 
     pub async fn list_residents(
@@ -343,8 +339,12 @@ impl Store {
             ),
         )
         .await?;
-        self.refresh_household(&mut tx, actor, &after.community_id, &after.household_id)
-            .await?;
+        if let Some(care) = self
+            .refresh_household(&mut tx, &after.community_id, &after.household_id)
+            .await?
+        {
+            audit::record(&mut tx, actor, care).await?;
+        }
         tx.commit().await?;
         Ok(after)
     }
@@ -392,8 +392,12 @@ impl Store {
             ),
         )
         .await?;
-        self.refresh_household(&mut tx, actor, &after.community_id, &after.household_id)
-            .await?;
+        if let Some(care) = self
+            .refresh_household(&mut tx, &after.community_id, &after.household_id)
+            .await?
+        {
+            audit::record(&mut tx, actor, care).await?;
+        }
         tx.commit().await?;
         Ok(after)
     }
