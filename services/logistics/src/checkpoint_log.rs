@@ -3,12 +3,12 @@
 use serde_json::json;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::audit::Change;
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{past_or_now, to_timestamp};
 use linli_core::validate::{parse_id, parse_opt_id, parse_text, required_enum};
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::logistics::v1 as pb;
 
 use crate::api::*;
@@ -99,59 +99,59 @@ impl Store {
             at,
             note,
         } = new;
-        let mut tx = self.db.begin_write().await?;
-        let checkpoint = self.load_checkpoint(&mut tx, checkpoint_id).await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "logistics.log", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let row = sqlx::query("SELECT community_id, id, checkpoint_id, shift_id, kind, person, temperature, flagged, at, note FROM checkpoint_log WHERE community_id = $1 AND id = $2")
-                .bind(&checkpoint.community_id)
-                .bind(&existing)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return log_from_row(&row);
-        }
-        if !shift_id.is_empty() {
-            let shift = self.load_shift(&mut tx, shift_id).await?;
-            if shift.checkpoint_id != checkpoint_id {
-                return Err(Error::invalid(
-                    "shift_id",
-                    "is a shift of another checkpoint",
-                ));
-            }
-        }
-        sqlx::query("INSERT INTO checkpoint_log (community_id, id, checkpoint_id, shift_id, kind, person, temperature, flagged, at, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-            .bind(&checkpoint.community_id)
-            .bind(&id)
-            .bind(checkpoint_id)
-            .bind(shift_id)
-            .bind(kind.as_str())
-            .bind(person)
-            .bind(temperature)
-            .bind(i64::from(flagged))
-            .bind(at)
-            .bind(note)
-            .execute(&mut *tx)
-            .await?;
-        let after =
-            json!({ "checkpoint_id": checkpoint_id, "kind": kind.as_str(), "flagged": flagged });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, checkpoint_id, shift_id, person, note),
+            &self.db,
             actor,
-            Change::created(
-                &checkpoint.community_id,
-                "checkpoint.log",
-                "checkpoint_log",
-                &id,
-                after,
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(pb::CheckpointLogEntry {
-            id,
+            "logistics.log",
+            idem,
+            |&(s, checkpoint_id, _shift_id, _person, _note), tx, existing| {
+                Box::pin(async move {
+                    let checkpoint = s.load_checkpoint(&mut *tx, checkpoint_id).await?;
+                    let row = sqlx::query("SELECT community_id, id, checkpoint_id, shift_id, kind, person, temperature, flagged, at, note FROM checkpoint_log WHERE community_id = $1 AND id = $2")
+                        .bind(&checkpoint.community_id)
+                        .bind(existing)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    log_from_row(&row)
+                })
+            },
+            |&(s, checkpoint_id, shift_id, person, note), tx, id| {
+                Box::pin(async move {
+                    let checkpoint = s.load_checkpoint(&mut *tx, checkpoint_id).await?;
+                    if !shift_id.is_empty() {
+                        let shift = s.load_shift(&mut *tx, shift_id).await?;
+                        if shift.checkpoint_id != checkpoint_id {
+                            return Err(Error::invalid(
+                                "shift_id",
+                                "is a shift of another checkpoint",
+                            ));
+                        }
+                    }
+                    sqlx::query("INSERT INTO checkpoint_log (community_id, id, checkpoint_id, shift_id, kind, person, temperature, flagged, at, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                        .bind(&checkpoint.community_id)
+                        .bind(id)
+                        .bind(checkpoint_id)
+                        .bind(shift_id)
+                        .bind(kind.as_str())
+                        .bind(person)
+                        .bind(temperature)
+                        .bind(i64::from(flagged))
+                        .bind(at)
+                        .bind(note)
+                        .execute(&mut *tx)
+                        .await?;
+                    let after =
+                        json!({ "checkpoint_id": checkpoint_id, "kind": kind.as_str(), "flagged": flagged });
+                    let change = Change::created(
+                            &checkpoint.community_id,
+                            "checkpoint.log",
+                            "checkpoint_log",
+                            id,
+                            after,
+                        );
+                    Ok(Made::new(pb::CheckpointLogEntry {
+            id: id.to_owned(),
             checkpoint_id: checkpoint_id.into(),
             shift_id: shift_id.into(),
             kind: kind.to_proto(),
@@ -160,7 +160,11 @@ impl Store {
             flagged,
             at: Some(to_timestamp(at)),
             note: note.into(),
-        })
+        }, change))
+                })
+            },
+        )
+        .await
     }
 
     pub async fn list_log(

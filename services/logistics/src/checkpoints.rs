@@ -7,11 +7,11 @@ use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, from_timestamp, now_micros, past_or_now, to_timestamp};
 use linli_core::validate::{parse_id, parse_name, parse_opt_id};
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::logistics::v1 as pb;
 
 use crate::api::*;
@@ -211,48 +211,47 @@ impl Store {
         name: &str,
         required_staff: i32,
     ) -> Result<pb::Checkpoint> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.checkpoint",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let c = self.load_checkpoint(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(c);
-        }
-        sqlx::query("INSERT INTO checkpoints (community_id, id, name, required_staff, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(community_id)
-            .bind(&id)
-            .bind(name)
-            .bind(i64::from(required_staff))
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, community_id, name),
+            &self.db,
             actor,
-            Change::created(
-                community_id,
-                "checkpoint.create",
-                "checkpoint",
-                &id,
-                json!({ "name": name, "required_staff": required_staff }),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(pb::Checkpoint {
-            id,
+            "logistics.checkpoint",
+            idem,
+            |&(s, _community_id, _name), tx, existing| {
+                Box::pin(async move {
+
+                    let c = s.load_checkpoint(&mut *tx, existing).await?;
+                    Ok(c)
+                })
+            },
+            |&(_s, community_id, name), tx, id| {
+                Box::pin(async move {
+
+                    sqlx::query("INSERT INTO checkpoints (community_id, id, name, required_staff, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(community_id)
+                        .bind(id)
+                        .bind(name)
+                        .bind(i64::from(required_staff))
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let change = Change::created(
+                            community_id,
+                            "checkpoint.create",
+                            "checkpoint",
+                            id,
+                            json!({ "name": name, "required_staff": required_staff }),
+                        );
+                    Ok(Made::new(pb::Checkpoint {
+            id: id.to_owned(),
             community_id: community_id.into(),
             name: name.into(),
             required_staff,
-        })
+        }, change))
+                })
+            },
+        )
+        .await
     }
 
     pub(crate) async fn load_checkpoint(
@@ -290,67 +289,65 @@ impl Store {
         unit_id: &str,
         span: Span,
     ) -> Result<pb::Shift> {
-        let mut tx = self.db.begin_write().await?;
-        let checkpoint = self.load_checkpoint(&mut tx, checkpoint_id).await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.shift",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let s = self.load_shift(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(s);
-        }
-        // The cadre's lock row orders concurrent assignments of one cadre, across checkpoints and replicas.
-        sqlx::query("INSERT INTO cadre_locks (cadre_id, version) VALUES ($1, 0) ON CONFLICT (cadre_id) DO NOTHING").bind(cadre_id).execute(&mut *tx).await?;
-        sqlx::query("UPDATE cadre_locks SET version = version + 1 WHERE cadre_id = $1")
-            .bind(cadre_id)
-            .execute(&mut *tx)
-            .await?;
-        let others: Vec<(i64, i64)> = sqlx::query_as("SELECT starts_at, ends_at FROM shifts WHERE cadre_id = $1 AND cancelled = 0 AND ends_at > $2 AND starts_at < $3")
-            .bind(cadre_id)
-            .bind(span.start - domain::DAY)
-            .bind(span.end + domain::DAY)
-            .fetch_all(&mut *tx)
-            .await?;
-        let others: Vec<Span> = others
-            .into_iter()
-            .map(|(start, end)| Span { start, end })
-            .collect();
-        domain::check_shift(span, &others, self.max_duty_hours_per_day)?;
-        sqlx::query(&format!(
-            "INSERT INTO shifts ({SHIFT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, 0)"
-        ))
-        .bind(&checkpoint.community_id)
-        .bind(&id)
-        .bind(checkpoint_id)
-        .bind(cadre_id)
-        .bind(unit_id)
-        .bind(span.start)
-        .bind(span.end)
-        .execute(&mut *tx)
-        .await?;
-        let shift = self.load_shift(&mut tx, &id).await?;
-        let after = json!({ "checkpoint_id": checkpoint_id, "cadre_id": cadre_id, "starts_at": span.start, "ends_at": span.end });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, checkpoint_id, cadre_id, unit_id),
+            &self.db,
             actor,
-            Change::created(
-                &checkpoint.community_id,
-                "shift.assign",
-                "shift",
-                &id,
-                after,
-            ),
+            "logistics.shift",
+            idem,
+            |&(s, checkpoint_id, _cadre_id, _unit_id), tx, existing| {
+                Box::pin(async move {
+                    let _checkpoint = s.load_checkpoint(&mut *tx, checkpoint_id).await?;
+                    let s = s.load_shift(&mut *tx, existing).await?;
+                    Ok(s)
+                })
+            },
+            |&(s, checkpoint_id, cadre_id, unit_id), tx, id| {
+                Box::pin(async move {
+                    let checkpoint = s.load_checkpoint(&mut *tx, checkpoint_id).await?;
+                    // The cadre's lock row orders concurrent assignments of one cadre, across checkpoints and replicas.
+                    sqlx::query("INSERT INTO cadre_locks (cadre_id, version) VALUES ($1, 0) ON CONFLICT (cadre_id) DO NOTHING").bind(cadre_id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE cadre_locks SET version = version + 1 WHERE cadre_id = $1")
+                        .bind(cadre_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let others: Vec<(i64, i64)> = sqlx::query_as("SELECT starts_at, ends_at FROM shifts WHERE cadre_id = $1 AND cancelled = 0 AND ends_at > $2 AND starts_at < $3")
+                        .bind(cadre_id)
+                        .bind(span.start - domain::DAY)
+                        .bind(span.end + domain::DAY)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let others: Vec<Span> = others
+                        .into_iter()
+                        .map(|(start, end)| Span { start, end })
+                        .collect();
+                    domain::check_shift(span, &others, s.max_duty_hours_per_day)?;
+                    sqlx::query(&format!(
+                        "INSERT INTO shifts ({SHIFT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, 0)"
+                    ))
+                    .bind(&checkpoint.community_id)
+                    .bind(id)
+                    .bind(checkpoint_id)
+                    .bind(cadre_id)
+                    .bind(unit_id)
+                    .bind(span.start)
+                    .bind(span.end)
+                    .execute(&mut *tx)
+                    .await?;
+                    let shift = s.load_shift(&mut *tx, id).await?;
+                    let after = json!({ "checkpoint_id": checkpoint_id, "cadre_id": cadre_id, "starts_at": span.start, "ends_at": span.end });
+                    let change = Change::created(
+                            &checkpoint.community_id,
+                            "shift.assign",
+                            "shift",
+                            id,
+                            after,
+                        );
+                    Ok(Made::new(shift, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(shift)
+        .await
     }
 
     pub(crate) async fn load_shift(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Shift> {

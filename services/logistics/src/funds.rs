@@ -4,13 +4,13 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
+use linli_core::audit::Change;
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, now_micros, past_or_now};
 use linli_core::validate::{parse_id, parse_name, parse_text, required_enum};
-use linli_core::{Actor, Error, Result, new_id};
+use linli_core::{Actor, Error, Result};
 use linli_proto::logistics::v1 as pb;
 
 use crate::api::*;
@@ -149,32 +149,31 @@ impl Store {
         idem: &IdemKey,
         e: NewFunds,
     ) -> Result<pb::FundsEntry> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.funds",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let f = self.load_funds(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(f);
-        }
-        self.insert_funds(&mut tx, &id, &e, "").await?;
-        let entry = self.load_funds(&mut tx, &id).await?;
-        let after = json!({ "direction": e.direction.as_str(), "category": e.category.as_str(), "amount_fen": e.amount_fen, "reference": e.reference, "approver": e.approver });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            self,
+            &self.db,
             actor,
-            Change::created(&e.community_id, "funds.record", "funds_entry", &id, after),
+            "logistics.funds",
+            idem,
+            |s, tx, existing| {
+                Box::pin(async move {
+
+                    let f = s.load_funds(&mut *tx, existing).await?;
+                    Ok(f)
+                })
+            },
+            |s, tx, id| {
+                Box::pin(async move {
+
+                    s.insert_funds(&mut *tx, id, &e, "").await?;
+                    let entry = s.load_funds(&mut *tx, id).await?;
+                    let after = json!({ "direction": e.direction.as_str(), "category": e.category.as_str(), "amount_fen": e.amount_fen, "reference": e.reference, "approver": e.approver });
+                    let change = Change::created(&e.community_id, "funds.record", "funds_entry", id, after);
+                    Ok(Made::new(entry, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(entry)
+        .await
     }
 
     /// Corrects an entry with an equal and opposite one; an entry is reversed at most once.
@@ -186,65 +185,64 @@ impl Store {
         reason: &str,
         approver: &str,
     ) -> Result<pb::FundsEntry> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.funds_reversal",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let f = self.load_funds(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(f);
-        }
-        let original = self.load_funds(&mut tx, entry_id).await?;
-        if !original.reverses.is_empty() {
-            return Err(Error::FailedPrecondition(
-                "a reversal cannot itself be reversed; record a new entry instead".into(),
-            ));
-        }
-        // Claiming the original's reversed_by is the guard against reversing it twice.
-        let claimed = sqlx::query("UPDATE funds_entries SET reversed_by = $3 WHERE community_id = $1 AND id = $2 AND reversed_by = ''")
-            .bind(&original.community_id)
-            .bind(entry_id)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if claimed == 0 {
-            return Err(Error::FailedPrecondition(
-                "the entry has already been reversed".into(),
-            ));
-        }
-        let direction = match FundsDirection::from_proto(original.direction) {
-            Some(FundsDirection::Income) => FundsDirection::Expense,
-            _ => FundsDirection::Income,
-        };
-        let e = NewFunds {
-            community_id: original.community_id.clone(),
-            direction,
-            category: FundsCategory::Reversal,
-            amount_fen: original.amount_fen,
-            reference: original.reference.clone(),
-            approver: approver.into(),
-            note: reason.into(),
-            at: now_micros(),
-        };
-        self.insert_funds(&mut tx, &id, &e, entry_id).await?;
-        let reversal = self.load_funds(&mut tx, &id).await?;
-        let after = json!({ "reverses": entry_id, "amount_fen": e.amount_fen, "direction": direction.as_str(), "reason": reason, "approver": approver });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, entry_id, reason, approver),
+            &self.db,
             actor,
-            Change::created(&e.community_id, "funds.reverse", "funds_entry", &id, after),
+            "logistics.funds_reversal",
+            idem,
+            |&(s, _entry_id, _reason, _approver), tx, existing| {
+                Box::pin(async move {
+
+                    let f = s.load_funds(&mut *tx, existing).await?;
+                    Ok(f)
+                })
+            },
+            |&(s, entry_id, reason, approver), tx, id| {
+                Box::pin(async move {
+
+                    let original = s.load_funds(&mut *tx, entry_id).await?;
+                    if !original.reverses.is_empty() {
+                        return Err(Error::FailedPrecondition(
+                            "a reversal cannot itself be reversed; record a new entry instead".into(),
+                        ));
+                    }
+                    // Claiming the original's reversed_by is the guard against reversing it twice.
+                    let claimed = sqlx::query("UPDATE funds_entries SET reversed_by = $3 WHERE community_id = $1 AND id = $2 AND reversed_by = ''")
+                        .bind(&original.community_id)
+                        .bind(entry_id)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if claimed == 0 {
+                        return Err(Error::FailedPrecondition(
+                            "the entry has already been reversed".into(),
+                        ));
+                    }
+                    let direction = match FundsDirection::from_proto(original.direction) {
+                        Some(FundsDirection::Income) => FundsDirection::Expense,
+                        _ => FundsDirection::Income,
+                    };
+                    let e = NewFunds {
+                        community_id: original.community_id.clone(),
+                        direction,
+                        category: FundsCategory::Reversal,
+                        amount_fen: original.amount_fen,
+                        reference: original.reference.clone(),
+                        approver: approver.into(),
+                        note: reason.into(),
+                        at: now_micros(),
+                    };
+                    s.insert_funds(&mut *tx, id, &e, entry_id).await?;
+                    let reversal = s.load_funds(&mut *tx, id).await?;
+                    let after = json!({ "reverses": entry_id, "amount_fen": e.amount_fen, "direction": direction.as_str(), "reason": reason, "approver": approver });
+                    let change = Change::created(&e.community_id, "funds.reverse", "funds_entry", id, after);
+                    Ok(Made::new(reversal, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(reversal)
+        .await
     }
 
     pub async fn list_funds(

@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::time::{from_timestamp, now_micros, to_timestamp};
 use linli_core::validate::{parse_id, parse_name};
 use linli_core::{Actor, Error, Result, new_id};
@@ -178,35 +178,39 @@ impl Store {
             prices,
             closes_at,
         } = new;
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
+        idempotency::create(
+            &(self, community_id, title, organiser, prices),
+            &self.db,
+            actor,
             "logistics.purchase",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
+            idem,
+            |&(s, _community_id, _title, _organiser, _prices), tx, existing| {
+                Box::pin(async move {
+
+                    let p = s.load_purchase(&mut *tx, existing).await?;
+                    Ok(p)
+                })
+            },
+            |&(s, community_id, title, organiser, prices), tx, id| {
+                Box::pin(async move {
+
+                    s.check_items(&mut *tx, prices).await?;
+                    sqlx::query("INSERT INTO group_purchases (community_id, id, title, organiser, items_json, closes_at, closed, batch_id, version) VALUES ($1, $2, $3, $4, $5, $6, 0, '', 1)")
+                        .bind(community_id)
+                        .bind(id)
+                        .bind(title)
+                        .bind(organiser)
+                        .bind(serde_json::to_string(prices).unwrap_or_default())
+                        .bind(closes_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    let p = s.load_purchase(&mut *tx, id).await?;
+                    let change = Change::created(community_id, "purchase.open", "group_purchase", id, json!({ "title": title, "organiser": organiser, "prices": prices, "closes_at": closes_at }));
+                    Ok(Made::new(p, change))
+                })
+            },
         )
-        .await?
-        {
-            let p = self.load_purchase(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(p);
-        }
-        self.check_items(&mut tx, prices).await?;
-        sqlx::query("INSERT INTO group_purchases (community_id, id, title, organiser, items_json, closes_at, closed, batch_id, version) VALUES ($1, $2, $3, $4, $5, $6, 0, '', 1)")
-            .bind(community_id)
-            .bind(&id)
-            .bind(title)
-            .bind(organiser)
-            .bind(serde_json::to_string(prices).unwrap_or_default())
-            .bind(closes_at)
-            .execute(&mut *tx)
-            .await?;
-        let p = self.load_purchase(&mut tx, &id).await?;
-        audit::record(&mut tx, actor, Change::created(community_id, "purchase.open", "group_purchase", &id, json!({ "title": title, "organiser": organiser, "prices": prices, "closes_at": closes_at }))).await?;
-        tx.commit().await?;
-        Ok(p)
+        .await
     }
 
     /// Places or replaces a household's order; empty `lines` withdraws it.

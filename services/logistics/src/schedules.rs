@@ -4,8 +4,8 @@ use serde_json::json;
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::audit::Change;
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::time::{Micros, now_micros, past_or_now};
 use linli_core::validate::{parse_id, parse_name};
 use linli_core::{Actor, Error, Result, new_id};
@@ -83,49 +83,42 @@ impl Store {
             every_days,
             first_at,
         } = new;
-        let mut tx = self.db.begin_write().await?;
-        let depot = self.load_depot(&mut tx, depot_id).await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.schedule",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            tx.commit().await?;
-            return Ok(existing);
-        }
-        self.check_items(&mut tx, bundle).await?;
-        sqlx::query("INSERT INTO schedules (community_id, id, depot_id, name, bundle_json, recipients_json, every_days, next_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&depot.community_id)
-            .bind(&id)
-            .bind(depot_id)
-            .bind(name)
-            .bind(lines_to_json(bundle))
-            .bind(recipients_json)
-            .bind(every_days)
-            .bind(first_at)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let after = json!({ "name": name, "depot_id": depot_id, "bundle": bundle, "every_days": every_days, "first_at": first_at });
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, depot_id, name, bundle, recipients_json),
+            &self.db,
             actor,
-            Change::created(
-                &depot.community_id,
-                "schedule.create",
-                "schedule",
-                &id,
-                after,
-            ),
+            "logistics.schedule",
+            idem,
+            |_, _, existing| Box::pin(std::future::ready(Ok(existing.to_owned()))),
+            |&(s, depot_id, name, bundle, recipients_json), tx, id| {
+                Box::pin(async move {
+                    let depot = s.load_depot(&mut *tx, depot_id).await?;
+                    s.check_items(&mut *tx, bundle).await?;
+                    sqlx::query("INSERT INTO schedules (community_id, id, depot_id, name, bundle_json, recipients_json, every_days, next_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(&depot.community_id)
+                        .bind(id)
+                        .bind(depot_id)
+                        .bind(name)
+                        .bind(lines_to_json(bundle))
+                        .bind(recipients_json)
+                        .bind(every_days)
+                        .bind(first_at)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let after = json!({ "name": name, "depot_id": depot_id, "bundle": bundle, "every_days": every_days, "first_at": first_at });
+                    let change = Change::created(
+                            &depot.community_id,
+                            "schedule.create",
+                            "schedule",
+                            id,
+                            after,
+                        );
+                    Ok(Made::new(id.to_owned(), change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(id)
+        .await
     }
 
     /// Schedules due at `as_of`: (id, community, depot, name, bundle, recipients JSON, every_days, next_at).

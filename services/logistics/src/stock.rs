@@ -4,9 +4,9 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row};
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
+use linli_core::audit::Change;
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{now_micros, past_or_now, to_timestamp};
 use linli_core::validate::{parse_id, parse_name, parse_opt_id, parse_text, required_enum};
@@ -259,57 +259,62 @@ impl Store {
         unit: &str,
         perishable: bool,
     ) -> Result<pb::Item> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, "logistics.item", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let row = sqlx::query(
-                "SELECT id, name, unit_of_measure, perishable FROM items WHERE id = $1",
-            )
-            .bind(&existing)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return item_from_row(&row);
-        }
-        let taken: Option<(String,)> = sqlx::query_as("SELECT id FROM items WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
-            return Err(Error::AlreadyExists(format!(
-                "an item named {name} exists already"
-            )));
-        }
-        sqlx::query("INSERT INTO items (id, name, unit_of_measure, perishable, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&id)
-            .bind(name)
-            .bind(unit)
-            .bind(i64::from(perishable))
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        let item = pb::Item {
-            id: id.clone(),
-            name: name.into(),
-            unit_of_measure: unit.into(),
-            perishable,
-        };
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, name, unit),
+            &self.db,
             actor,
-            Change::created(
-                "",
-                "item.create",
-                "item",
-                &id,
-                json!({ "name": name, "unit": unit, "perishable": perishable }),
-            ),
+            "logistics.item",
+            idem,
+            |&(_s, _name, _unit), tx, existing| {
+                Box::pin(async move {
+
+                    let row = sqlx::query(
+                        "SELECT id, name, unit_of_measure, perishable FROM items WHERE id = $1",
+                    )
+                    .bind(existing)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    item_from_row(&row)
+                })
+            },
+            |&(_s, name, unit), tx, id| {
+                Box::pin(async move {
+
+                    let taken: Option<(String,)> = sqlx::query_as("SELECT id FROM items WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if taken.is_some() {
+                        return Err(Error::AlreadyExists(format!(
+                            "an item named {name} exists already"
+                        )));
+                    }
+                    sqlx::query("INSERT INTO items (id, name, unit_of_measure, perishable, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(id)
+                        .bind(name)
+                        .bind(unit)
+                        .bind(i64::from(perishable))
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let item = pb::Item {
+                        id: id.to_owned(),
+                        name: name.into(),
+                        unit_of_measure: unit.into(),
+                        perishable,
+                    };
+                    let change = Change::created(
+                            "",
+                            "item.create",
+                            "item",
+                            id,
+                            json!({ "name": name, "unit": unit, "perishable": perishable }),
+                        );
+                    Ok(Made::new(item, change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(item)
+        .await
     }
 
     pub async fn list_items(&self, page: &PageRequest) -> Result<(Vec<pb::Item>, String)> {
@@ -343,48 +348,47 @@ impl Store {
         name: &str,
         address: &str,
     ) -> Result<pb::Depot> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
-            "logistics.depot",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
-        )
-        .await?
-        {
-            let d = self.load_depot(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(d);
-        }
-        sqlx::query("INSERT INTO depots (community_id, id, name, address, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(community_id)
-            .bind(&id)
-            .bind(name)
-            .bind(address)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
+        idempotency::create(
+            &(self, community_id, name, address),
+            &self.db,
             actor,
-            Change::created(
-                community_id,
-                "depot.create",
-                "depot",
-                &id,
-                json!({ "name": name, "address": address }),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(pb::Depot {
-            id,
+            "logistics.depot",
+            idem,
+            |&(s, _community_id, _name, _address), tx, existing| {
+                Box::pin(async move {
+
+                    let d = s.load_depot(&mut *tx, existing).await?;
+                    Ok(d)
+                })
+            },
+            |&(_s, community_id, name, address), tx, id| {
+                Box::pin(async move {
+
+                    sqlx::query("INSERT INTO depots (community_id, id, name, address, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(community_id)
+                        .bind(id)
+                        .bind(name)
+                        .bind(address)
+                        .bind(now_micros())
+                        .execute(&mut *tx)
+                        .await?;
+                    let change = Change::created(
+                            community_id,
+                            "depot.create",
+                            "depot",
+                            id,
+                            json!({ "name": name, "address": address }),
+                        );
+                    Ok(Made::new(pb::Depot {
+            id: id.to_owned(),
             community_id: community_id.into(),
             name: name.into(),
             address: address.into(),
-        })
+        }, change))
+                })
+            },
+        )
+        .await
     }
 
     pub async fn load_depot(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Depot> {
@@ -427,65 +431,67 @@ impl Store {
         idem: &IdemKey,
         new: NewMovement<'_>,
     ) -> Result<(pb::StockMovement, i64)> {
-        let NewMovement {
-            depot_id,
-            item_id,
-            kind,
-            quantity,
-            reason,
-            reference,
-            at,
-        } = new;
-        let mut tx = self.db.begin_write().await?;
-        let depot = self.load_depot(&mut tx, depot_id).await?;
-        let scope = format!("logistics.movement.{}", depot.community_id);
-        let placeholder = new_id();
-        if let Claim::Replay(existing) =
-            idempotency::claim(&mut tx, &scope, &idem.key, &idem.fingerprint, &placeholder).await?
-        {
-            let row = sqlx::query("SELECT community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor FROM stock_movements WHERE community_id = $1 AND id = $2")
-                .bind(&depot.community_id)
-                .bind(&existing)
-                .fetch_one(&mut *tx)
-                .await?;
-            let movement = movement_from_row(&row)?;
-            let (balance,): (i64,) = sqlx::query_as("SELECT quantity FROM stock_levels WHERE community_id = $1 AND depot_id = $2 AND item_id = $3")
-                .bind(&depot.community_id)
-                .bind(depot_id)
-                .bind(&movement.item_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok((movement, balance));
-        }
-        self.load_item(&mut tx, item_id).await?;
-        let change = StockChange {
-            community_id: &depot.community_id,
-            depot_id,
-            item_id,
-            kind,
-            quantity,
-            reason,
-            reference,
-            at,
-        };
-        let (movement, balance) = move_stock(&mut tx, actor, change).await?;
-        idempotency::made(&mut tx, &scope, &idem.key, &movement.id).await?;
-        let after = json!({ "depot_id": depot_id, "item_id": item_id, "kind": kind.as_str(), "quantity": quantity, "balance": balance, "reason": reason, "reference": reference });
-        audit::record(
-            &mut tx,
+        // Movements are keyed per community; a depot never changes community,
+        // so it is read before the write begins.
+        let community = self.depot(new.depot_id).await?.community_id;
+        let scope = format!("logistics.movement.{community}");
+        let ctx = (self, new, community.as_str(), scope.as_str(), idem, actor);
+        idempotency::create(
+            &ctx,
+            &self.db,
             actor,
-            Change::created(
-                &depot.community_id,
-                "stock.move",
-                "stock_movement",
-                &movement.id,
-                after,
-            ),
+            &scope,
+            idem,
+            |&(_, new, community, ..), tx, existing| {
+                Box::pin(async move {
+                    let row = sqlx::query("SELECT community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor FROM stock_movements WHERE community_id = $1 AND id = $2")
+                        .bind(community)
+                        .bind(existing)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let movement = movement_from_row(&row)?;
+                    let (balance,): (i64,) = sqlx::query_as("SELECT quantity FROM stock_levels WHERE community_id = $1 AND depot_id = $2 AND item_id = $3")
+                        .bind(community)
+                        .bind(new.depot_id)
+                        .bind(&movement.item_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    Ok((movement, balance))
+                })
+            },
+            |&(s, new, community, scope, idem, actor), tx, _| {
+                Box::pin(async move {
+                    let NewMovement {
+                        depot_id,
+                        item_id,
+                        kind,
+                        quantity,
+                        reason,
+                        reference,
+                        at,
+                    } = new;
+                    s.load_item(&mut *tx, item_id).await?;
+                    let change = StockChange {
+                        community_id: community,
+                        depot_id,
+                        item_id,
+                        kind,
+                        quantity,
+                        reason,
+                        reference,
+                        at,
+                    };
+                    let (movement, balance) = move_stock(&mut *tx, actor, change).await?;
+                    // The key was claimed before the movement had an id.
+                    idempotency::made(&mut *tx, scope, &idem.key, &movement.id).await?;
+                    let after = json!({ "depot_id": depot_id, "item_id": item_id, "kind": kind.as_str(), "quantity": quantity, "balance": balance, "reason": reason, "reference": reference });
+                    let change =
+                        Change::created(community, "stock.move", "stock_movement", &movement.id, after);
+                    Ok(Made::new((movement, balance), change))
+                })
+            },
         )
-        .await?;
-        tx.commit().await?;
-        Ok((movement, balance))
+        .await
     }
 
     pub async fn stock(&self, depot_id: &str) -> Result<Vec<pb::StockLevel>> {

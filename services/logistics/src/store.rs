@@ -201,6 +201,7 @@ pub struct NewBatch<'a> {
 }
 
 /// A stock movement to record.
+#[derive(Clone, Copy)]
 pub struct NewMovement<'a> {
     pub depot_id: &'a str,
     pub item_id: &'a str,
