@@ -7,7 +7,7 @@ use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
-use linli_core::idempotency::{self, Claim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{now_micros, past_or_now, to_timestamp};
 use linli_core::validate::{
@@ -162,12 +162,14 @@ pub(crate) async fn list_deliveries(
 impl Store {
     /// Makes a batch inside the caller's transaction: reserves its stock (all
     /// or nothing) and plans one delivery per recipient, closest care first.
+    /// Plans a batch, reserving its stock; the batch and the change that describes
+    /// it, for the caller to record after the stock movements.
     pub(crate) async fn create_batch(
         &self,
         conn: &mut AnyConnection,
         actor: &Actor,
         b: NewBatch<'_>,
-    ) -> Result<pb::Batch> {
+    ) -> Result<(pb::Batch, Change)> {
         if b.recipients.is_empty() {
             return Err(Error::FailedPrecondition(
                 "no households match; nothing to deliver".into(),
@@ -222,13 +224,8 @@ impl Store {
                 .await?;
         }
         let after = json!({ "name": b.name, "depot_id": b.depot_id, "households": recipients.len(), "totals": totals, "source": b.source });
-        audit::record(
-            conn,
-            actor,
-            Change::created(b.community_id, "batch.plan", "batch", &b.id, after),
-        )
-        .await?;
-        Ok(pb::Batch {
+        let change = Change::created(b.community_id, "batch.plan", "batch", &b.id, after);
+        let batch = pb::Batch {
             id: b.id,
             community_id: b.community_id.into(),
             depot_id: b.depot_id.into(),
@@ -237,7 +234,8 @@ impl Store {
             created_at: Some(to_timestamp(now)),
             source: b.source.into(),
             households: recipients.len() as i32,
-        })
+        };
+        Ok((batch, change))
     }
 
     pub async fn plan_batch(
@@ -249,48 +247,40 @@ impl Store {
         bundle: &Lines,
         households: Vec<(String, i32)>,
     ) -> Result<pb::Batch> {
-        let mut tx = self.db.begin_write().await?;
-        let depot = self.load_depot(&mut tx, depot_id).await?;
-        let id = new_id();
-        if let Claim::Replay(existing) = idempotency::claim(
-            &mut tx,
+        idempotency::create(
+            &(self, actor, depot_id, name, bundle),
+            &self.db,
+            actor,
             "logistics.batch",
-            &idem.key,
-            &idem.fingerprint,
-            &id,
+            idem,
+            |&(s, ..), tx, existing| Box::pin(s.load_batch(tx, existing)),
+            |&(s, actor, depot_id, name, bundle), tx, id| {
+                Box::pin(async move {
+                    let depot = s.load_depot(&mut *tx, depot_id).await?;
+                    s.check_items(&mut *tx, bundle).await?;
+                    let recipients = households
+                        .into_iter()
+                        .map(|(household_id, care_level)| Recipient {
+                            household_id,
+                            care_level,
+                            lines: bundle.clone(),
+                        })
+                        .collect();
+                    let new = NewBatch {
+                        id: id.to_owned(),
+                        community_id: &depot.community_id,
+                        depot_id,
+                        name,
+                        bundle,
+                        source: "",
+                        recipients,
+                    };
+                    let (batch, change) = s.create_batch(&mut *tx, actor, new).await?;
+                    Ok(Made::new(batch, change))
+                })
+            },
         )
-        .await?
-        {
-            let b = self.load_batch(&mut tx, &existing).await?;
-            tx.commit().await?;
-            return Ok(b);
-        }
-        self.check_items(&mut tx, bundle).await?;
-        let recipients = households
-            .into_iter()
-            .map(|(household_id, care_level)| Recipient {
-                household_id,
-                care_level,
-                lines: bundle.clone(),
-            })
-            .collect();
-        let batch = self
-            .create_batch(
-                &mut tx,
-                actor,
-                NewBatch {
-                    id,
-                    community_id: &depot.community_id,
-                    depot_id,
-                    name,
-                    bundle,
-                    source: "",
-                    recipients,
-                },
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(batch)
+        .await
     }
 
     pub(crate) async fn load_batch(&self, conn: &mut AnyConnection, id: &str) -> Result<pb::Batch> {

@@ -429,7 +429,7 @@ impl Store {
                 })
                 .collect();
             let source = format!("group_purchase:{id}");
-            let batch = self
+            let (batch, change) = self
                 .create_batch(
                     &mut tx,
                     actor,
@@ -444,6 +444,7 @@ impl Store {
                     },
                 )
                 .await?;
+            audit::record(&mut tx, actor, change).await?;
             sqlx::query(
                 "UPDATE group_purchases SET batch_id = $3 WHERE community_id = $1 AND id = $2",
             )

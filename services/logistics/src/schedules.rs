@@ -4,7 +4,7 @@ use serde_json::json;
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::Change;
+use linli_core::audit::{self, Change};
 use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::time::{Micros, now_micros, past_or_now};
 use linli_core::validate::{parse_id, parse_name};
@@ -176,7 +176,7 @@ impl Store {
             })
             .collect();
         let source = format!("schedule:{}", s.id);
-        let batch = self
+        let (batch, change) = self
             .create_batch(
                 &mut tx,
                 actor,
@@ -191,6 +191,7 @@ impl Store {
                 },
             )
             .await?;
+        audit::record(&mut tx, actor, change).await?;
         tx.commit().await?;
         Ok(Some(batch))
     }
