@@ -3,14 +3,14 @@ use std::collections::HashMap;
 
 use tonic::{Request, Response};
 
-use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim as KeyClaim, IdemKey, idem_key};
+use linli_core::audit::Change;
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{now_micros, past_or_now};
 use linli_core::validate::{
     optional_enum, parse_id, parse_name, parse_opt_id, parse_text, required_enum,
 };
-use linli_core::{Actor, Error, Result, Role, new_id};
+use linli_core::{Actor, Error, Result, Role};
 use linli_proto::issues::v1 as pb;
 
 use crate::api::*;
@@ -124,80 +124,82 @@ pub(crate) async fn get_timeline(
 
 impl Store {
     pub async fn report(&self, actor: &Actor, idem: &IdemKey, new: NewIssue) -> Result<pb::Issue> {
-        let mut tx = self.db.begin_write().await?;
-        let id = new_id();
-        if let KeyClaim::Replay(existing) =
-            idempotency::claim(&mut tx, "issues.issue", &idem.key, &idem.fingerprint, &id).await?
-        {
-            let r = self.load(&mut tx, &existing).await?;
-            let issue = self.to_proto(&mut tx, &r).await?;
-            tx.commit().await?;
-            return Ok(issue);
-        }
-        let response_due = self.policy.response_due(new.reported_at, new.three_most);
-        let resolution_due =
-            self.policy
-                .resolution_due(new.reported_at, new.category, new.three_most);
-        sqlx::query(&format!(
-            "INSERT INTO issues ({ISSUE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
-             $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1)"
-        ))
-        .bind(&new.community_id)
-        .bind(&id)
-        .bind(&new.compound_id)
-        .bind(&new.building_id)
-        .bind(&new.household_id)
-        .bind(&new.title)
-        .bind(&new.description)
-        .bind(new.category.as_str())
-        .bind(new.three_most.map_or("", ThreeMost::as_str))
-        .bind(&new.location_text)
-        .bind(new.latitude)
-        .bind(new.longitude)
-        .bind(new.source.as_str())
-        .bind(new.reported_at)
-        .bind(response_due)
-        .bind(resolution_due)
-        .bind(attachments_to_json(&new.attachments))
-        .execute(&mut *tx)
-        .await?;
-        if !new.household_id.is_empty() {
-            sqlx::query("INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES ($1, $2, $3)")
+        let issue = idempotency::create(
+            &(self, actor),
+            &self.db,
+            actor,
+            "issues.issue",
+            idem,
+            |&(s, _), tx, existing| {
+                Box::pin(async move {
+                    let r = s.load(&mut *tx, existing).await?;
+                    s.to_proto(&mut *tx, &r).await
+                })
+            },
+            |&(s, actor), tx, id| {
+                Box::pin(async move {
+                let response_due = s.policy.response_due(new.reported_at, new.three_most);
+                let resolution_due =
+                    s.policy
+                        .resolution_due(new.reported_at, new.category, new.three_most);
+                sqlx::query(&format!(
+                    "INSERT INTO issues ({ISSUE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
+                     $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1)"
+                ))
                 .bind(&new.community_id)
-                .bind(&id)
+                .bind(id)
+                .bind(&new.compound_id)
+                .bind(&new.building_id)
                 .bind(&new.household_id)
+                .bind(&new.title)
+                .bind(&new.description)
+                .bind(new.category.as_str())
+                .bind(new.three_most.map_or("", ThreeMost::as_str))
+                .bind(&new.location_text)
+                .bind(new.latitude)
+                .bind(new.longitude)
+                .bind(new.source.as_str())
+                .bind(new.reported_at)
+                .bind(response_due)
+                .bind(resolution_due)
+                .bind(attachments_to_json(&new.attachments))
                 .execute(&mut *tx)
                 .await?;
-        }
-        let r = self.load(&mut tx, &id).await?;
-        append_event(
-            &mut tx,
-            actor,
-            NewEvent {
-                issue: &r,
-                at: new.reported_at,
-                kind: EventKind::Reported,
-                from: None,
-                to: Some(IssueState::Reported),
-                note: "",
-                attachments: &new.attachments,
+                if !new.household_id.is_empty() {
+                    sqlx::query("INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES ($1, $2, $3)")
+                        .bind(&new.community_id)
+                        .bind(id)
+                        .bind(&new.household_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let r = s.load(&mut *tx, id).await?;
+                append_event(
+                    &mut *tx,
+                    actor,
+                    NewEvent {
+                        issue: &r,
+                        at: new.reported_at,
+                        kind: EventKind::Reported,
+                        from: None,
+                        to: Some(IssueState::Reported),
+                        note: "",
+                        attachments: &new.attachments,
+                    },
+                )
+                .await?;
+                    let change = Change::created(
+                        &r.community_id,
+                        "issue.report",
+                        "issue",
+                        id,
+                        r.audit_json(),
+                    );
+                    Ok(Made::new(s.to_proto(&mut *tx, &r).await?, change))
+                })
             },
         )
         .await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Change::created(
-                &r.community_id,
-                "issue.report",
-                "issue",
-                &id,
-                r.audit_json(),
-            ),
-        )
-        .await?;
-        let issue = self.to_proto(&mut tx, &r).await?;
-        tx.commit().await?;
         self.events_written.notify_waiters();
         Ok(issue)
     }

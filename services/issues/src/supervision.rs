@@ -5,7 +5,7 @@ use sqlx::Row;
 use tonic::{Request, Response};
 
 use linli_core::audit::{self, Change};
-use linli_core::idempotency::{self, Claim as KeyClaim, IdemKey, idem_key};
+use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::time::{Micros, now_micros, past_or_now, to_timestamp};
 use linli_core::validate::{parse_id, parse_text};
 use linli_core::{Actor, Error, Result};
@@ -101,36 +101,32 @@ impl Store {
         issue_id: &str,
         note: &str,
     ) -> Result<pb::IssueEvent> {
-        let mut tx = self.db.begin_write().await?;
-        let issue = self.load(&mut tx, issue_id).await?;
-        // The event id is chosen here so that a retry finds it by the key.
-        let mut event = match idempotency::claim(
-            &mut tx,
+        let issue = self.record(issue_id).await?;
+        let ctx = (self, actor, idem, &issue, note);
+        let mut event = idempotency::create(
+            &ctx,
+            &self.db,
+            actor,
             "issues.note",
-            &idem.key,
-            &idem.fingerprint,
-            "pending",
-        )
-        .await?
-        {
-            KeyClaim::Replay(existing) => {
-                let row = sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM issue_events WHERE community_id = $1 AND id = $2"
-                ))
-                .bind(&issue.community_id)
-                .bind(&existing)
-                .fetch_one(&mut *tx)
-                .await?;
-                let event = event_from_row(&row)?;
-                tx.commit().await?;
-                return Ok(event);
-            }
-            KeyClaim::New => {
-                let at = now_micros().max(issue.last_event_at);
-                append_event(
-                    &mut tx,
-                    actor,
-                    NewEvent {
+            idem,
+            |&(_, _, _, issue, _), tx, existing| {
+                Box::pin(async move {
+                    let row = sqlx::query(&format!(
+                        "SELECT {EVENT_COLS} FROM issue_events WHERE community_id = $1 AND id = $2"
+                    ))
+                    .bind(&issue.community_id)
+                    .bind(existing)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    event_from_row(&row)
+                })
+            },
+            |&(s, actor, idem, issue, note), tx, _| {
+                Box::pin(async move {
+                    // Read again inside the write: the note goes after the issue's last event.
+                    let issue = s.load(&mut *tx, &issue.id).await?;
+                    let at = now_micros().max(issue.last_event_at);
+                    let new = NewEvent {
                         issue: &issue,
                         at,
                         kind: EventKind::SupervisionNote,
@@ -138,25 +134,22 @@ impl Store {
                         to: None,
                         note,
                         attachments: &[],
-                    },
-                )
-                .await?
-            }
-        };
-        idempotency::made(&mut tx, "issues.note", &idem.key, &event.id).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Change::created(
-                &issue.community_id,
-                "issue.supervision_note",
-                "issue",
-                &issue.id,
-                json!({ "event_id": event.id, "note": note }),
-            ),
+                    };
+                    let event = append_event(&mut *tx, actor, new).await?;
+                    // The key was claimed before the event had an id; a retry finds it by the key.
+                    idempotency::made(&mut *tx, "issues.note", &idem.key, &event.id).await?;
+                    let change = Change::created(
+                        &issue.community_id,
+                        "issue.supervision_note",
+                        "issue",
+                        &issue.id,
+                        json!({ "event_id": event.id, "note": note }),
+                    );
+                    Ok(Made::new(event, change))
+                })
+            },
         )
         .await?;
-        tx.commit().await?;
         self.events_written.notify_waiters();
         event.actor = actor.id.clone();
         Ok(event)
