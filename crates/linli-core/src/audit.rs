@@ -157,6 +157,7 @@ const COLUMNS: &str = "community_id, seq, id, at, actor, action, entity, entity_
 /// `ListAuditEvents` as every service serves it: ids checked, then [`list`].
 pub async fn list_request(
     db: &Db,
+    actor: &Actor,
     community_id: &str,
     entity_id: &str,
     page_size: i32,
@@ -165,13 +166,20 @@ pub async fn list_request(
     let community =
         crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
     let entity = crate::validate::parse_opt_id("entity_id", entity_id)?.unwrap_or_default();
+    // Another community's trail, or the county-wide one for a caller limited to communities, is not there.
+    actor.check_community("community", &community, &community)?;
     list(db, &community, &entity, page_size, page_token).await
 }
 
 /// `VerifyAuditTrail` as every service serves it: the id checked, then [`verify`].
-pub async fn verify_request(db: &Db, community_id: &str) -> Result<AuditVerification> {
+pub async fn verify_request(
+    db: &Db,
+    actor: &Actor,
+    community_id: &str,
+) -> Result<AuditVerification> {
     let community =
         crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
+    actor.check_community("community", &community, &community)?;
     verify(db, &community).await
 }
 

@@ -45,6 +45,12 @@ pub struct Rule {
     pub reach: Reach,
 }
 
+impl Rule {
+    pub const fn new(rpc: &'static str, roles: &'static [Role], reach: Reach) -> Rule {
+        Rule { rpc, roles, reach }
+    }
+}
+
 /// Role sets the tables are written with.
 pub mod roles {
     use crate::Role::{self, *};
@@ -125,6 +131,11 @@ impl Policy {
                 .map(|r| format!("row for unknown RPC {}", r.rpc)),
         );
         out
+    }
+
+    /// Panics, naming them, if rows and the proto's RPCs do not match one to one.
+    pub fn assert_complete(&self) {
+        assert_eq!(self.mismatches(), Vec::<String>::new(), "{}", self.service);
     }
 
     /// The table as Markdown, for the README.

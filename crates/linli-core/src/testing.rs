@@ -320,6 +320,65 @@ pub mod matrix {
             .collect()
     }
 
+    /// Calls every RPC of `policy` as each of `callers`: on the other community's
+    /// records first (a refused call must change nothing the own side reads), then
+    /// on the caller's own; `call` makes the call and renders the answer as text.
+    pub async fn walk(
+        policy: &crate::policy::Policy,
+        callers: &[Caller],
+        foreign_ids: &[String],
+        mut call: impl AsyncFnMut(&'static str, Side, &str) -> Result<String, tonic::Status>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for caller in callers {
+            for rule in policy.rules {
+                for side in [Side::Other, Side::Own] {
+                    let outcome = call(rule.rpc, side, &caller.token).await;
+                    tally.check(rule, caller, side, outcome, foreign_ids);
+                }
+            }
+        }
+        assert_eq!(tally.calls, policy.rules.len() * callers.len() * 2);
+        tally
+    }
+
+    /// `msg` with each forged identity a service must refuse as UNAUTHENTICATED:
+    /// none, bare `x-linli-*` headers, another key's signature, expired, a resident's
+    /// claims under an admin's signature, not a JWT, and an unsigned token.
+    pub fn forgeries<M: Clone>(msg: M) -> Vec<(&'static str, tonic::Request<M>)> {
+        let hour = std::time::Duration::from_secs(3600);
+        let admin = Claims::new("forger", Role::Admin, hour).county();
+        let signed = super::sign(&admin);
+        let (head, _) = signed.rsplit_once('.').expect("a JWT");
+        let mut expired = admin.clone();
+        (expired.iat, expired.exp) = (expired.iat - 7200, expired.exp - 7200);
+        let resident = super::token(Role::Resident, Some("c"));
+        let mut parts: Vec<&str> = signed.split('.').collect();
+        parts[1] = resident.split('.').nth(1).expect("a JWT");
+        let tampered = parts.join(".");
+        let mut bare = tonic::Request::new(msg.clone());
+        bare.metadata_mut()
+            .insert("x-linli-role", "admin".parse().expect("ascii"));
+        bare.metadata_mut()
+            .insert("x-linli-actor", "mallory".parse().expect("ascii"));
+        let stranger = crate::auth::Keys::generate();
+        vec![
+            ("no token", tonic::Request::new(msg.clone())),
+            ("bare x-linli headers", bare),
+            (
+                "another key",
+                super::with_token(msg.clone(), &stranger.sign(&admin)),
+            ),
+            (
+                "expired",
+                super::with_token(msg.clone(), &super::sign(&expired)),
+            ),
+            ("tampered", super::with_token(msg.clone(), &tampered)),
+            ("not a JWT", super::with_token(msg.clone(), "hello")),
+            ("unsigned", super::with_token(msg, &format!("{head}."))),
+        ]
+    }
+
     /// What the matrix saw.
     #[derive(Debug, Default)]
     pub struct Tally {

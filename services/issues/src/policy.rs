@@ -2,13 +2,9 @@
 //! `service.rs` asks this table first (wrong role: PERMISSION_DENIED), then
 //! keeps the caller to the reach named here (a record out of reach: NOT_FOUND).
 use linli_core::Role::{self, Admin, CommunityWorker, Resident, Supervisor};
-use linli_core::policy::Reach::{self, Community, County, CountyWide, Household, Own};
+use linli_core::policy::Reach::{Community, County, CountyWide, Household, Own};
 use linli_core::policy::roles::{ADMIN, EVERYONE, MANAGERS, OVERSIGHT, STAFF, WORKERS};
 use linli_core::policy::{Policy, Rule};
-
-const fn rule(rpc: &'static str, roles: &'static [Role], reach: Reach) -> Rule {
-    Rule { rpc, roles, reach }
-}
 
 /// Residents confirm or reopen their own household's issue; workers may record it for them.
 const CONFIRMERS: &[Role] = &[Admin, CommunityWorker, Resident];
@@ -19,33 +15,33 @@ pub static POLICY: Policy = Policy {
     service: crate::SERVICE_NAME,
     rules: &[
         // Intake: anyone in the community reports; residents for their own household.
-        rule("ReportIssue", EVERYONE, Household),
-        rule("GetIssue", EVERYONE, Household),
-        rule("ListIssues", EVERYONE, Household),
-        rule("GetTimeline", EVERYONE, Household),
+        Rule::new("ReportIssue", EVERYONE, Household),
+        Rule::new("GetIssue", EVERYONE, Household),
+        Rule::new("ListIssues", EVERYONE, Household),
+        Rule::new("GetTimeline", EVERYONE, Household),
         // Lifecycle: the community runs it, cadres claim and fix (as themselves).
-        rule("AcknowledgeIssue", MANAGERS, Community),
-        rule("ClaimIssue", WORKERS, Own),
-        rule("UnclaimIssue", WORKERS, Own),
-        rule("ReassignIssue", MANAGERS, Community),
-        rule("StartWork", WORKERS, Community),
-        rule("ResolveIssue", WORKERS, Community),
-        rule("ConfirmResolution", CONFIRMERS, Household),
-        rule("ReopenIssue", CONFIRMERS, Household),
-        rule("RejectIssue", MANAGERS, Community),
-        rule("MarkDuplicate", MANAGERS, Community),
+        Rule::new("AcknowledgeIssue", MANAGERS, Community),
+        Rule::new("ClaimIssue", WORKERS, Own),
+        Rule::new("UnclaimIssue", WORKERS, Own),
+        Rule::new("ReassignIssue", MANAGERS, Community),
+        Rule::new("StartWork", WORKERS, Community),
+        Rule::new("ResolveIssue", WORKERS, Community),
+        Rule::new("ConfirmResolution", CONFIRMERS, Household),
+        Rule::new("ReopenIssue", CONFIRMERS, Household),
+        Rule::new("RejectIssue", MANAGERS, Community),
+        Rule::new("MarkDuplicate", MANAGERS, Community),
         // Supervision.
-        rule("AddSupervisionNote", SUPERVISORS, Community),
-        rule("ListOverdueIssues", STAFF, Community),
-        rule("RunSupervision", ADMIN, County),
+        Rule::new("AddSupervisionNote", SUPERVISORS, Community),
+        Rule::new("ListOverdueIssues", STAFF, Community),
+        Rule::new("RunSupervision", ADMIN, County),
         // Statistics: a community's own for its staff; the ranking across
         // communities for county roles only.
-        rule("GetStatistics", STAFF, Community),
-        rule("GetRanking", SUPERVISORS, CountyWide),
-        rule("WatchIssues", STAFF, Community),
-        rule("GetCommunitySummary", STAFF, Community),
-        rule("ListAuditEvents", OVERSIGHT, Community),
-        rule("VerifyAuditTrail", OVERSIGHT, Community),
+        Rule::new("GetStatistics", STAFF, Community),
+        Rule::new("GetRanking", SUPERVISORS, CountyWide),
+        Rule::new("WatchIssues", STAFF, Community),
+        Rule::new("GetCommunitySummary", STAFF, Community),
+        Rule::new("ListAuditEvents", OVERSIGHT, Community),
+        Rule::new("VerifyAuditTrail", OVERSIGHT, Community),
     ],
 };
 
@@ -53,6 +49,6 @@ pub static POLICY: Policy = Policy {
 mod tests {
     #[test]
     fn every_rpc_has_exactly_one_row() {
-        assert_eq!(super::POLICY.mismatches(), Vec::<String>::new());
+        super::POLICY.assert_complete();
     }
 }

@@ -65,9 +65,9 @@ pub(crate) async fn list_audit_events(
     req: Request<pb::ListAuditEventsRequest>,
 ) -> Resp<pb::ListAuditEventsResponse> {
     let r = req.into_inner();
-    actor.check_community("community", &r.community_id, &r.community_id)?;
     let (events, next_page_token) = audit::list_request(
         &api.store.db,
+        actor,
         &r.community_id,
         &r.entity_id,
         r.page_size,
@@ -85,9 +85,8 @@ pub(crate) async fn verify_audit_trail(
     actor: &Actor,
     req: Request<pb::VerifyAuditTrailRequest>,
 ) -> Resp<pb::VerifyAuditTrailResponse> {
-    let community = &req.get_ref().community_id;
-    actor.check_community("community", community, community)?;
-    let verification = audit::verify_request(&api.store.db, community).await?;
+    let verification =
+        audit::verify_request(&api.store.db, actor, &req.get_ref().community_id).await?;
     Ok(Response::new(pb::VerifyAuditTrailResponse {
         verification: Some(verification),
     }))
