@@ -284,3 +284,45 @@ pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
     }
     Ok(result)
 }
+
+/// The two audit RPCs every service serves, as handler functions over the
+/// service's own `pb` messages (which must be in scope as `pb`, with `Request`,
+/// `Response`, `Resp` and `Actor`): the caller kept to their communities' trails.
+#[macro_export]
+macro_rules! audit_handlers {
+    ($api:ty) => {
+        pub(crate) async fn list_audit_events(
+            api: &$api,
+            actor: &Actor,
+            req: Request<pb::ListAuditEventsRequest>,
+        ) -> Resp<pb::ListAuditEventsResponse> {
+            let r = req.into_inner();
+            let (events, next_page_token) = $crate::audit::list_request(
+                &api.store.db,
+                actor,
+                &r.community_id,
+                &r.entity_id,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+            Ok(Response::new(pb::ListAuditEventsResponse {
+                events,
+                next_page_token,
+            }))
+        }
+
+        pub(crate) async fn verify_audit_trail(
+            api: &$api,
+            actor: &Actor,
+            req: Request<pb::VerifyAuditTrailRequest>,
+        ) -> Resp<pb::VerifyAuditTrailResponse> {
+            let verification =
+                $crate::audit::verify_request(&api.store.db, actor, &req.get_ref().community_id)
+                    .await?;
+            Ok(Response::new(pb::VerifyAuditTrailResponse {
+                verification: Some(verification),
+            }))
+        }
+    };
+}

@@ -59,38 +59,7 @@ pub(crate) async fn run_supervision(
     }))
 }
 
-pub(crate) async fn list_audit_events(
-    api: &IssuesApi,
-    actor: &Actor,
-    req: Request<pb::ListAuditEventsRequest>,
-) -> Resp<pb::ListAuditEventsResponse> {
-    let r = req.into_inner();
-    let (events, next_page_token) = audit::list_request(
-        &api.store.db,
-        actor,
-        &r.community_id,
-        &r.entity_id,
-        r.page_size,
-        &r.page_token,
-    )
-    .await?;
-    Ok(Response::new(pb::ListAuditEventsResponse {
-        events,
-        next_page_token,
-    }))
-}
-
-pub(crate) async fn verify_audit_trail(
-    api: &IssuesApi,
-    actor: &Actor,
-    req: Request<pb::VerifyAuditTrailRequest>,
-) -> Resp<pb::VerifyAuditTrailResponse> {
-    let verification =
-        audit::verify_request(&api.store.db, actor, &req.get_ref().community_id).await?;
-    Ok(Response::new(pb::VerifyAuditTrailResponse {
-        verification: Some(verification),
-    }))
-}
+linli_core::audit_handlers!(IssuesApi);
 
 impl Store {
     pub async fn add_note(

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::{self};
 use linli_core::time::{Micros, now_micros};
 use linli_core::validate::parse_id;
 use linli_core::{Actor, Result};
@@ -42,38 +41,7 @@ pub(crate) async fn get_community_summary(
     Ok(Response::new(api.store.summary(&community).await?))
 }
 
-pub(crate) async fn list_audit_events(
-    api: &LogisticsApi,
-    actor: &Actor,
-    req: Request<pb::ListAuditEventsRequest>,
-) -> Resp<pb::ListAuditEventsResponse> {
-    let r = req.into_inner();
-    let (events, next_page_token) = audit::list_request(
-        &api.store.db,
-        actor,
-        &r.community_id,
-        &r.entity_id,
-        r.page_size,
-        &r.page_token,
-    )
-    .await?;
-    Ok(Response::new(pb::ListAuditEventsResponse {
-        events,
-        next_page_token,
-    }))
-}
-
-pub(crate) async fn verify_audit_trail(
-    api: &LogisticsApi,
-    actor: &Actor,
-    req: Request<pb::VerifyAuditTrailRequest>,
-) -> Resp<pb::VerifyAuditTrailResponse> {
-    let verification =
-        audit::verify_request(&api.store.db, actor, &req.get_ref().community_id).await?;
-    Ok(Response::new(pb::VerifyAuditTrailResponse {
-        verification: Some(verification),
-    }))
-}
+linli_core::audit_handlers!(LogisticsApi);
 
 impl Store {
     pub async fn community_report(
