@@ -153,3 +153,30 @@ impl Policy {
         out
     }
 }
+
+/// Checks that `path` (Markdown) holds `policy`'s table under a heading naming
+/// its service; with `LINLI_BLESS=1` set, writes that section instead.
+pub fn check_published(policy: &Policy, path: &str) {
+    let heading = format!("## `{}`\n\n", policy.service);
+    let section = format!("{heading}{}", policy.markdown());
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.find(&heading);
+    if std::env::var_os("LINLI_BLESS").is_some() {
+        let updated = match start {
+            Some(i) => {
+                let end = text[i + heading.len()..]
+                    .find("\n## ")
+                    .map_or(text.len(), |j| i + heading.len() + j + 1);
+                format!("{}{section}{}", &text[..i], &text[end..])
+            }
+            None => format!("{text}\n{section}"),
+        };
+        std::fs::write(path, updated).expect("write the policy document");
+        return;
+    }
+    assert!(
+        text.contains(&section),
+        "{path} does not show the current {} policy; run the tests with LINLI_BLESS=1 and commit it",
+        policy.service
+    );
+}

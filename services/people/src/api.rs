@@ -49,6 +49,21 @@ pub(crate) fn present(mut r: pb::Resident, full: bool) -> pb::Resident {
     r
 }
 
+/// Carers' and cadres' phone numbers, masked like residents' for roles that do not need them.
+pub(crate) fn present_pairing(mut p: pb::Pairing, actor: &Actor) -> pb::Pairing {
+    if !actor.role.sees_personal_data() {
+        p.member_phone = domain::mask_phone(&p.member_phone);
+    }
+    p
+}
+
+pub(crate) fn present_cadre(mut c: pb::Cadre, actor: &Actor) -> pb::Cadre {
+    if !actor.role.sees_personal_data() {
+        c.phone = domain::mask_phone(&c.phone);
+    }
+    c
+}
+
 /// A cadre acts only as themselves; other roles may record for any cadre.
 pub(crate) fn check_own_cadre(actor: &Actor, cadre_id: &str) -> Result<()> {
     match (actor.role, &actor.cadre) {
@@ -194,16 +209,16 @@ impl PeopleService for PeopleApi {
     }
 
     async fn get_cadre(&self, req: Request<pb::GetCadreRequest>) -> Resp<pb::GetCadreResponse> {
-        POLICY.allow("GetCadre", &req)?;
-        cadres::get_cadre(self, req).await
+        let actor = POLICY.allow("GetCadre", &req)?;
+        cadres::get_cadre(self, &actor, req).await
     }
 
     async fn list_cadres(
         &self,
         req: Request<pb::ListCadresRequest>,
     ) -> Resp<pb::ListCadresResponse> {
-        POLICY.allow("ListCadres", &req)?;
-        cadres::list_cadres(self, req).await
+        let actor = POLICY.allow("ListCadres", &req)?;
+        cadres::list_cadres(self, &actor, req).await
     }
 
     async fn request_registration(

@@ -65,24 +65,26 @@ pub(crate) async fn create_cadre(
     };
     let cadre = api.store.create_cadre(actor, &idem, new).await?;
     Ok(Response::new(pb::CreateCadreResponse {
-        cadre: Some(cadre),
+        cadre: Some(present_cadre(cadre, actor)),
     }))
 }
 
 pub(crate) async fn get_cadre(
     api: &PeopleApi,
+    actor: &Actor,
     req: Request<pb::GetCadreRequest>,
 ) -> Resp<pb::GetCadreResponse> {
     let id = parse_id("cadre_id", &req.get_ref().cadre_id)?;
     let (cadre, registration) = api.store.get_cadre(&id).await?;
     Ok(Response::new(pb::GetCadreResponse {
-        cadre: Some(cadre),
+        cadre: Some(present_cadre(cadre, actor)),
         registration,
     }))
 }
 
 pub(crate) async fn list_cadres(
     api: &PeopleApi,
+    actor: &Actor,
     req: Request<pb::ListCadresRequest>,
 ) -> Resp<pb::ListCadresResponse> {
     let r = req.into_inner();
@@ -91,7 +93,10 @@ pub(crate) async fn list_cadres(
     let community = parse_opt_id("community_id", &r.community_id)?.unwrap_or_default();
     let (cadres, next_page_token) = api.store.list_cadres(&unit, &community, &page).await?;
     Ok(Response::new(pb::ListCadresResponse {
-        cadres,
+        cadres: cadres
+            .into_iter()
+            .map(|c| present_cadre(c, actor))
+            .collect(),
         next_page_token,
     }))
 }

@@ -62,7 +62,11 @@ pub(crate) async fn get_household(
             visit_every_days: p.care.every_days,
             reason: p.care.reason,
         }),
-        pairings: p.pairings,
+        pairings: p
+            .pairings
+            .into_iter()
+            .map(|p| present_pairing(p, actor))
+            .collect(),
     }))
 }
 

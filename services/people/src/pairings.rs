@@ -47,7 +47,7 @@ pub(crate) async fn pair_household(
     };
     let pairing = api.store.pair_household(actor, &idem, new).await?;
     Ok(Response::new(pb::PairHouseholdResponse {
-        pairing: Some(pairing),
+        pairing: Some(present_pairing(pairing, actor)),
     }))
 }
 
@@ -62,7 +62,7 @@ pub(crate) async fn end_pairing(
     actor.check_community("pairing", &id, &pairing.community_id)?;
     let pairing = api.store.end_pairing(actor, &id, &reason).await?;
     Ok(Response::new(pb::EndPairingResponse {
-        pairing: Some(pairing),
+        pairing: Some(present_pairing(pairing, actor)),
     }))
 }
 
@@ -81,7 +81,10 @@ pub(crate) async fn list_pairings(
         .list_pairings(&community, &household, &cadre, r.include_ended, &page)
         .await?;
     Ok(Response::new(pb::ListPairingsResponse {
-        pairings,
+        pairings: pairings
+            .into_iter()
+            .map(|p| present_pairing(p, actor))
+            .collect(),
         next_page_token,
     }))
 }

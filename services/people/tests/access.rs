@@ -503,6 +503,69 @@ async fn forged_identities_are_refused(backend: Backend) {
 
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
+/// Carers' and cadres' phone numbers are personal data too: masked for roles that
+/// do not need them, in full for those that do.
+async fn carers_phone_numbers_are_masked(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let c = &mut h.client;
+    let (community, _, _) = places(c).await;
+    let hh = household(c, &community, "八角亭小区1栋101").await;
+    let (_, cadre) = registered_cadre(c, &community, "阮晓峰").await;
+    c.pair_household(pb::PairHouseholdRequest {
+        idempotency_key: key(),
+        household_id: hh.id.clone(),
+        role: pb::PairingRole::MedicalWorker as i32,
+        member_name: "吴医生".into(),
+        member_phone: "13700000001".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let token = |role| linli_core::testing::token(role, Some(&community.id));
+    let phones = async |c: &mut Client, role| {
+        let t = token(role);
+        let pairings = c
+            .list_pairings(with_token(
+                pb::ListPairingsRequest {
+                    community_id: community.id.clone(),
+                    ..Default::default()
+                },
+                &t,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .pairings;
+        let cadre = c
+            .get_cadre(with_token(
+                pb::GetCadreRequest {
+                    cadre_id: cadre.id.clone(),
+                },
+                &t,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .cadre
+            .unwrap();
+        (pairings[0].member_phone.clone(), cadre.phone)
+    };
+    assert_eq!(
+        phones(c, linli_core::Role::Cadre).await,
+        ("137****0001".to_owned(), "139****0000".to_owned())
+    );
+    assert_eq!(
+        phones(c, linli_core::Role::Supervisor).await,
+        ("137****0001".to_owned(), "139****0000".to_owned())
+    );
+    assert_eq!(
+        phones(c, linli_core::Role::CommunityWorker).await,
+        ("13700000001".to_owned(), "13900000000".to_owned())
+    );
+    h.server.stop().await;
+}
+
+linli_core::backend_tests!(carers_phone_numbers_are_masked);
 linli_core::backend_tests!(
     every_rpc_every_role_both_communities,
     forged_identities_are_refused
