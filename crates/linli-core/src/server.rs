@@ -113,6 +113,17 @@ impl GrpcServer {
     }
 }
 
+/// A service's background jobs (sweeps, schedulers), stopped when dropped.
+pub struct Jobs(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        for job in &self.0 {
+            job.abort();
+        }
+    }
+}
+
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what container runtimes send).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1,18 +1,12 @@
 //! The `linli-issues` command: serve (the default), migrate, seed demo issues.
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
-use linli_core::people::People;
+use linli_core::auth::Keys;
+use linli_core::config::CommonArgs;
 
-use crate::domain::DeadlinePolicy;
-
-const DEFAULTS: Defaults = Defaults {
-    service: "issues",
-    listen: "127.0.0.1:50052",
-};
+use crate::{Application, Settings};
 
 /// linli issues service: residents' problems from report to a verified, supervised fix.
 ///
@@ -48,56 +42,24 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file = ConfigFile::load(cli.common.config.as_deref())?;
-    let settings = Settings::resolve(
-        &cli.common,
-        &file,
-        &["deadlines", "people_addr", "supervision_interval_secs"],
-        DEFAULTS,
-    )?;
-    let policy: DeadlinePolicy = file.section("deadlines")?.unwrap_or_default();
-    policy.validate()?;
-    let people_addr = file.setting(
-        cli.people_addr,
-        "people_addr",
-        "http://127.0.0.1:50053".to_owned(),
-    )?;
-    let interval = file.setting(
-        cli.supervision_interval_secs,
-        "supervision_interval_secs",
-        60,
-    )?;
-    if interval == 0 {
-        anyhow::bail!("supervision_interval_secs must be at least 1");
-    }
-    linli_core::cli::run("issues", &settings, async {
-        let store = crate::open_store(settings.database_url.expose(), policy).await?;
-        let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
+    let settings = Settings::resolve(&cli)?;
+    let common = settings.common.clone();
+    linli_core::cli::run("issues", &common, async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let sweeper =
-                    crate::spawn_supervision(store.clone(), Duration::from_secs(interval));
-                let served = linli_core::cli::serve(
-                    "issues",
-                    &settings,
-                    crate::grpc_server(
-                        store,
-                        people,
-                        &linli_core::auth::Keys::load(&settings.auth)?,
-                        settings.serve.clone(),
-                    ),
-                )
-                .await;
-                sweeper.abort();
-                served
+                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let _jobs = app.spawn_jobs();
+                linli_core::cli::serve("issues", &common, app.grpc_server()).await
             }
             Command::Migrate => {
+                crate::open_store(&settings).await?;
                 println!("database schema is up to date");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                let keys = linli_core::auth::Keys::load(&settings.auth)?;
-                crate::seed::run(&store, &people, &keys.service_actor("issues")).await?;
+                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                crate::seed::run(&app.store, &app.people, &app.keys.service_actor("issues"))
+                    .await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -11,6 +11,7 @@ mod intake;
 mod lifecycle;
 pub mod policy;
 pub mod seed;
+mod settings;
 mod statistics;
 pub mod store;
 mod supervision;
@@ -26,6 +27,8 @@ use linli_proto::issues::v1::issues_service_server::IssuesServiceServer;
 
 pub use domain::DeadlinePolicy;
 pub use linli_core::people::People;
+pub use linli_core::server::Jobs;
+pub use settings::Settings;
 pub use store::Store;
 
 pub const SERVICE_NAME: &str = "linli.issues.v1.IssuesService";
@@ -40,11 +43,53 @@ pub fn migrations() -> Vec<Migration> {
 }
 
 /// Connects to the database at `url` and brings its schema up to date.
-pub async fn open_store(url: &str, policy: DeadlinePolicy) -> anyhow::Result<Store> {
-    policy.validate()?;
-    let db = Db::connect(url).await?;
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let db = Db::connect(settings.common.database_url.expose()).await?;
     db.migrate(&migrations()).await?;
-    Ok(Store::new(db, policy))
+    Ok(Store::new(db, settings.deadlines.clone()))
+}
+
+/// The issues service assembled from its settings: its store, its client of the
+/// people service and its keys; it serves gRPC and sweeps for missed deadlines.
+/// The binary and the tests build it the same way.
+pub struct Application {
+    pub settings: Settings,
+    pub store: Store,
+    pub people: People,
+    pub keys: Keys,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, keys: Keys) -> anyhow::Result<Application> {
+        let store = open_store(&settings).await?;
+        let people =
+            People::connect_lazy(&settings.people_addr, settings.common.serve.request_timeout)?;
+        Ok(Application {
+            settings,
+            store,
+            people,
+            keys,
+        })
+    }
+
+    /// The gRPC server: every call verified with the application's keys.
+    pub fn grpc_server(&self) -> GrpcServer {
+        grpc_server(
+            self.store.clone(),
+            self.people.clone(),
+            &self.keys,
+            self.settings.common.serve.clone(),
+        )
+    }
+
+    /// Starts the background jobs; they stop when the returned guard is dropped.
+    pub fn spawn_jobs(&self) -> Jobs {
+        Jobs(vec![spawn_supervision(
+            self.store.clone(),
+            self.settings.supervision_interval,
+        )])
+    }
 }
 
 pub fn grpc_server(

@@ -9,13 +9,9 @@ use linli_core::testing::{Backend, TestDb};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_survives_people_starting_late() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let store = linli_people::open_store(
-        &db.url,
-        Default::default(),
-        linli_people::default_utc_offset(),
-    )
-    .await
-    .unwrap();
+    let store = linli_people::open_store(&linli_people::Settings::new(&db.url).unwrap())
+        .await
+        .unwrap();
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,16 +1,12 @@
 //! The `linli-logistics` command: serve (the default), migrate, seed demo data.
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
-use linli_core::people::People;
+use linli_core::auth::Keys;
+use linli_core::config::CommonArgs;
 
-const DEFAULTS: Defaults = Defaults {
-    service: "logistics",
-    listen: "127.0.0.1:50054",
-};
+use crate::{Application, Settings};
 
 /// linli logistics service: supplies, deliveries, checkpoints and funds.
 ///
@@ -52,59 +48,28 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file = ConfigFile::load(cli.common.config.as_deref())?;
-    let sections = [
-        "people_addr",
-        "schedule_interval_secs",
-        "fever_threshold",
-        "max_duty_hours_per_day",
-    ];
-    let settings = Settings::resolve(&cli.common, &file, &sections, DEFAULTS)?;
-    let people_addr = file.setting(
-        cli.people_addr,
-        "people_addr",
-        "http://127.0.0.1:50053".to_owned(),
-    )?;
-    let interval = file.setting(cli.schedule_interval_secs, "schedule_interval_secs", 60)?;
-    let fever = file.setting(cli.fever_threshold, "fever_threshold", 37.3)?;
-    let max_hours = file.setting(cli.max_duty_hours_per_day, "max_duty_hours_per_day", 12)?;
-    if interval == 0 {
-        anyhow::bail!("schedule_interval_secs must be at least 1");
-    }
-    if !(35.0..=42.0).contains(&fever) {
-        anyhow::bail!("fever_threshold must be between 35 and 42 °C");
-    }
-    if !(1..=24).contains(&max_hours) {
-        anyhow::bail!("max_duty_hours_per_day must be from 1 to 24");
-    }
-    linli_core::cli::run("logistics", &settings, async {
-        let store = crate::open_store(settings.database_url.expose(), fever, max_hours).await?;
-        let people = People::connect_lazy(&people_addr, settings.serve.request_timeout)?;
+    let settings = Settings::resolve(&cli)?;
+    let common = settings.common.clone();
+    linli_core::cli::run("logistics", &common, async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let keys = linli_core::auth::Keys::load(&settings.auth)?;
-                let scheduler = crate::spawn_schedules(
-                    store.clone(),
-                    people.clone(),
-                    keys.clone(),
-                    Duration::from_secs(interval),
-                );
-                let served = linli_core::cli::serve(
-                    "logistics",
-                    &settings,
-                    crate::grpc_server(store, people, &keys, settings.serve.clone()),
-                )
-                .await;
-                scheduler.abort();
-                served
+                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let _jobs = app.spawn_jobs();
+                linli_core::cli::serve("logistics", &common, app.grpc_server()).await
             }
             Command::Migrate => {
+                crate::open_store(&settings).await?;
                 println!("database schema is up to date");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                let keys = linli_core::auth::Keys::load(&settings.auth)?;
-                crate::seed::run(&store, &people, &keys.service_actor("logistics")).await?;
+                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                crate::seed::run(
+                    &app.store,
+                    &app.people,
+                    &app.keys.service_actor("logistics"),
+                )
+                .await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

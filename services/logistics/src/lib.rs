@@ -15,6 +15,7 @@ mod purchases;
 mod reports;
 mod schedules;
 pub mod seed;
+mod settings;
 mod stock;
 pub mod store;
 
@@ -27,6 +28,8 @@ use linli_core::people::People;
 use linli_core::server::{GrpcServer, ServeSettings};
 use linli_proto::logistics::v1::logistics_service_server::LogisticsServiceServer;
 
+pub use linli_core::server::Jobs;
+pub use settings::Settings;
 pub use store::Store;
 
 pub const SERVICE_NAME: &str = "linli.logistics.v1.LogisticsService";
@@ -41,14 +44,59 @@ pub fn migrations() -> Vec<Migration> {
 }
 
 /// Connects to the database at `url` and brings its schema up to date.
-pub async fn open_store(
-    url: &str,
-    fever_threshold: f64,
-    max_duty_hours_per_day: i64,
-) -> anyhow::Result<Store> {
-    let db = Db::connect(url).await?;
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let db = Db::connect(settings.common.database_url.expose()).await?;
     db.migrate(&migrations()).await?;
-    Ok(Store::new(db, fever_threshold, max_duty_hours_per_day))
+    Ok(Store::new(
+        db,
+        settings.fever_threshold,
+        settings.max_duty_hours_per_day,
+    ))
+}
+
+/// The logistics service assembled from its settings: its store, its client of
+/// the people service and its keys; it serves gRPC and runs the scheduler.
+/// The binary and the tests build it the same way.
+pub struct Application {
+    pub settings: Settings,
+    pub store: Store,
+    pub people: People,
+    pub keys: Keys,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, keys: Keys) -> anyhow::Result<Application> {
+        let store = open_store(&settings).await?;
+        let people =
+            People::connect_lazy(&settings.people_addr, settings.common.serve.request_timeout)?;
+        Ok(Application {
+            settings,
+            store,
+            people,
+            keys,
+        })
+    }
+
+    /// The gRPC server: every call verified with the application's keys.
+    pub fn grpc_server(&self) -> GrpcServer {
+        grpc_server(
+            self.store.clone(),
+            self.people.clone(),
+            &self.keys,
+            self.settings.common.serve.clone(),
+        )
+    }
+
+    /// Starts the background jobs; they stop when the returned guard is dropped.
+    pub fn spawn_jobs(&self) -> Jobs {
+        Jobs(vec![spawn_schedules(
+            self.store.clone(),
+            self.people.clone(),
+            self.keys.clone(),
+            self.settings.schedule_interval,
+        )])
+    }
 }
 
 pub fn grpc_server(

@@ -5,14 +5,10 @@ use std::process::ExitCode;
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
 
-use linli_core::config::{CommonArgs, ConfigFile, Defaults, Settings};
+use linli_core::auth::Keys;
+use linli_core::config::CommonArgs;
 
-use crate::domain::CarePolicy;
-
-const DEFAULTS: Defaults = Defaults {
-    service: "people",
-    listen: "127.0.0.1:50053",
-};
+use crate::{Application, Settings};
 
 /// linli people service: households, residents, cadres, pairings, duty, visits and accounts.
 ///
@@ -82,34 +78,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file = ConfigFile::load(cli.common.config.as_deref())?;
-    let settings = Settings::resolve(&cli.common, &file, &["care_policy", "utc_offset"], DEFAULTS)?;
-    let policy: CarePolicy = file.section("care_policy")?.unwrap_or_default();
-    policy.validate()?;
-    let utc_offset = match (cli.utc_offset, file.value::<String>("utc_offset")?) {
-        (Some(o), _) => o,
-        (None, Some(s)) => s
-            .parse()
-            .map_err(|_| anyhow::anyhow!("utc_offset {s:?} is not like +08:00"))?,
-        (None, None) => crate::default_utc_offset(),
-    };
-    linli_core::cli::run("people", &settings, async {
-        let store = crate::open_store(settings.database_url.expose(), policy, utc_offset).await?;
+    let settings = Settings::resolve(&cli)?;
+    let common = settings.common.clone();
+    linli_core::cli::run("people", &common, async {
+        let store = crate::open_store(&settings).await?;
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                linli_core::cli::serve(
-                    "people",
-                    &settings,
-                    crate::grpc_server(
-                        store,
-                        &linli_core::auth::Keys::load(&settings.auth)?,
-                        settings.serve.clone(),
-                    ),
-                )
-                .await
+                let app = Application::new(settings, store, Keys::load(&common.auth)?);
+                linli_core::cli::serve("people", &common, app.grpc_server()).await
             }
             Command::Token(args) => {
-                let keys = linli_core::auth::Keys::load(&settings.auth)?;
+                let keys = Keys::load(&common.auth)?;
                 println!("{}", token(&store, &keys, args).await?);
                 Ok(ExitCode::SUCCESS)
             }

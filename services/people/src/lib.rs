@@ -19,6 +19,7 @@ pub mod policy;
 mod registrations;
 mod residents;
 pub mod seed;
+mod settings;
 pub mod store;
 
 use chrono::FixedOffset;
@@ -29,6 +30,7 @@ use linli_core::server::{GrpcServer, ServeSettings};
 use linli_proto::people::v1::people_service_server::PeopleServiceServer;
 
 pub use domain::CarePolicy;
+pub use settings::Settings;
 pub use store::Store;
 
 /// The fully-qualified gRPC service name, as health checks and reflection report it.
@@ -48,16 +50,48 @@ pub fn migrations() -> Vec<Migration> {
     all
 }
 
-/// Connects to the database at `url` and brings its schema up to date.
-pub async fn open_store(
-    url: &str,
-    policy: CarePolicy,
-    utc_offset: FixedOffset,
-) -> anyhow::Result<Store> {
-    policy.validate()?;
-    let db = Db::connect(url).await?;
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    settings.care_policy.validate()?;
+    let db = Db::connect(settings.common.database_url.expose()).await?;
     db.migrate(&migrations()).await?;
-    Ok(Store::new(db, policy, utc_offset))
+    Ok(Store::new(
+        db,
+        settings.care_policy.clone(),
+        settings.utc_offset,
+    ))
+}
+
+/// The people service assembled from its settings: its store and its keys.
+/// The binary and the tests build it the same way.
+pub struct Application {
+    pub settings: Settings,
+    pub store: Store,
+    pub keys: Keys,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, keys: Keys) -> anyhow::Result<Application> {
+        let store = open_store(&settings).await?;
+        Ok(Application::new(settings, store, keys))
+    }
+
+    pub fn new(settings: Settings, store: Store, keys: Keys) -> Application {
+        Application {
+            settings,
+            store,
+            keys,
+        }
+    }
+
+    /// The gRPC server: every call verified with the application's keys.
+    pub fn grpc_server(&self) -> GrpcServer {
+        grpc_server(
+            self.store.clone(),
+            &self.keys,
+            self.settings.common.serve.clone(),
+        )
+    }
 }
 
 /// The people service, ready to serve: every call verified with `keys`.

@@ -48,13 +48,9 @@ async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
     let telemetry =
         linli_core::telemetry::init("people", LogFormat::Human, Some(&endpoint)).unwrap();
     let db = TestDb::new(Backend::Sqlite).await;
-    let store = linli_people::open_store(
-        &db.url,
-        Default::default(),
-        linli_people::default_utc_offset(),
-    )
-    .await
-    .unwrap();
+    let store = linli_people::open_store(&linli_people::Settings::new(&db.url).unwrap())
+        .await
+        .unwrap();
     let server = TestServer::spawn(linli_people::grpc_server(
         store,
         linli_core::testing::keys(),

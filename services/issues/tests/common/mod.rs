@@ -45,13 +45,10 @@ pub struct Harness {
 impl Harness {
     pub async fn start(backend: Backend) -> Harness {
         let people_db = TestDb::new(backend).await;
-        let people_store = linli_people::open_store(
-            &people_db.url,
-            Default::default(),
-            linli_people::default_utc_offset(),
-        )
-        .await
-        .unwrap();
+        let people_store =
+            linli_people::open_store(&linli_people::Settings::new(&people_db.url).unwrap())
+                .await
+                .unwrap();
         let people_server = TestServer::spawn(linli_people::grpc_server(
             people_store,
             keys(),
@@ -62,16 +59,9 @@ impl Harness {
         let world = world(&mut people).await;
 
         let issues_db = TestDb::new(backend).await;
-        let store = linli_issues::open_store(&issues_db.url, Default::default())
-            .await
-            .unwrap();
-        let server = TestServer::spawn(linli_issues::grpc_server(
-            store.clone(),
-            linli_issues::People::from_channel(people_server.channel.clone()),
-            keys(),
-            ServeSettings::default(),
-        ))
-        .await;
+        let app = application(&issues_db, &people_server).await;
+        let store = app.store.clone();
+        let server = TestServer::spawn(app.grpc_server()).await;
         let client = IssuesServiceClient::new(authed(server.channel.clone()));
         Harness {
             client,
@@ -87,17 +77,8 @@ impl Harness {
 
     /// A second issues replica on the same database.
     pub async fn replica(&self) -> (TestServer, Client) {
-        let store = linli_issues::open_store(&self.issues_db.url, Default::default())
-            .await
-            .unwrap();
-        let channel = self.people_server.as_ref().unwrap().channel.clone();
-        let server = TestServer::spawn(linli_issues::grpc_server(
-            store,
-            linli_issues::People::from_channel(channel),
-            keys(),
-            ServeSettings::default(),
-        ))
-        .await;
+        let app = application(&self.issues_db, self.people_server.as_ref().unwrap()).await;
+        let server = TestServer::spawn(app.grpc_server()).await;
         let client = IssuesServiceClient::new(authed(server.channel.clone()));
         (server, client)
     }
@@ -108,6 +89,15 @@ impl Harness {
             p.stop().await;
         }
     }
+}
+
+/// The issues service as the binary builds it, on `db`, talking to `people`.
+async fn application(db: &TestDb, people: &TestServer) -> linli_issues::Application {
+    let settings =
+        linli_issues::Settings::new(&db.url, &format!("http://{}", people.addr)).expect("settings");
+    linli_issues::Application::build(settings, keys().clone())
+        .await
+        .expect("build the issues service")
 }
 
 async fn world(c: &mut PeopleClient) -> World {

@@ -49,13 +49,10 @@ impl Harness {
 
     pub async fn with_households(backend: Backend, households: usize) -> Harness {
         let people_db = TestDb::new(backend).await;
-        let people_store = linli_people::open_store(
-            &people_db.url,
-            Default::default(),
-            linli_people::default_utc_offset(),
-        )
-        .await
-        .unwrap();
+        let people_store =
+            linli_people::open_store(&linli_people::Settings::new(&people_db.url).unwrap())
+                .await
+                .unwrap();
         let people_server = TestServer::spawn(linli_people::grpc_server(
             people_store,
             keys(),
@@ -65,16 +62,9 @@ impl Harness {
         let mut people = PeopleServiceClient::new(authed(people_server.channel.clone()));
         let world = world(&mut people, households).await;
         let db = TestDb::new(backend).await;
-        let store = linli_logistics::open_store(&db.url, 37.3, 12)
-            .await
-            .unwrap();
-        let server = TestServer::spawn(linli_logistics::grpc_server(
-            store.clone(),
-            linli_core::people::People::from_channel(people_server.channel.clone()),
-            keys(),
-            ServeSettings::default(),
-        ))
-        .await;
+        let app = application(&db, &people_server).await;
+        let store = app.store.clone();
+        let server = TestServer::spawn(app.grpc_server()).await;
         let client = LogisticsServiceClient::new(authed(server.channel.clone()));
         Harness {
             client,
@@ -90,17 +80,8 @@ impl Harness {
 
     /// A second logistics replica on the same database.
     pub async fn replica(&self) -> (TestServer, Client) {
-        let store = linli_logistics::open_store(&self.db.url, 37.3, 12)
-            .await
-            .unwrap();
-        let channel = self.people_server.as_ref().unwrap().channel.clone();
-        let server = TestServer::spawn(linli_logistics::grpc_server(
-            store,
-            linli_core::people::People::from_channel(channel),
-            keys(),
-            ServeSettings::default(),
-        ))
-        .await;
+        let app = application(&self.db, self.people_server.as_ref().unwrap()).await;
+        let server = TestServer::spawn(app.grpc_server()).await;
         let client = LogisticsServiceClient::new(authed(server.channel.clone()));
         (server, client)
     }
@@ -177,6 +158,15 @@ impl Harness {
             .find(|l| l.item_id == item)
             .map_or(0, |l| l.quantity)
     }
+}
+
+/// The logistics service as the binary builds it, on `db`, talking to `people`.
+async fn application(db: &TestDb, people: &TestServer) -> linli_logistics::Application {
+    let settings = linli_logistics::Settings::new(&db.url, &format!("http://{}", people.addr))
+        .expect("settings");
+    linli_logistics::Application::build(settings, keys().clone())
+        .await
+        .expect("build the logistics service")
 }
 
 async fn world(c: &mut PeopleClient, households: usize) -> World {

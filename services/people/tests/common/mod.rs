@@ -1,7 +1,6 @@
 //! Test helpers: a people service on port 0 with a fresh database, and request builders.
 #![allow(dead_code)]
 
-use linli_core::server::ServeSettings;
 use linli_core::testing::{AuthedChannel, Backend, TestDb, TestServer};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
@@ -23,19 +22,12 @@ pub struct Harness {
 impl Harness {
     pub async fn start(backend: Backend) -> Harness {
         let db = TestDb::new(backend).await;
-        let store = linli_people::open_store(
-            &db.url,
-            Default::default(),
-            linli_people::default_utc_offset(),
-        )
-        .await
-        .expect("open store");
-        let server = TestServer::spawn(linli_people::grpc_server(
-            store.clone(),
-            linli_core::testing::keys(),
-            ServeSettings::default(),
-        ))
-        .await;
+        let settings = linli_people::Settings::new(&db.url).expect("settings");
+        let app = linli_people::Application::build(settings, linli_core::testing::keys().clone())
+            .await
+            .expect("build the people service");
+        let store = app.store.clone();
+        let server = TestServer::spawn(app.grpc_server()).await;
         let client = PeopleServiceClient::new(linli_core::testing::authed(server.channel.clone()));
         Harness {
             client,

@@ -1,0 +1,73 @@
+//! The issues service's settings, typed and checked once, from built-in
+//! defaults, the settings file, the environment and flags (in rising order).
+use std::time::Duration;
+
+use linli_core::config::{CommonArgs, ConfigFile, Defaults};
+
+use crate::cli::Cli;
+use crate::domain::DeadlinePolicy;
+
+pub const DEFAULTS: Defaults = Defaults {
+    service: "issues",
+    listen: "127.0.0.1:50052",
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: linli_core::config::Settings,
+    /// Deadlines by category and 三最 mark (`[deadlines]` in the file).
+    pub deadlines: DeadlinePolicy,
+    /// Where the people service answers.
+    pub people_addr: String,
+    /// How often each replica sweeps for missed deadlines.
+    pub supervision_interval: Duration,
+}
+
+impl Settings {
+    pub fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
+        let file = ConfigFile::load(cli.common.config.as_deref())?;
+        let sections = ["deadlines", "people_addr", "supervision_interval_secs"];
+        let common =
+            linli_core::config::Settings::resolve(&cli.common, &file, &sections, DEFAULTS)?;
+        let settings = Settings {
+            common,
+            deadlines: file.section("deadlines")?.unwrap_or_default(),
+            people_addr: file.setting(
+                cli.people_addr.clone(),
+                "people_addr",
+                "http://127.0.0.1:50053".to_owned(),
+            )?,
+            supervision_interval: Duration::from_secs(file.setting(
+                cli.supervision_interval_secs,
+                "supervision_interval_secs",
+                60,
+            )?),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The defaults, on `database_url`, talking to people at `people_addr` (tests, tools).
+    pub fn new(database_url: &str, people_addr: &str) -> anyhow::Result<Settings> {
+        let args = CommonArgs {
+            database_url: Some(database_url.to_owned()),
+            ..Default::default()
+        };
+        let common =
+            linli_core::config::Settings::resolve(&args, &ConfigFile::default(), &[], DEFAULTS)?;
+        Ok(Settings {
+            common,
+            deadlines: DeadlinePolicy::default(),
+            people_addr: people_addr.to_owned(),
+            supervision_interval: Duration::from_secs(60),
+        })
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.deadlines.validate()?;
+        if self.supervision_interval.is_zero() {
+            anyhow::bail!("supervision_interval_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
