@@ -228,7 +228,7 @@ impl Store {
                         .bind(id)
                         .bind(&new.unit_id)
                         .bind(&new.name)
-                        .bind(new.phone.unwrap_or_default())
+                        .bind(new.phone.map(Phone::into_inner).unwrap_or_default())
                         .bind(&new.title)
                         .bind(now_micros())
                         .execute(&mut *tx)

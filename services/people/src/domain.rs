@@ -14,10 +14,39 @@ pub use linli_core::validate::{
     MAX_NAME_CHARS, MAX_TEXT_CHARS, check_version, parse_id, parse_name, parse_opt_id, parse_text,
 };
 
+/// A checked phone number (digits only). The only way to make one is
+/// [`parse_phone`], so the store never sees an unchecked number; the API and the
+/// roster import check alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A checked resident identity card number (GB 11643-1999), upper case; made
+/// only by [`parse_id_number`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdNumber(String);
+
+impl IdNumber {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 /// A mainland mobile number (11 digits starting 1[3-9]) or a landline with
 /// area code (0 + 2–3 digits, then 7–8 digits). Spaces and dashes are
 /// dropped; a leading +86 is accepted. Empty means none.
-pub fn parse_phone(field: &str, value: &str) -> Result<Option<String>> {
+pub fn parse_phone(field: &str, value: &str) -> Result<Option<Phone>> {
     let mut digits: String = value.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     if digits.is_empty() {
         return Ok(None);
@@ -30,7 +59,7 @@ pub fn parse_phone(field: &str, value: &str) -> Result<Option<String>> {
     let mobile = b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]);
     let landline = b.len() >= 10 && b.len() <= 12 && b[0] == b'0';
     if all_digits && (mobile || landline) {
-        Ok(Some(digits))
+        Ok(Some(Phone(digits)))
     } else {
         Err(Error::invalid(
             field,
@@ -42,7 +71,7 @@ pub fn parse_phone(field: &str, value: &str) -> Result<Option<String>> {
 /// A resident identity card number (GB 11643-1999): 17 digits and a check
 /// character (a digit or X) that must match, with a real birth date inside.
 /// Returns the number (upper case) and the birth date it encodes. Empty means none.
-pub fn parse_id_number(field: &str, value: &str) -> Result<Option<(String, NaiveDate)>> {
+pub fn parse_id_number(field: &str, value: &str) -> Result<Option<(IdNumber, NaiveDate)>> {
     let v = value.trim().to_ascii_uppercase();
     if v.is_empty() {
         return Ok(None);
@@ -69,7 +98,7 @@ pub fn parse_id_number(field: &str, value: &str) -> Result<Option<(String, Naive
     }
     let birth = NaiveDate::parse_from_str(&v[6..14], "%Y%m%d")
         .map_err(|_| bad("does not contain a valid birth date"))?;
-    Ok(Some((v, birth)))
+    Ok(Some((IdNumber(v), birth)))
 }
 
 /// The check character for the first 17 digits of an ID number; for demo data and tests.
@@ -518,7 +547,7 @@ mod tests {
         let first17 = "42122419310115002";
         let id = format!("{first17}{}", id_check_char(first17));
         let (parsed, birth) = parse_id_number("id_number", &id).unwrap().unwrap();
-        assert_eq!(parsed, id);
+        assert_eq!(parsed.as_str(), id);
         assert_eq!(birth, NaiveDate::from_ymd_opt(1931, 1, 15).unwrap());
         let wrong_check = format!("{first17}{}", if id.ends_with('0') { '1' } else { '0' });
         assert!(parse_id_number("id_number", &wrong_check).is_err());
@@ -530,15 +559,24 @@ mod tests {
     #[test]
     fn phones_are_normalised_and_masked() {
         assert_eq!(
-            parse_phone("phone", "138 1234-5678").unwrap().as_deref(),
+            parse_phone("phone", "138 1234-5678")
+                .unwrap()
+                .as_ref()
+                .map(Phone::as_str),
             Some("13812345678")
         );
         assert_eq!(
-            parse_phone("phone", "+8613812345678").unwrap().as_deref(),
+            parse_phone("phone", "+8613812345678")
+                .unwrap()
+                .as_ref()
+                .map(Phone::as_str),
             Some("13812345678")
         );
         assert_eq!(
-            parse_phone("phone", "0715-2345678").unwrap().as_deref(),
+            parse_phone("phone", "0715-2345678")
+                .unwrap()
+                .as_ref()
+                .map(Phone::as_str),
             Some("07152345678")
         );
         for bad in ["12345", "23812345678", "1381234567a"] {

@@ -55,8 +55,8 @@ struct ResidentRow {
     gender: Gender,
     birth_date: chrono::NaiveDate,
     relation: Relation,
-    phone: Option<String>,
-    id_number: Option<String>,
+    phone: Option<domain::Phone>,
+    id_number: Option<domain::IdNumber>,
     tags: Vec<Tag>,
     /// The row's content, for telling a re-import from a changed row.
     fingerprint: String,
@@ -151,11 +151,8 @@ fn parse_row(
         gender.as_str(),
         &birth_date.to_string(),
         relation.as_str(),
-        phone.as_deref().unwrap_or(""),
-        &id_number
-            .as_ref()
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default(),
+        phone.as_ref().map_or("", domain::Phone::as_str),
+        id_number.as_ref().map_or("", |(n, _)| n.as_str()),
         &domain::tags_to_db(&tags),
     ]);
     Ok(RosterRow {
@@ -232,7 +229,7 @@ pub async fn import_roster(
         match parse_row(&get, line, today) {
             Ok(row) => {
                 if let Some(id) = &row.resident.id_number
-                    && let Some(first) = seen_ids.insert(id.clone(), line)
+                    && let Some(first) = seen_ids.insert(id.as_str().to_owned(), line)
                 {
                     checks.push((
                         line,
@@ -349,10 +346,10 @@ pub async fn import_roster(
         let mut added = 0;
         for row in rows {
             let r = &row.resident;
-            let who = r
-                .id_number
-                .clone()
-                .unwrap_or_else(|| format!("{}|{}", r.name, r.birth_date));
+            let who = r.id_number.as_ref().map_or_else(
+                || format!("{}|{}", r.name, r.birth_date),
+                |n| n.as_str().to_owned(),
+            );
             let idem = IdemKey {
                 key: key(&["resident", household_ref, &who]),
                 fingerprint: r.fingerprint.clone(),

@@ -156,11 +156,11 @@ impl Store {
                             s.require_registered(&mut *tx, cadre_id, &household.community_id)
                                 .await?;
                             let c = s.load_cadre(&mut *tx, cadre_id).await?;
-                            (c.name, new.member_phone.clone().unwrap_or(c.phone))
+                            (c.name, new.member_phone.clone().map_or(c.phone, Phone::into_inner))
                         }
                         None => (
                             new.member_name.clone().unwrap_or_default(),
-                            new.member_phone.clone().unwrap_or_default(),
+                            new.member_phone.clone().map(Phone::into_inner).unwrap_or_default(),
                         ),
                     };
                     let rows = sqlx::query(&format!("SELECT {PAIRING_COLS} FROM pairings WHERE community_id = $1 AND household_id = $2 AND ended_at IS NULL"))

@@ -200,7 +200,7 @@ impl Store {
             if let Some(idn) = &new.id_number {
                 let clash: Option<(String,)> = sqlx::query_as("SELECT household_id FROM residents WHERE community_id = $1 AND id_number = $2 AND removed_at IS NULL")
                     .bind(&household.community_id)
-                    .bind(idn)
+                    .bind(idn.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 if let Some((other,)) = clash {
@@ -220,8 +220,8 @@ impl Store {
             .bind(&new.name)
             .bind(new.gender.as_str())
             .bind(new.birth_date.format("%Y-%m-%d").to_string())
-            .bind(new.phone.unwrap_or_default())
-            .bind(new.id_number.unwrap_or_default())
+            .bind(new.phone.map(Phone::into_inner).unwrap_or_default())
+            .bind(new.id_number.map(IdNumber::into_inner).unwrap_or_default())
             .bind(new.relation.as_str())
             .bind(domain::tags_to_db(&new.tags))
             .bind(now)
@@ -295,7 +295,7 @@ impl Store {
         }
         domain::check_version("expected_version", expected_version, before.version)?;
         let phone = match changes.phone {
-            Some(p) => p.unwrap_or_default(),
+            Some(p) => p.map(domain::Phone::into_inner).unwrap_or_default(),
             None => before.phone.clone(),
         };
         let relation = changes

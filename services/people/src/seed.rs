@@ -288,7 +288,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         let new = NewCadre {
             unit_id: unit.id.clone(),
             name: (*name).into(),
-            phone: Some(format!("1397150{:04}", 1000 + i)),
+            phone: crate::domain::parse_phone("phone", &format!("1397150{:04}", 1000 + i))?,
             title: (*title).into(),
         };
         let cadre = store
@@ -361,7 +361,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
                 role,
                 cadre_id: None,
                 member_name: Some(name.into()),
-                member_phone: Some(phone.into()),
+                member_phone: crate::domain::parse_phone("member_phone", phone)?,
             };
             store
                 .pair_household(

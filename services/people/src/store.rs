@@ -47,21 +47,21 @@ pub struct NewResident {
     pub name: String,
     pub gender: domain::Gender,
     pub birth_date: chrono::NaiveDate,
-    pub phone: Option<String>,
-    pub id_number: Option<String>,
+    pub phone: Option<domain::Phone>,
+    pub id_number: Option<domain::IdNumber>,
     pub relation: domain::Relation,
     pub tags: Vec<Tag>,
 }
 #[derive(Default)]
 pub struct ResidentChanges {
-    pub phone: Option<Option<String>>,
+    pub phone: Option<Option<domain::Phone>>,
     pub relation: Option<domain::Relation>,
     pub tags: Option<Vec<Tag>>,
 }
 pub struct NewCadre {
     pub unit_id: String,
     pub name: String,
-    pub phone: Option<String>,
+    pub phone: Option<domain::Phone>,
     pub title: String,
 }
 pub struct NewPairing {
@@ -69,7 +69,7 @@ pub struct NewPairing {
     pub role: PairingRole,
     pub cadre_id: Option<String>,
     pub member_name: Option<String>,
-    pub member_phone: Option<String>,
+    pub member_phone: Option<domain::Phone>,
 }
 pub struct NewCheckIn {
     pub cadre_id: String,
