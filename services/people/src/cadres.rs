@@ -50,6 +50,19 @@ pub(crate) async fn list_units(
     }))
 }
 
+impl TryFrom<pb::CreateCadreRequest> for NewCadre {
+    type Error = Error;
+
+    fn try_from(r: pb::CreateCadreRequest) -> Result<NewCadre> {
+        Ok(NewCadre {
+            unit_id: parse_id("unit_id", &r.unit_id)?,
+            name: parse_name("name", &r.name)?,
+            phone: domain::parse_phone("phone", &r.phone)?,
+            title: parse_text("title", &r.title, domain::MAX_NAME_CHARS)?,
+        })
+    }
+}
+
 pub(crate) async fn create_cadre(
     api: &PeopleApi,
     actor: &Actor,
@@ -57,12 +70,7 @@ pub(crate) async fn create_cadre(
 ) -> Resp<pb::CreateCadreResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let new = NewCadre {
-        unit_id: parse_id("unit_id", &r.unit_id)?,
-        name: parse_name("name", &r.name)?,
-        phone: domain::parse_phone("phone", &r.phone)?,
-        title: parse_text("title", &r.title, domain::MAX_NAME_CHARS)?,
-    };
+    let new = NewCadre::try_from(r)?;
     let cadre = api.store.create_cadre(actor, &idem, new).await?;
     Ok(Response::new(pb::CreateCadreResponse {
         cadre: Some(present_cadre(cadre, actor)),

@@ -18,6 +18,34 @@ use crate::api::*;
 use crate::domain::{self, *};
 use crate::store::*;
 
+impl TryFrom<pb::CheckInRequest> for NewCheckIn {
+    type Error = Error;
+
+    fn try_from(r: pb::CheckInRequest) -> Result<NewCheckIn> {
+        Ok(NewCheckIn {
+            cadre_id: parse_id("cadre_id", &r.cadre_id)?,
+            community_id: parse_id("community_id", &r.community_id)?,
+            at: past_or_now("at", r.at.as_ref())?,
+            activity: parse_text("activity", &r.activity, MAX_TEXT_CHARS)?,
+        })
+    }
+}
+
+impl TryFrom<pb::LogVisitRequest> for NewVisit {
+    type Error = Error;
+
+    fn try_from(r: pb::LogVisitRequest) -> Result<NewVisit> {
+        Ok(NewVisit {
+            household_id: parse_id("household_id", &r.household_id)?,
+            cadre_id: parse_id("cadre_id", &r.cadre_id)?,
+            at: past_or_now("at", r.at.as_ref())?,
+            kind: required_enum("kind", r.kind, domain::VisitKind::from_proto)?,
+            outcome: required_enum("outcome", r.outcome, domain::VisitOutcome::from_proto)?,
+            note: parse_text("note", &r.note, MAX_TEXT_CHARS)?,
+        })
+    }
+}
+
 pub(crate) async fn check_in(
     api: &PeopleApi,
     actor: &Actor,
@@ -25,16 +53,9 @@ pub(crate) async fn check_in(
 ) -> Resp<pb::CheckInResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let cadre_id = parse_id("cadre_id", &r.cadre_id)?;
-    let community_id = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community_id, &community_id)?;
-    check_own_cadre(actor, &cadre_id)?;
-    let new = NewCheckIn {
-        cadre_id,
-        community_id,
-        at: past_or_now("at", r.at.as_ref())?,
-        activity: parse_text("activity", &r.activity, MAX_TEXT_CHARS)?,
-    };
+    let new = NewCheckIn::try_from(r)?;
+    actor.check_community("community", &new.community_id, &new.community_id)?;
+    check_own_cadre(actor, &new.cadre_id)?;
     let check_in = api.store.check_in(actor, &idem, new).await?;
     Ok(Response::new(pb::CheckInResponse {
         check_in: Some(check_in),
@@ -98,18 +119,9 @@ pub(crate) async fn log_visit(
 ) -> Resp<pb::LogVisitResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let household_id = parse_id("household_id", &r.household_id)?;
-    let cadre_id = parse_id("cadre_id", &r.cadre_id)?;
-    api.household_in_reach(actor, &household_id).await?;
-    check_own_cadre(actor, &cadre_id)?;
-    let new = NewVisit {
-        household_id,
-        cadre_id,
-        at: past_or_now("at", r.at.as_ref())?,
-        kind: required_enum("kind", r.kind, domain::VisitKind::from_proto)?,
-        outcome: required_enum("outcome", r.outcome, domain::VisitOutcome::from_proto)?,
-        note: parse_text("note", &r.note, MAX_TEXT_CHARS)?,
-    };
+    let new = NewVisit::try_from(r)?;
+    api.household_in_reach(actor, &new.household_id).await?;
+    check_own_cadre(actor, &new.cadre_id)?;
     let visit = api.store.log_visit(actor, &idem, new).await?;
     Ok(Response::new(pb::LogVisitResponse { visit: Some(visit) }))
 }

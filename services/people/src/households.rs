@@ -16,6 +16,25 @@ use crate::api::*;
 use crate::domain::{self, *};
 use crate::store::*;
 
+impl TryFrom<pb::CreateHouseholdRequest> for NewHousehold {
+    type Error = Error;
+
+    /// The request checked field by field (its idempotency key already taken out).
+    fn try_from(r: pb::CreateHouseholdRequest) -> Result<NewHousehold> {
+        let address = parse_text("address", &r.address, 200)?;
+        if address.is_empty() {
+            return Err(Error::invalid("address", "must not be empty"));
+        }
+        Ok(NewHousehold {
+            community_id: parse_id("community_id", &r.community_id)?,
+            compound_id: parse_opt_id("compound_id", &r.compound_id)?,
+            building_id: parse_opt_id("building_id", &r.building_id)?,
+            address,
+            external_ref: parse_text("external_ref", &r.external_ref, 64)?,
+        })
+    }
+}
+
 pub(crate) async fn create_household(
     api: &PeopleApi,
     actor: &Actor,
@@ -23,21 +42,8 @@ pub(crate) async fn create_household(
 ) -> Resp<pb::CreateHouseholdResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let community_id = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community_id, &community_id)?;
-    let new = NewHousehold {
-        community_id,
-        compound_id: parse_opt_id("compound_id", &r.compound_id)?,
-        building_id: parse_opt_id("building_id", &r.building_id)?,
-        address: parse_text("address", &r.address, 200).and_then(|a| {
-            if a.is_empty() {
-                Err(Error::invalid("address", "must not be empty"))
-            } else {
-                Ok(a)
-            }
-        })?,
-        external_ref: parse_text("external_ref", &r.external_ref, 64)?,
-    };
+    let new = NewHousehold::try_from(r)?;
+    actor.check_community("community", &new.community_id, &new.community_id)?;
     let household = api.store.create_household(actor, &idem, new).await?;
     Ok(Response::new(pb::CreateHouseholdResponse {
         household: Some(household),

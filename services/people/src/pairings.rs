@@ -17,6 +17,33 @@ use crate::api::*;
 use crate::domain::{self, *};
 use crate::store::*;
 
+impl TryFrom<pb::PairHouseholdRequest> for NewPairing {
+    type Error = Error;
+
+    /// A cadre is named by their record; the other carers by name and phone.
+    fn try_from(r: pb::PairHouseholdRequest) -> Result<NewPairing> {
+        let role = required_enum("role", r.role, domain::PairingRole::from_proto)?;
+        let cadre_id = parse_opt_id("cadre_id", &r.cadre_id)?;
+        let member_name = match (role, &cadre_id) {
+            (domain::PairingRole::Cadre, None) => {
+                return Err(Error::invalid("cadre_id", "is required for the cadre role"));
+            }
+            (domain::PairingRole::Cadre, Some(_)) => None,
+            (_, Some(_)) => {
+                return Err(Error::invalid("cadre_id", "is only for the cadre role"));
+            }
+            (_, None) => Some(parse_name("member_name", &r.member_name)?),
+        };
+        Ok(NewPairing {
+            household_id: parse_id("household_id", &r.household_id)?,
+            role,
+            cadre_id,
+            member_name,
+            member_phone: domain::parse_phone("member_phone", &r.member_phone)?,
+        })
+    }
+}
+
 pub(crate) async fn pair_household(
     api: &PeopleApi,
     actor: &Actor,
@@ -24,27 +51,8 @@ pub(crate) async fn pair_household(
 ) -> Resp<pb::PairHouseholdResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let role = required_enum("role", r.role, domain::PairingRole::from_proto)?;
-    let cadre_id = parse_opt_id("cadre_id", &r.cadre_id)?;
-    let member_name = match (role, &cadre_id) {
-        (domain::PairingRole::Cadre, None) => {
-            return Err(Error::invalid("cadre_id", "is required for the cadre role").into());
-        }
-        (domain::PairingRole::Cadre, Some(_)) => None,
-        (_, Some(_)) => {
-            return Err(Error::invalid("cadre_id", "is only for the cadre role").into());
-        }
-        (_, None) => Some(parse_name("member_name", &r.member_name)?),
-    };
-    let household_id = parse_id("household_id", &r.household_id)?;
-    api.household_in_reach(actor, &household_id).await?;
-    let new = NewPairing {
-        household_id,
-        role,
-        cadre_id,
-        member_name,
-        member_phone: domain::parse_phone("member_phone", &r.member_phone)?,
-    };
+    let new = NewPairing::try_from(r)?;
+    api.household_in_reach(actor, &new.household_id).await?;
     let pairing = api.store.pair_household(actor, &idem, new).await?;
     Ok(Response::new(pb::PairHouseholdResponse {
         pairing: Some(present_pairing(pairing, actor)),

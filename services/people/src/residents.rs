@@ -15,6 +15,33 @@ use crate::api::*;
 use crate::domain::{self, *};
 use crate::store::*;
 
+impl NewResident {
+    /// The request checked field by field, as of `today` (a birth date may not be
+    /// in the future, and must agree with the ID number's).
+    pub fn parse(r: pb::AddResidentRequest, today: chrono::NaiveDate) -> Result<NewResident> {
+        let birth_date = domain::parse_birth_date("birth_date", &r.birth_date, today)?;
+        let id_number = domain::parse_id_number("id_number", &r.id_number)?;
+        if let Some((_, encoded)) = &id_number
+            && *encoded != birth_date
+        {
+            return Err(Error::invalid(
+                "birth_date",
+                "does not match the birth date in id_number",
+            ));
+        }
+        Ok(NewResident {
+            household_id: parse_id("household_id", &r.household_id)?,
+            name: parse_name("name", &r.name)?,
+            gender: required_enum("gender", r.gender, domain::Gender::from_proto)?,
+            birth_date,
+            phone: domain::parse_phone("phone", &r.phone)?,
+            id_number: id_number.map(|(n, _)| n),
+            relation: required_enum("relation", r.relation, domain::Relation::from_proto)?,
+            tags: domain::parse_tags("tags", r.tags.iter().map(|t| domain::Tag::from_proto(*t)))?,
+        })
+    }
+}
+
 pub(crate) async fn add_resident(
     api: &PeopleApi,
     actor: &Actor,
@@ -22,28 +49,8 @@ pub(crate) async fn add_resident(
 ) -> Resp<pb::AddResidentResponse> {
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
-    let today = api.store.local_date(now_micros());
-    let birth_date = domain::parse_birth_date("birth_date", &r.birth_date, today)?;
-    let id_number = domain::parse_id_number("id_number", &r.id_number)?;
-    if let Some((_, encoded)) = &id_number
-        && *encoded != birth_date
-    {
-        return Err(
-            Error::invalid("birth_date", "does not match the birth date in id_number").into(),
-        );
-    }
-    let household_id = parse_id("household_id", &r.household_id)?;
-    api.household_in_reach(actor, &household_id).await?;
-    let new = NewResident {
-        household_id,
-        name: parse_name("name", &r.name)?,
-        gender: required_enum("gender", r.gender, domain::Gender::from_proto)?,
-        birth_date,
-        phone: domain::parse_phone("phone", &r.phone)?,
-        id_number: id_number.map(|(n, _)| n),
-        relation: required_enum("relation", r.relation, domain::Relation::from_proto)?,
-        tags: domain::parse_tags("tags", r.tags.iter().map(|t| domain::Tag::from_proto(*t)))?,
-    };
+    let new = NewResident::parse(r, api.store.local_date(now_micros()))?;
+    api.household_in_reach(actor, &new.household_id).await?;
     let full = actor.role.sees_personal_data();
     let resident = api.store.add_resident(actor, &idem, new).await?;
     Ok(Response::new(pb::AddResidentResponse {
