@@ -85,7 +85,8 @@ fn database_code(e: &sqlx::Error) -> Code {
             Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517") | Some("262") => {
                 Code::Aborted
             }
-            _ if db.is_unique_violation() => Code::Aborted,
+            // The record exists already (another request made it first).
+            _ if db.is_unique_violation() => Code::AlreadyExists,
             _ => Code::Internal,
         },
         _ => Code::Internal,
@@ -111,6 +112,10 @@ impl From<Error> for Status {
                     Status::unavailable("the database is unavailable; retry later")
                 }
                 Code::NotFound => Status::not_found("not found"),
+                Code::AlreadyExists => {
+                    tracing::info!(error = %e, "unique violation");
+                    Status::already_exists("the record exists already")
+                }
                 _ => {
                     tracing::error!(error = %e, "database error");
                     Status::internal("internal error")
@@ -122,5 +127,32 @@ impl From<Error> for Status {
             }
             other => Status::new(code, other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, Executor};
+
+    #[tokio::test]
+    async fn a_unique_violation_is_already_exists_not_a_conflict() {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .await
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES ('a')").await.unwrap();
+        let err = Error::from(
+            conn.execute("INSERT INTO t VALUES ('a')")
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(err.code(), Code::AlreadyExists);
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert!(!status.message().contains("INSERT"), "{status:?}");
     }
 }

@@ -34,6 +34,12 @@ pub fn take_key(key: &mut String) -> Result<String> {
             "is required: choose one per record, and reuse it when retrying",
         ));
     }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "must not contain control characters",
+        ));
+    }
     if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid(
             "idempotency_key",
@@ -199,6 +205,12 @@ mod tests {
                 .starts_with("idempotency_key:")
         );
         assert!(take_key(&mut "k".repeat(129)).is_err());
+        assert!(
+            take_key(&mut "k\0".to_owned())
+                .unwrap_err()
+                .to_string()
+                .starts_with("idempotency_key:")
+        );
         let mut k = "roster-2021-01".to_owned();
         assert_eq!(take_key(&mut k).unwrap(), "roster-2021-01");
         assert!(k.is_empty(), "the key is taken out of the request");

@@ -13,7 +13,25 @@ pub fn parse_name(field: &str, value: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     check_text(field, v, MAX_NAME_CHARS)?;
+    if v.chars().any(is_invisible_format) {
+        return Err(Error::invalid(
+            field,
+            "must not contain invisible formatting characters (direction overrides, zero-width marks)",
+        ));
+    }
     Ok(v.to_owned())
+}
+
+/// Unicode format characters that change how a name displays without being seen:
+/// they make lookalike names and scramble printed lists.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}')
 }
 
 /// Optional free text (a note, a reason), bounded in length.
@@ -142,4 +160,25 @@ macro_rules! assert_enums_round_trip {
             assert_eq!(<$name>::from_proto(i32::MAX), None);
         )+
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_control_and_invisible_characters() {
+        assert_eq!(parse_name("name", " 程桂兰 ").unwrap(), "程桂兰");
+        for bad in [
+            "程\0桂兰",
+            "程\u{202E}兰桂",
+            "程\u{200B}桂兰",
+            "\u{FEFF}程桂兰",
+        ] {
+            let err = parse_name("name", bad).unwrap_err().to_string();
+            assert!(err.starts_with("name:"), "{bad:?}: {err}");
+        }
+        assert!(parse_text("note", "第一行\n第二行", 100).is_ok());
+        assert!(parse_text("note", "a\u{0}b", 100).is_err());
+    }
 }

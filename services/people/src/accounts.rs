@@ -133,6 +133,9 @@ pub(crate) async fn verify_password(
     if r.username.is_empty() {
         return Err(Error::required("username").into());
     }
+    if r.username.chars().any(char::is_control) {
+        return Err(Error::invalid("username", "must not contain control characters").into());
+    }
     let found = api.store.account_for_login(r.username.trim()).await?;
     // An unknown username costs as much as a wrong password, so timing does not reveal which usernames exist.
     let (account, hash) = match found {

@@ -2120,7 +2120,61 @@ async fn concurrent_retries_make_one_record(backend: Backend) {
     h.server.stop().await;
 }
 
+/// Text that would reach the database as garbage is refused at the edge, naming
+/// the field, and nothing is written: NUL in a key or a username (PostgreSQL
+/// rejects it as INTERNAL otherwise), invisible direction marks in a name.
+async fn garbage_text_is_refused_at_the_edge(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let c = &mut h.client;
+    let (community, _, _) = places(c).await;
+    let hh = household(c, &community, "八角亭小区1栋101").await;
+    let nul_key = pb::CreateHouseholdRequest {
+        idempotency_key: "key\0".into(),
+        community_id: community.id.clone(),
+        address: "八角亭小区1栋102".into(),
+        ..Default::default()
+    };
+    assert_status(
+        c.create_household(nul_key).await,
+        Code::InvalidArgument,
+        "idempotency_key",
+    );
+    assert_status(
+        c.verify_password(pb::VerifyPasswordRequest {
+            username: "wu\0jing".into(),
+            password: "whatever1".into(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "username",
+    );
+    for name in ["程\u{202E}兰桂", "程\u{200B}桂兰", "程\0桂兰"] {
+        assert_status(
+            c.add_resident(pb::AddResidentRequest {
+                name: name.into(),
+                ..resident(&hh, "程桂兰", "1936-03-08", 1, &[])
+            })
+            .await,
+            Code::InvalidArgument,
+            "name",
+        );
+    }
+    let listed = c
+        .list_households(pb::ListHouseholdsRequest {
+            community_id: community.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .households;
+    assert_eq!(listed.len(), 1, "nothing was written");
+    assert_eq!(listed[0].member_count, 0);
+    h.server.stop().await;
+}
+
 linli_core::backend_tests!(
+    garbage_text_is_refused_at_the_edge,
     places_and_households,
     residents_and_care,
     units_cadres_and_registration,
