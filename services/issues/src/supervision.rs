@@ -242,6 +242,7 @@ impl Store {
             let resolved_at: i64 = row.try_get("resolved_at")?;
             let last_event_at: i64 = row.try_get("last_event_at")?;
             let at = (resolved_at + self.policy.auto_close_after()).max(last_event_at);
+            let mv_id = id.clone();
             let mv = Move {
                 issue_id: id,
                 expected_version: version,
@@ -259,7 +260,8 @@ impl Store {
                     | Error::FailedPrecondition(_)
                     | Error::InvalidArgument { .. },
                 ) => {}
-                Err(e) => return Err(e),
+                // One issue that cannot be closed is logged and tried again at the next sweep.
+                Err(e) => tracing::warn!(issue = %mv_id, error = %e, "auto-close failed"),
             }
         }
         if sweep != Sweep::default() {

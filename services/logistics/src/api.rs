@@ -138,14 +138,32 @@ impl LogisticsApi {
         let actor = keys.service_actor("logistics");
         let mut out = Vec::new();
         for s in store.due_schedules(as_of).await? {
-            let recipients: Recipients =
-                serde_json::from_str(&s.recipients_json).map_err(|e| Error::Internal(e.into()))?;
-            let households = Self::households(people, &actor, &s.community_id, &recipients).await?;
-            if let Some(batch) = store.run_occurrence(&actor, &s, households).await? {
-                out.push(batch);
+            // One schedule that cannot be planned (out of stock, a bad row) is
+            // logged and retried at the next run; it never holds up the others.
+            match Self::run_one(store, people, &actor, &s).await {
+                Ok(Some(batch)) => out.push(batch),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    schedule = %s.id,
+                    community = %s.community_id,
+                    error = %e,
+                    "recurring delivery not planned; retrying at the next run"
+                ),
             }
         }
         Ok(out)
+    }
+
+    async fn run_one(
+        store: &Store,
+        people: &People,
+        actor: &Actor,
+        s: &crate::store::DueSchedule,
+    ) -> Result<Option<pb::Batch>> {
+        let recipients: Recipients =
+            serde_json::from_str(&s.recipients_json).map_err(|e| Error::Internal(e.into()))?;
+        let households = Self::households(people, actor, &s.community_id, &recipients).await?;
+        store.run_occurrence(actor, s, households).await
     }
 }
 

@@ -1523,7 +1523,74 @@ async fn summary_report_and_audit(backend: Backend) {
     h.stop().await;
 }
 
+/// A schedule that cannot be planned (out of stock) is logged and retried next
+/// time; it does not stop the schedules after it.
+async fn one_failing_schedule_does_not_block_the_others(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let community = h.world.community.clone();
+    let rice = h.item("大米", "袋").await;
+    let eggs = h.item("鸡蛋", "个").await;
+    let depot = h.depot().await;
+    h.stock_in(&depot, &eggs, 100).await;
+    let now = linli_core::time::now_micros() / 1_000_000;
+    let schedule = |name: &str, item: &str, first: i64| pb::CreateRecurringDeliveryRequest {
+        idempotency_key: key(),
+        community_id: community.clone(),
+        depot_id: depot.clone(),
+        name: name.into(),
+        bundle: lines(item, 1),
+        recipients: Some(pb::Recipients {
+            min_care_level: 4,
+            ..Default::default()
+        }),
+        every_days: 7,
+        first_at: Some(at(first)),
+    };
+    // Due first, and there is no rice at all.
+    h.client
+        .create_recurring_delivery(schedule("每周送米", &rice, now - 2 * HOUR))
+        .await
+        .unwrap();
+    h.client
+        .create_recurring_delivery(schedule("每周送蛋", &eggs, now - HOUR))
+        .await
+        .unwrap();
+    let planned = h
+        .client
+        .run_schedules(pb::RunSchedulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .batches;
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    assert!(
+        planned[0].name.starts_with("每周送蛋"),
+        "{}",
+        planned[0].name
+    );
+    h.stock_in(&depot, &rice, 10).await;
+    let retried = h
+        .client
+        .run_schedules(pb::RunSchedulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .batches;
+    assert_eq!(
+        retried.len(),
+        1,
+        "the rice schedule is planned once there is rice"
+    );
+    assert!(
+        retried[0].name.starts_with("每周送米"),
+        "{}",
+        retried[0].name
+    );
+    h.stop().await;
+}
+
 linli_core::backend_tests!(
+    one_failing_schedule_does_not_block_the_others,
     stock_never_goes_below_zero,
     batches_go_to_the_vulnerable_first,
     a_group_purchase_from_open_to_delivered,
