@@ -174,6 +174,28 @@ pub async fn create<S: Sync, T>(
     Ok(record)
 }
 
+/// The id of the record a key already made in `scope`, if any. A create that
+/// must ask another service first reads this before asking, so that a retry is
+/// answered from the database even while that service is down; the key is
+/// still claimed in the create's own transaction ([`create`]) if it is new.
+pub async fn replayed(db: &Db, scope: &str, idem: &IdemKey) -> Result<Option<String>> {
+    let found: Option<(String, String)> = sqlx::query_as(
+        "SELECT fingerprint, resource_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(&idem.key)
+    .fetch_optional(&db.pool)
+    .await?;
+    match found {
+        None => Ok(None),
+        Some((fingerprint, _)) if fingerprint != idem.fingerprint => Err(Error::invalid(
+            "idempotency_key",
+            "was already used for a different request",
+        )),
+        Some((_, id)) => Ok(Some(id)),
+    }
+}
+
 /// Records which record a claimed key made, for creates whose record id is
 /// only known once it is made (a ledger row, a timeline event). Call it in
 /// the same transaction as [`claim`], which was given a placeholder id.

@@ -17,6 +17,9 @@ use crate::api::*;
 use crate::domain::*;
 use crate::store::*;
 
+/// Where report keys are kept.
+const ISSUE_SCOPE: &str = "issues.issue";
+
 pub(crate) async fn report_issue(
     api: &IssuesApi,
     actor: &Actor,
@@ -58,6 +61,12 @@ pub(crate) async fn report_issue(
         attachments: parse_attachments(&r.attachments)?,
         reported_at: past_or_now("reported_at", r.reported_at.as_ref())?,
     };
+    // A retry gets the issue it made, without asking people again.
+    if let Some(id) = idempotency::replayed(&api.store.db, ISSUE_SCOPE, &idem).await? {
+        return Ok(Response::new(pb::ReportIssueResponse {
+            issue: Some(api.store.get(&id).await?),
+        }));
+    }
     api.people.community(actor, &new.community_id).await?;
     if let Some(h) = &household_id {
         let household = api.people.household(actor, h).await?;
@@ -128,7 +137,7 @@ impl Store {
             &(self, actor),
             &self.db,
             actor,
-            "issues.issue",
+            ISSUE_SCOPE,
             idem,
             |&(s, _), tx, existing| {
                 Box::pin(async move {

@@ -763,9 +763,10 @@ async fn concurrent_claims_have_one_winner(backend: Backend) {
 
 async fn a_down_people_service_writes_nothing(backend: Backend) {
     let mut h = Harness::start(backend).await;
+    let first = report(&h.world, "井盖松动");
     let issue = h
         .client
-        .report_issue(report(&h.world, "井盖松动"))
+        .report_issue(first.clone())
         .await
         .unwrap()
         .into_inner()
@@ -798,6 +799,16 @@ async fn a_down_people_service_writes_nothing(backend: Backend) {
         Code::Unavailable,
         "people service",
     );
+    // A retry of a report already made is answered from the database alone.
+    let retried = h
+        .client
+        .report_issue(first)
+        .await
+        .expect("a retry is answered without people")
+        .into_inner()
+        .issue
+        .unwrap();
+    assert_eq!(retried.id, issue.id);
     let still = h
         .client
         .get_issue(pb::GetIssueRequest {

@@ -21,6 +21,9 @@ use crate::domain::{self, *};
 use crate::stock::move_stock;
 use crate::store::*;
 
+/// Where batch keys are kept.
+const BATCH_SCOPE: &str = "logistics.batch";
+
 pub(crate) async fn plan_batch(
     api: &LogisticsApi,
     actor: &Actor,
@@ -37,6 +40,11 @@ pub(crate) async fn plan_batch(
     let depot = api.store.depot(&depot_id).await?;
     if depot.community_id != community {
         return Err(Error::invalid("depot_id", "is in another community").into());
+    }
+    // A retry gets the batch it made, without asking people again.
+    if let Some(id) = idempotency::replayed(&api.store.db, BATCH_SCOPE, &idem).await? {
+        let batch = api.store.batch(&id).await?;
+        return Ok(Response::new(pb::PlanBatchResponse { batch: Some(batch) }));
     }
     // Ask people first: if it cannot answer, nothing is reserved.
     let households = LogisticsApi::households(&api.people, actor, &community, &recipients).await?;
@@ -251,7 +259,7 @@ impl Store {
             &(self, actor, depot_id, name, bundle),
             &self.db,
             actor,
-            "logistics.batch",
+            BATCH_SCOPE,
             idem,
             |&(s, ..), tx, existing| Box::pin(s.load_batch(tx, existing)),
             |&(s, actor, depot_id, name, bundle), tx, id| {

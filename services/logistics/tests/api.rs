@@ -578,8 +578,29 @@ async fn batches_go_to_the_vulnerable_first(backend: Backend) {
         .batches;
     assert_eq!(batches.len(), 3);
 
+    // A batch made just before people goes down...
+    let retry = plan("复查", lines(&eggs, 1), all.clone());
+    let made = h
+        .client
+        .plan_batch(retry.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .batch
+        .unwrap();
+
     // With people down, a batch fails UNAVAILABLE and reserves nothing.
     h.people_server.take().unwrap().stop().await;
+    // ...is still answered to a retry, from the database alone.
+    let replayed = h
+        .client
+        .plan_batch(retry)
+        .await
+        .expect("a retry is answered without people")
+        .into_inner()
+        .batch
+        .unwrap();
+    assert_eq!(replayed.id, made.id);
     let before = h.level(&depot, &eggs).await;
     assert_status(
         h.client
