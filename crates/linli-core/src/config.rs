@@ -39,6 +39,10 @@ pub struct CommonArgs {
     /// Log format [default: human].
     #[arg(long, env = "LINLI_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// Seconds to keep serving after SIGTERM/SIGINT while health says NOT_SERVING, so balancers
+    /// move traffic away first [default: 2; 0 for none].
+    #[arg(long, env = "LINLI_SHUTDOWN_GRACE_SECS", global = true)]
+    pub shutdown_grace_secs: Option<u64>,
     /// Seconds to let requests in flight finish after SIGTERM/SIGINT [default: 10].
     #[arg(long, env = "LINLI_DRAIN_TIMEOUT_SECS", global = true)]
     pub drain_timeout_secs: Option<u64>,
@@ -73,6 +77,7 @@ struct FileCommon {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     log_format: Option<LogFormat>,
+    shutdown_grace_secs: Option<u64>,
     drain_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_concurrent_requests: Option<usize>,
@@ -210,6 +215,11 @@ impl Settings {
             }
         };
         let serve = ServeSettings {
+            shutdown_grace: Duration::from_secs(
+                args.shutdown_grace_secs
+                    .or(f.shutdown_grace_secs)
+                    .unwrap_or(2),
+            ),
             drain_timeout: secs(
                 args.drain_timeout_secs,
                 f.drain_timeout_secs,

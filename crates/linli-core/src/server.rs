@@ -14,6 +14,9 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
+    /// How long health reports NOT_SERVING while requests are still served, after
+    /// SIGTERM and before the listener closes: balancers see it and move traffic away.
+    pub shutdown_grace: Duration,
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
@@ -22,6 +25,7 @@ pub struct ServeSettings {
 impl Default for ServeSettings {
     fn default() -> Self {
         ServeSettings {
+            shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
@@ -80,15 +84,24 @@ impl GrpcServer {
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let name = self.name;
+        let grace = self.settings.shutdown_grace;
         let signal = async move {
             shutdown.await;
-            tracing::info!("shutting down: draining requests in flight");
+            // Say so first, keep serving for the grace period, then stop accepting.
             reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
             reporter
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            if !grace.is_zero() {
+                tracing::info!(
+                    ?grace,
+                    "shutting down: NOT_SERVING, still serving for the grace period"
+                );
+                tokio::time::sleep(grace).await;
+            }
+            tracing::info!("shutting down: draining requests in flight");
             let _ = drain_tx.send(());
         };
         let server = Server::builder()

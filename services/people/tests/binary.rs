@@ -273,6 +273,39 @@ async fn serves_health_and_reflection_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
+    // For the shutdown grace (2 s by default) the server still answers, and health
+    // says NOT_SERVING, so balancers move traffic away before the listener closes.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("still serving during the grace period")
+            .into_inner()
+            .status;
+        if status == ServingStatus::NotServing as i32 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    // The listener is still open: a new connection is accepted and told the same.
+    let fresh = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the listener stays open during the grace period");
+    let status = HealthClient::new(fresh)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::NotServing as i32);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit status {:?}", out.status);
     let log = String::from_utf8_lossy(&out.stderr);
