@@ -77,10 +77,7 @@ impl IssuesApi {
         id: &str,
     ) -> Result<crate::store::IssueRecord> {
         let record = self.store.record(id).await?;
-        actor.check_community("issue", id, &record.community_id)?;
-        if !record.household_id.is_empty() && actor.check_household(&record.household_id).is_err() {
-            return Err(Error::not_found("issue", id));
-        }
+        record.check_visible(actor)?;
         Ok(record)
     }
 

@@ -19,7 +19,6 @@ pub(crate) async fn acknowledge_issue(
     req: Request<pb::AcknowledgeIssueRequest>,
 ) -> Resp<pb::AcknowledgeIssueResponse> {
     let mv = parse_move(req.into_inner().transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     let issue = api
         .store
         .transition(actor, mv, |_, _| Ok(Action::Acknowledge))
@@ -68,7 +67,6 @@ pub(crate) async fn unclaim_issue(
     req: Request<pb::UnclaimIssueRequest>,
 ) -> Resp<pb::UnclaimIssueResponse> {
     let mv = parse_move(req.into_inner().transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     let issue = api
         .store
         .transition(actor, mv, |_, _| Ok(Action::Unclaim))
@@ -110,7 +108,6 @@ pub(crate) async fn start_work(
     req: Request<pb::StartWorkRequest>,
 ) -> Resp<pb::StartWorkResponse> {
     let mv = parse_move(req.into_inner().transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     let issue = api
         .store
         .transition(actor, mv, |_, _| Ok(Action::Start))
@@ -125,7 +122,6 @@ pub(crate) async fn resolve_issue(
 ) -> Resp<pb::ResolveIssueResponse> {
     let r = req.into_inner();
     let mv = parse_move(r.transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     let attachments = parse_attachments(&r.attachments)?;
     let issue = api
         .store
@@ -185,7 +181,6 @@ pub(crate) async fn reject_issue(
     req: Request<pb::RejectIssueRequest>,
 ) -> Resp<pb::RejectIssueResponse> {
     let mv = parse_move(req.into_inner().transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     if mv.note.is_empty() {
         return Err(Error::invalid(
             "transition.note",
@@ -210,7 +205,6 @@ pub(crate) async fn mark_duplicate(
 ) -> Resp<pb::MarkDuplicateResponse> {
     let r = req.into_inner();
     let mv = parse_move(r.transition)?;
-    api.issue_in_reach(actor, &mv.issue_id).await?;
     let original_id = parse_id("original_issue_id", &r.original_issue_id)?;
     if original_id == mv.issue_id {
         return Err(Error::invalid("original_issue_id", "is the issue itself").into());
@@ -253,6 +247,8 @@ impl Store {
     ) -> Result<pb::Issue> {
         let mut tx = self.db.begin_write().await?;
         let before = self.load(&mut tx, &mv.issue_id).await?;
+        // Every move is kept to what the caller may see, whichever RPC asked for it.
+        before.check_visible(actor)?;
         linli_core::validate::check_version(
             "transition.expected_version",
             mv.expected_version,

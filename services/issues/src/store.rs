@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use linli_core::db::{fetch_by_id, text_col};
 use linli_core::time::{Micros, opt_timestamp, to_timestamp};
-use linli_core::{Actor, Db, Result, new_id};
+use linli_core::{Actor, Db, Error, Result, new_id};
 use linli_proto::issues::v1 as pb;
 
 use crate::domain::{
@@ -174,6 +174,16 @@ pub(crate) fn record_from_row(row: &AnyRow) -> Result<IssueRecord> {
 }
 
 impl IssueRecord {
+    /// NOT_FOUND unless the caller may see this issue: it is in their community
+    /// and, for a resident, their household's or no household's.
+    pub(crate) fn check_visible(&self, actor: &Actor) -> Result<()> {
+        actor.check_community("issue", &self.id, &self.community_id)?;
+        if !self.household_id.is_empty() && actor.check_household(&self.household_id).is_err() {
+            return Err(Error::not_found("issue", &self.id));
+        }
+        Ok(())
+    }
+
     pub fn to_proto(&self, watchers: Vec<String>) -> pb::Issue {
         let d = &self.domain;
         pb::Issue {
