@@ -186,6 +186,16 @@ impl ConfigFile {
 }
 
 impl Settings {
+    /// The built-in defaults on `database_url`, for tests and tools that build a
+    /// service without a command line.
+    pub fn with_database(database_url: &str, defaults: Defaults) -> anyhow::Result<Settings> {
+        let args = CommonArgs {
+            database_url: Some(database_url.to_owned()),
+            ..Default::default()
+        };
+        Settings::resolve(&args, &ConfigFile::default(), &[], defaults)
+    }
+
     /// Resolves flags and environment (already merged by clap) over the file over the defaults.
     /// `service_sections` are the file's tables that belong to the service, not to these settings.
     pub fn resolve(

@@ -65,10 +65,7 @@ impl People {
     {
         let mut delays = RETRY_DELAYS.iter();
         loop {
-            let mut req = Request::new(msg.clone());
-            actor.to_metadata(req.metadata_mut());
-            crate::telemetry::inject_context(req.metadata_mut());
-            match rpc(self.client.clone(), req).await {
+            match rpc(self.client.clone(), actor.request(msg.clone())).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(s) if s.code() == Code::Unavailable => match delays.next() {
                     Some(delay) => tokio::time::sleep(*delay).await,

@@ -2,7 +2,7 @@
 //! defaults, the settings file, the environment and flags (in rising order).
 use std::time::Duration;
 
-use linli_core::config::{CommonArgs, ConfigFile, Defaults};
+use linli_core::config::{ConfigFile, Defaults};
 
 use crate::cli::Cli;
 
@@ -60,12 +60,7 @@ impl Settings {
 
     /// The defaults, on `database_url`, talking to people at `people_addr` (tests, tools).
     pub fn new(database_url: &str, people_addr: &str) -> anyhow::Result<Settings> {
-        let args = CommonArgs {
-            database_url: Some(database_url.to_owned()),
-            ..Default::default()
-        };
-        let common =
-            linli_core::config::Settings::resolve(&args, &ConfigFile::default(), &[], DEFAULTS)?;
+        let common = linli_core::config::Settings::with_database(database_url, DEFAULTS)?;
         Ok(Settings {
             common,
             people_addr: people_addr.to_owned(),

@@ -2,7 +2,7 @@
 //! defaults, the settings file, the environment and flags (in rising order).
 use chrono::FixedOffset;
 
-use linli_core::config::{CommonArgs, ConfigFile, Defaults};
+use linli_core::config::{ConfigFile, Defaults};
 
 use crate::cli::Cli;
 use crate::domain::CarePolicy;
@@ -48,12 +48,7 @@ impl Settings {
 
     /// The defaults, on `database_url` (tests, tools).
     pub fn new(database_url: &str) -> anyhow::Result<Settings> {
-        let args = CommonArgs {
-            database_url: Some(database_url.to_owned()),
-            ..Default::default()
-        };
-        let common =
-            linli_core::config::Settings::resolve(&args, &ConfigFile::default(), &[], DEFAULTS)?;
+        let common = linli_core::config::Settings::with_database(database_url, DEFAULTS)?;
         Ok(Settings {
             common,
             care_policy: CarePolicy::default(),
