@@ -12,6 +12,7 @@ use linli_proto::issues::v1::issues_service_server::IssuesService;
 use crate::domain::{self, Claimant, PhotoPhase};
 use crate::policy::POLICY;
 use crate::store::{Move, Store};
+use crate::{intake, lifecycle, statistics, supervision, watch};
 use linli_core::people::People;
 
 pub(crate) type Resp<T> = std::result::Result<Response<T>, Status>;
@@ -157,7 +158,6 @@ pub(crate) fn period(
     Ok((from, to))
 }
 
-use crate::{intake, lifecycle, statistics, supervision, watch};
 #[tonic::async_trait]
 impl IssuesService for IssuesApi {
     type WatchIssuesStream = watch::WatchStream;

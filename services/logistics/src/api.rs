@@ -13,6 +13,7 @@ use linli_proto::logistics::v1::logistics_service_server::LogisticsService;
 use crate::domain::{self};
 use crate::policy::POLICY;
 use crate::store::{Lines, Owned, Store};
+use crate::{batches, checkpoint_log, checkpoints, funds, purchases, reports, schedules, stock};
 
 pub(crate) type Resp<T> = std::result::Result<Response<T>, Status>;
 
@@ -126,53 +127,8 @@ impl LogisticsApi {
         }
         Ok(out)
     }
-
-    /// Plans every recurring delivery that is due; shared by the RPC and the timer.
-    pub async fn run_schedules(
-        store: &Store,
-        people: &People,
-        keys: &Keys,
-        as_of: i64,
-    ) -> Result<Vec<pb::Batch>> {
-        // Schedules are planned by the service itself, whoever triggered the run.
-        let actor = keys.service_actor("logistics");
-        let mut out = Vec::new();
-        for s in store.due_schedules(as_of).await? {
-            // One schedule that cannot be planned (out of stock, a bad row) is
-            // logged and retried at the next run; it never holds up the others.
-            match Self::run_one(store, people, &actor, &s).await {
-                Ok(Some(batch)) => out.push(batch),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    schedule = %s.id,
-                    community = %s.community_id,
-                    error = %e,
-                    "recurring delivery not planned; retrying at the next run"
-                ),
-            }
-        }
-        Ok(out)
-    }
-
-    async fn run_one(
-        store: &Store,
-        people: &People,
-        actor: &Actor,
-        s: &crate::store::DueSchedule,
-    ) -> Result<Option<pb::Batch>> {
-        let recipients: Recipients =
-            serde_json::from_str(&s.recipients_json).map_err(|e| Error::Internal(e.into()))?;
-        let households = Self::households(people, actor, &s.community_id, &recipients).await?;
-        store.run_occurrence(actor, s, households).await
-    }
 }
 
-/// A cadre listing their own shifts, across checkpoints.
-pub(crate) fn own_shifts(actor: &Actor, cadre: &str) -> bool {
-    actor.role == Role::Cadre && actor.cadre.as_deref() == Some(cadre)
-}
-
-use crate::{batches, checkpoint_log, checkpoints, funds, purchases, reports, schedules, stock};
 #[tonic::async_trait]
 impl LogisticsService for LogisticsApi {
     async fn create_item(

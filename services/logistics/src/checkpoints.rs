@@ -11,12 +11,17 @@ use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{Micros, from_timestamp, now_micros, past_or_now, to_timestamp};
 use linli_core::validate::{parse_id, parse_name, parse_opt_id};
-use linli_core::{Actor, Error, Result};
+use linli_core::{Actor, Error, Result, Role};
 use linli_proto::logistics::v1 as pb;
 
 use crate::api::*;
 use crate::domain::{self, *};
 use crate::store::*;
+
+/// A cadre listing their own shifts, across checkpoints.
+pub(crate) fn own_shifts(actor: &Actor, cadre: &str) -> bool {
+    actor.role == Role::Cadre && actor.cadre.as_deref() == Some(cadre)
+}
 
 pub(crate) async fn create_checkpoint(
     api: &LogisticsApi,

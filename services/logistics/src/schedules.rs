@@ -11,6 +11,9 @@ use linli_core::validate::{parse_id, parse_name};
 use linli_core::{Actor, Error, Result, new_id};
 use linli_proto::logistics::v1 as pb;
 
+use linli_core::auth::Keys;
+use linli_core::people::People;
+
 use crate::api::*;
 use crate::domain::{self};
 use crate::store::*;
@@ -194,5 +197,46 @@ impl Store {
         audit::record(&mut tx, actor, change).await?;
         tx.commit().await?;
         Ok(Some(batch))
+    }
+}
+
+impl LogisticsApi {
+    /// Plans every recurring delivery that is due; shared by the RPC and the timer.
+    pub async fn run_schedules(
+        store: &Store,
+        people: &People,
+        keys: &Keys,
+        as_of: i64,
+    ) -> Result<Vec<pb::Batch>> {
+        // Schedules are planned by the service itself, whoever triggered the run.
+        let actor = keys.service_actor("logistics");
+        let mut out = Vec::new();
+        for s in store.due_schedules(as_of).await? {
+            // One schedule that cannot be planned (out of stock, a bad row) is
+            // logged and retried at the next run; it never holds up the others.
+            match Self::run_one(store, people, &actor, &s).await {
+                Ok(Some(batch)) => out.push(batch),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    schedule = %s.id,
+                    community = %s.community_id,
+                    error = %e,
+                    "recurring delivery not planned; retrying at the next run"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_one(
+        store: &Store,
+        people: &People,
+        actor: &Actor,
+        s: &crate::store::DueSchedule,
+    ) -> Result<Option<pb::Batch>> {
+        let recipients: Recipients =
+            serde_json::from_str(&s.recipients_json).map_err(|e| Error::Internal(e.into()))?;
+        let households = Self::households(people, actor, &s.community_id, &recipients).await?;
+        store.run_occurrence(actor, s, households).await
     }
 }

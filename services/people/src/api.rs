@@ -11,6 +11,9 @@ use linli_proto::people::v1::people_service_server::PeopleService;
 use crate::domain::{self};
 use crate::policy::POLICY;
 use crate::store::Store;
+use crate::{
+    accounts, cadres, community, duty, households, pairings, places, registrations, residents,
+};
 
 pub(crate) type Resp<T> = std::result::Result<Response<T>, Status>;
 
@@ -92,9 +95,6 @@ impl PeopleApi {
     }
 }
 
-use crate::{
-    accounts, cadres, community, duty, households, pairings, places, registrations, residents,
-};
 #[tonic::async_trait]
 impl PeopleService for PeopleApi {
     async fn create_place(
