@@ -204,6 +204,11 @@ impl Actor {
         }
     }
 
+    /// A community named in a request: NOT_FOUND when outside the caller's scope.
+    pub fn check_community_id(&self, community_id: &str) -> Result<()> {
+        self.check_community("community", community_id, community_id)
+    }
+
     /// The community a list or report is for: the one asked for if the caller may
     /// see it (else NOT_FOUND); when none is named, the caller's only community, or
     /// "" (every community) for a county-wide caller.
@@ -213,7 +218,7 @@ impl Actor {
             ("", Scope::Communities(own)) if own.len() == 1 => Ok(own[0].clone()),
             ("", Scope::Communities(_)) => Err(Error::required(field)),
             (id, _) => {
-                self.check_community("community", id, id)?;
+                self.check_community_id(id)?;
                 Ok(id.to_owned())
             }
         }

@@ -167,7 +167,7 @@ pub async fn list_request(
         crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
     let entity = crate::validate::parse_opt_id("entity_id", entity_id)?.unwrap_or_default();
     // Another community's trail, or the county-wide one for a caller limited to communities, is not there.
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     list(db, &community, &entity, page_size, page_token).await
 }
 
@@ -179,7 +179,7 @@ pub async fn verify_request(
 ) -> Result<AuditVerification> {
     let community =
         crate::validate::parse_opt_id("community_id", community_id)?.unwrap_or_default();
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     verify(db, &community).await
 }
 

@@ -37,7 +37,7 @@ pub(crate) async fn report_issue(
     }
     let household_id = parse_opt_id("household_id", &r.household_id)?;
     let community_id = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community_id, &community_id)?;
+    actor.check_community_id(&community_id)?;
     if actor.role == Role::Resident && household_id.as_deref() != actor.household.as_deref() {
         return Err(Error::invalid("household_id", "must be your own household").into());
     }

@@ -79,7 +79,7 @@ pub(crate) async fn get_community_summary(
     req: Request<pb::GetCommunitySummaryRequest>,
 ) -> Resp<pb::GetCommunitySummaryResponse> {
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     Ok(Response::new(api.store.summary(&community).await?))
 }
 

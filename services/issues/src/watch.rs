@@ -25,7 +25,7 @@ pub(crate) async fn watch_issues(
 ) -> Resp<WatchStream> {
     let r = req.into_inner();
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     if r.after_seq < 0 {
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }

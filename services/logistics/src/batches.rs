@@ -32,7 +32,7 @@ pub(crate) async fn plan_batch(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let depot_id = parse_id("depot_id", &r.depot_id)?;
     let name = parse_name("name", &r.name)?;
     let bundle = parse_bundle("bundle", &r.bundle)?;
@@ -138,7 +138,7 @@ pub(crate) async fn list_batches(
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let (batches, next_page_token) = api.store.list_batches(&community, &page).await?;
     Ok(Response::new(pb::ListBatchesResponse {
         batches,

@@ -31,7 +31,7 @@ pub(crate) async fn create_checkpoint(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let name = parse_name("name", &r.name)?;
     if !(1..=50).contains(&r.required_staff) {
         return Err(Error::invalid("required_staff", "must be from 1 to 50").into());
@@ -52,7 +52,7 @@ pub(crate) async fn list_checkpoints(
     req: Request<pb::ListCheckpointsRequest>,
 ) -> Resp<pb::ListCheckpointsResponse> {
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     Ok(Response::new(pb::ListCheckpointsResponse {
         checkpoints: api.store.list_checkpoints(&community).await?,
     }))
@@ -188,7 +188,7 @@ pub(crate) async fn get_roster_report(
 ) -> Resp<pb::GetRosterReportResponse> {
     let r = req.into_inner();
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let from = from_timestamp(
         "from",
         r.from.as_ref().ok_or_else(|| Error::required("from"))?,

@@ -25,7 +25,7 @@ pub(crate) async fn record_funds_entry(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community_id = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community_id, &community_id)?;
+    actor.check_community_id(&community_id)?;
     let direction = required_enum("direction", r.direction, FundsDirection::from_proto)?;
     let category = required_enum("category", r.category, FundsCategory::from_proto)?;
     domain::check_funds_category(direction, category)?;
@@ -78,7 +78,7 @@ pub(crate) async fn list_funds_entries(
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let (entries, next_page_token) = api.store.list_funds(&community, &page).await?;
     Ok(Response::new(pb::ListFundsEntriesResponse {
         entries,
@@ -92,7 +92,7 @@ pub(crate) async fn get_funds_balance(
     req: Request<pb::GetFundsBalanceRequest>,
 ) -> Resp<pb::GetFundsBalanceResponse> {
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let (income_fen, expense_fen) = api
         .store
         .funds_totals(&community, i64::MIN, i64::MAX)

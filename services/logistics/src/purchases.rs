@@ -25,7 +25,7 @@ pub(crate) async fn open_group_purchase(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let title = parse_name("title", &r.title)?;
     let organiser = parse_name("organiser", &r.organiser)?;
     if r.items.is_empty() {

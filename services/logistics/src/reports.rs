@@ -20,7 +20,7 @@ pub(crate) async fn get_community_report(
 ) -> Resp<pb::GetCommunityReportResponse> {
     let r = req.into_inner();
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let (from, to) = domain::report_period(
         linli_core::time::optional("from", r.from.as_ref())?,
         linli_core::time::optional("to", r.to.as_ref())?,
@@ -37,7 +37,7 @@ pub(crate) async fn get_community_summary(
     req: Request<pb::GetCommunitySummaryRequest>,
 ) -> Resp<pb::GetCommunitySummaryResponse> {
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     Ok(Response::new(api.store.summary(&community).await?))
 }
 

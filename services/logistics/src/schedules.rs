@@ -26,7 +26,7 @@ pub(crate) async fn create_recurring_delivery(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let depot_id = parse_id("depot_id", &r.depot_id)?;
     let name = parse_name("name", &r.name)?;
     let bundle = parse_bundle("bundle", &r.bundle)?;

@@ -53,7 +53,7 @@ pub(crate) async fn create_depot(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let name = parse_name("name", &r.name)?;
     let address = parse_text("address", &r.address, 200)?;
     api.people.community(actor, &community).await?;
@@ -74,7 +74,7 @@ pub(crate) async fn list_depots(
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let (depots, next_page_token) = api.store.list_depots(&community, &page).await?;
     Ok(Response::new(pb::ListDepotsResponse {
         depots,

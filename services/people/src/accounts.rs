@@ -72,7 +72,7 @@ pub(crate) async fn create_account(
     )?;
     domain::check_account_grant(actor.role, role)?;
     match &community_id {
-        Some(c) => actor.check_community("community", c, c)?,
+        Some(c) => actor.check_community_id(c)?,
         None if !actor.is_county() => {
             return Err(Error::PermissionDenied(
                 "county-wide accounts are made by county roles".into(),

@@ -54,7 +54,7 @@ pub(crate) async fn check_in(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let new = NewCheckIn::try_from(r)?;
-    actor.check_community("community", &new.community_id, &new.community_id)?;
+    actor.check_community_id(&new.community_id)?;
     check_own_cadre(actor, &new.cadre_id)?;
     let check_in = api.store.check_in(actor, &idem, new).await?;
     Ok(Response::new(pb::CheckInResponse {
@@ -153,7 +153,7 @@ pub(crate) async fn get_compliance_report(
 ) -> Resp<pb::GetComplianceReportResponse> {
     let r = req.into_inner();
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let as_of = linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
     Ok(Response::new(
         api.store

@@ -43,7 +43,7 @@ pub(crate) async fn create_household(
     let mut r = req.into_inner();
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let new = NewHousehold::try_from(r)?;
-    actor.check_community("community", &new.community_id, &new.community_id)?;
+    actor.check_community_id(&new.community_id)?;
     let household = api.store.create_household(actor, &idem, new).await?;
     Ok(Response::new(pb::CreateHouseholdResponse {
         household: Some(household),
@@ -84,7 +84,7 @@ pub(crate) async fn list_households(
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let compound = parse_opt_id("compound_id", &r.compound_id)?.unwrap_or_default();
     let min = optional_enum(
         "min_care_level",

@@ -103,7 +103,7 @@ pub(crate) async fn get_coverage_report(
     req: Request<pb::GetCoverageReportRequest>,
 ) -> Resp<pb::GetCoverageReportResponse> {
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     Ok(Response::new(api.store.coverage_report(&community).await?))
 }
 

@@ -25,7 +25,7 @@ pub(crate) async fn request_registration(
     let idem = idem_key(actor, &mut r, |r| &mut r.idempotency_key)?;
     let cadre = parse_id("cadre_id", &r.cadre_id)?;
     let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     check_own_cadre(actor, &cadre)?;
     let registration = api
         .store
@@ -109,7 +109,7 @@ pub(crate) async fn check_registration(
 ) -> Resp<pb::CheckRegistrationResponse> {
     let cadre = parse_id("cadre_id", &req.get_ref().cadre_id)?;
     let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community("community", &community, &community)?;
+    actor.check_community_id(&community)?;
     let registration = api.store.check_registration(&cadre, &community).await?;
     Ok(Response::new(pb::CheckRegistrationResponse {
         registered: registration.is_some(),
