@@ -286,6 +286,34 @@ impl Store {
         .await
     }
 
+    /// After a resident changed: the change in the audit trail, then the
+    /// household's care recomputed and recorded if it moved.
+    async fn record_resident_change(
+        &self,
+        tx: &mut AnyConnection,
+        actor: &Actor,
+        action: &str,
+        before: &pb::Resident,
+    ) -> Result<pb::Resident> {
+        let after = self.load_resident(tx, &before.id).await?;
+        let change = Change::updated(
+            &after.community_id,
+            action,
+            "resident",
+            &after.id,
+            resident_json(before),
+            resident_json(&after),
+        );
+        audit::record(tx, actor, change).await?;
+        if let Some(care) = self
+            .refresh_household(tx, &after.community_id, &after.household_id)
+            .await?
+        {
+            audit::record(tx, actor, care).await?;
+        }
+        Ok(after)
+    }
+
     pub async fn update_resident(
         &self,
         actor: &Actor,
@@ -332,26 +360,9 @@ impl Store {
                 "the resident changed since you read it; read it again".into(),
             ));
         }
-        let after = self.load_resident(&mut tx, id).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Change::updated(
-                &after.community_id,
-                "resident.update",
-                "resident",
-                id,
-                resident_json(&before),
-                resident_json(&after),
-            ),
-        )
-        .await?;
-        if let Some(care) = self
-            .refresh_household(&mut tx, &after.community_id, &after.household_id)
-            .await?
-        {
-            audit::record(&mut tx, actor, care).await?;
-        }
+        let after = self
+            .record_resident_change(&mut tx, actor, "resident.update", &before)
+            .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -385,26 +396,9 @@ impl Store {
                 "the resident changed since you read it; read it again".into(),
             ));
         }
-        let after = self.load_resident(&mut tx, id).await?;
-        audit::record(
-            &mut tx,
-            actor,
-            Change::updated(
-                &after.community_id,
-                "resident.remove",
-                "resident",
-                id,
-                resident_json(&before),
-                resident_json(&after),
-            ),
-        )
-        .await?;
-        if let Some(care) = self
-            .refresh_household(&mut tx, &after.community_id, &after.household_id)
-            .await?
-        {
-            audit::record(&mut tx, actor, care).await?;
-        }
+        let after = self
+            .record_resident_change(&mut tx, actor, "resident.remove", &before)
+            .await?;
         tx.commit().await?;
         Ok(after)
     }
