@@ -187,14 +187,6 @@ impl Actor {
         }
     }
 
-    /// The communities this caller is limited to; `None` when county-wide.
-    pub fn communities(&self) -> Option<&[String]> {
-        match &self.scope {
-            Scope::County => None,
-            Scope::Communities(own) => Some(own),
-        }
-    }
-
     /// A record in `community_id` is NOT_FOUND to a caller outside it: no hint that it exists.
     pub fn check_community(&self, what: &'static str, id: &str, community_id: &str) -> Result<()> {
         if self.sees_community(community_id) {

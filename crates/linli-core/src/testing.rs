@@ -139,13 +139,6 @@ impl TestServer {
         }
     }
 
-    /// Signals the server to stop, without waiting for it.
-    pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
