@@ -49,7 +49,12 @@ pub struct CommonArgs {
     /// Seconds before a request is cancelled [default: 30].
     #[arg(long, env = "LINLI_REQUEST_TIMEOUT_SECS", global = true)]
     pub request_timeout_secs: Option<u64>,
-    /// Requests served at once across all connections; more wait their turn [default: 512].
+    /// Milliseconds one call to another service may take before the calling request gives up
+    /// on it with UNAVAILABLE [default: 2000].
+    #[arg(long, env = "LINLI_CALL_TIMEOUT_MS", global = true)]
+    pub call_timeout_ms: Option<u64>,
+    /// Requests worked on at once across all connections; more are refused at once with
+    /// RESOURCE_EXHAUSTED (health checks are exempt) [default: 512].
     #[arg(long, env = "LINLI_MAX_CONCURRENT_REQUESTS", global = true)]
     pub max_concurrent_requests: Option<usize>,
     /// OTLP/gRPC endpoint to export traces to (e.g. http://127.0.0.1:4317); no export when unset.
@@ -80,6 +85,7 @@ struct FileCommon {
     shutdown_grace_secs: Option<u64>,
     drain_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
+    call_timeout_ms: Option<u64>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
     auth_key_file: Option<PathBuf>,
@@ -115,6 +121,8 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub log_format: LogFormat,
     pub serve: ServeSettings,
+    /// How long one call to another service may take.
+    pub call_timeout: Duration,
     pub otlp_endpoint: Option<String>,
     pub auth: AuthSettings,
 }
@@ -268,6 +276,10 @@ impl Settings {
             database_url: DatabaseUrl(database_url),
             log_format: args.log_format.or(f.log_format).unwrap_or(LogFormat::Human),
             serve,
+            call_timeout: match args.call_timeout_ms.or(f.call_timeout_ms).unwrap_or(2000) {
+                0 => anyhow::bail!("call_timeout_ms must be at least 1"),
+                ms => Duration::from_millis(ms),
+            },
             otlp_endpoint: args
                 .otlp_endpoint
                 .clone()

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod error;
 pub mod idempotency;
 pub mod page;

@@ -10,7 +10,6 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -37,6 +36,9 @@ impl Default for ServeSettings {
 /// (e.g. `linli.people.v1.PeopleService`), which health reports by.
 pub struct GrpcServer {
     pub name: &'static str,
+    /// Further services in `routes` (the gateway forwards the domain services'
+    /// APIs), reported by health and listed by reflection like `name`.
+    pub also: Vec<&'static str>,
     pub routes: Routes,
     pub settings: ServeSettings,
 }
@@ -45,9 +47,22 @@ impl GrpcServer {
     pub fn new(name: &'static str, routes: Routes, settings: ServeSettings) -> Self {
         GrpcServer {
             name,
+            also: Vec::new(),
             routes,
             settings,
         }
+    }
+
+    /// Also serves (and reports, and lists) these services, found in `routes`.
+    pub fn also_serving(mut self, names: &[&'static str]) -> Self {
+        self.also.extend_from_slice(names);
+        self
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        std::iter::once(self.name)
+            .chain(self.also.iter().copied())
+            .collect()
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting,
@@ -58,42 +73,52 @@ impl GrpcServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let names = self.names();
         let (reporter, health) = tonic_health::server::health_reporter();
-        reporter
-            .set_service_status(self.name, ServingStatus::Serving)
-            .await;
-        reporter
-            .set_service_status("", ServingStatus::Serving)
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(linli_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        for name in names.iter().chain(&[""]) {
+            reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(linli_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection")
+                .with_service_name("grpc.reflection.v1alpha.ServerReflection");
             // Advertise only what this server serves, not every service in linli's descriptor set.
-            .with_service_name(self.name)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .build_v1()?;
-        let routes = self.routes.add_service(health).add_service(reflection);
+            for name in &names {
+                builder = builder.with_service_name(*name);
+            }
+            builder
+        };
+        // v1alpha too: Python's grpcio-reflection and older tools still speak only it.
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection = reflection().build_v1()?;
+        let routes = self
+            .routes
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha);
 
+        // Shed load past the limit at once (health exempt), and name bad bodies as such.
         let layers = ServiceBuilder::new()
-            // Bound the work in flight across all connections, so a burst queues instead of exhausting the database pool.
-            .layer(GlobalConcurrencyLimitLayer::new(
+            .layer(crate::edge::EdgeLayer::new(
                 self.settings.max_concurrent_requests,
             ))
             .into_inner();
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let name = self.name;
         let grace = self.settings.shutdown_grace;
         let signal = async move {
             shutdown.await;
             // Say so first, keep serving for the grace period, then stop accepting.
-            reporter
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            for name in names.iter().chain(&[""]) {
+                reporter
+                    .set_service_status(*name, ServingStatus::NotServing)
+                    .await;
+            }
             if !grace.is_zero() {
                 tracing::info!(
                     ?grace,

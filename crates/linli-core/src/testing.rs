@@ -119,7 +119,14 @@ pub struct TestServer {
 impl TestServer {
     /// Binds 127.0.0.1:0, serves `server` there and connects a channel to it.
     pub async fn spawn(server: GrpcServer) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        TestServer::spawn_at(server, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Serves at `addr`: a restarted service comes back where its clients expect it.
+    pub async fn spawn_at(server: GrpcServer, addr: SocketAddr) -> TestServer {
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the test address");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(listener, async {

@@ -63,8 +63,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, keys: Keys) -> anyhow::Result<Application> {
         let store = open_store(&settings).await?;
-        let people =
-            People::connect_lazy(&settings.people_addr, settings.common.serve.request_timeout)?;
+        let people = People::connect_lazy(&settings.people_addr, settings.common.call_timeout)?;
         Ok(Application {
             settings,
             store,

@@ -1,0 +1,201 @@
+//! The first layer every request meets, for two things gRPC leaves to the server:
+//!
+//! - **Load shedding.** At most `max_concurrent_requests` are worked on at once,
+//!   across all connections; one more is refused at once with
+//!   `RESOURCE_EXHAUSTED` rather than queued, so a burst cannot build a queue
+//!   that makes every caller late. Health checks are not counted and never
+//!   refused: a busy server is still alive and must not look dead to its
+//!   orchestrator.
+//! - **Bad bodies named as such.** tonic answers a body that is not the
+//!   request's protobuf with `INTERNAL`, and one over the size limit with
+//!   `OUT_OF_RANGE`. Both are the caller's doing: they are answered
+//!   `INVALID_ARGUMENT` and `RESOURCE_EXHAUSTED` (what gRPC clients expect of
+//!   an oversized message), with tonic's own description kept.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::HeaderValue;
+use tokio::sync::Semaphore;
+use tonic::Status;
+
+/// The largest request message a service decodes: tonic's default, 4 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct EdgeLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl EdgeLayer {
+    pub fn new(max_concurrent_requests: usize) -> EdgeLayer {
+        EdgeLayer {
+            permits: Arc::new(Semaphore::new(max_concurrent_requests)),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            inner,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Edge<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Edge<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        // The service polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let permit = if req.uri().path().starts_with(HEALTH_PREFIX) {
+            None
+        } else {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Box::pin(async {
+                        Ok(Status::resource_exhausted(
+                            "the server is at its limit of requests in flight; retry with backoff",
+                        )
+                        .into_http())
+                    });
+                }
+            }
+        };
+        Box::pin(async move {
+            let mut resp = inner.call(req).await?;
+            drop(permit);
+            rename_decode_errors(&mut resp);
+            Ok(resp)
+        })
+    }
+}
+
+/// Rewrites tonic's codes for undecodable and oversized request messages.
+/// Both come back before any handler runs, as trailers-only responses, so
+/// their status is in the response headers.
+fn rename_decode_errors<B>(resp: &mut http::Response<B>) {
+    let headers = resp.headers();
+    let (Some(status), Some(message)) = (headers.get("grpc-status"), headers.get("grpc-message"))
+    else {
+        return;
+    };
+    let message = message.as_bytes();
+    let code = match status.as_bytes() {
+        b"13" if message.starts_with(b"failed%20to%20decode%20Protobuf%20message") => "3",
+        b"11" if message.starts_with(b"Error,%20decoded%20message%20length%20too%20large") => "8",
+        _ => return,
+    };
+    resp.headers_mut()
+        .insert("grpc-status", HeaderValue::from_static(code));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: &str, message: &str) -> http::Response<()> {
+        let mut resp = http::Response::new(());
+        resp.headers_mut()
+            .insert("grpc-status", HeaderValue::from_str(status).unwrap());
+        resp.headers_mut()
+            .insert("grpc-message", HeaderValue::from_str(message).unwrap());
+        resp
+    }
+
+    #[test]
+    fn decode_errors_become_the_callers_fault() {
+        let mut r = response("13", "failed%20to%20decode%20Protobuf%20message:%20x");
+        rename_decode_errors(&mut r);
+        assert_eq!(r.headers()["grpc-status"], "3");
+        let mut r = response(
+            "11",
+            "Error,%20decoded%20message%20length%20too%20large:%20found",
+        );
+        rename_decode_errors(&mut r);
+        assert_eq!(r.headers()["grpc-status"], "8");
+        // Anything else is left alone.
+        let mut r = response("13", "database%20is%20on%20fire");
+        rename_decode_errors(&mut r);
+        assert_eq!(r.headers()["grpc-status"], "13");
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_requests_are_shed_at_once_but_health_is_not() {
+        use tower::{Layer, Service, ServiceExt};
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let release = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+        // Holds the first request until released; answers the rest at once.
+        let inner = tower::service_fn(move |req: http::Request<()>| {
+            let release = release.clone();
+            async move {
+                let held = match req.uri().path() {
+                    "/slow" => release.lock().await.take(),
+                    _ => None,
+                };
+                if let Some(rx) = held {
+                    let _ = rx.await;
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::from("done")))
+            }
+        });
+        let mut edge = EdgeLayer::new(1).layer(inner);
+        let get = |path: &str| http::Request::get(path).body(()).unwrap();
+        let first = tokio::spawn(edge.clone().oneshot(get("/slow")));
+        // Let the first take the only permit.
+        tokio::task::yield_now().await;
+        while edge.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let shed = edge
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/linli.people.v1.PeopleService/ListPlaces"))
+            .await
+            .unwrap();
+        assert_eq!(shed.headers()["grpc-status"], "8");
+        let health = edge
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/grpc.health.v1.Health/Check"))
+            .await
+            .unwrap();
+        assert_eq!(health.body(), "done");
+        release_tx.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().body(), "done");
+        // The permit is back.
+        let after = edge.ready().await.unwrap().call(get("/x")).await.unwrap();
+        assert_eq!(after.body(), "done");
+    }
+}
