@@ -111,6 +111,7 @@ pub(crate) async fn list_issues(
             Role::Resident => actor.household.clone().unwrap_or_else(|| "-".into()),
             _ => String::new(),
         },
+        reported_by: parse_opt_id("household_id", &r.household_id)?.unwrap_or_default(),
     };
     let (issues, next_page_token) = api.store.list(&filter, &page).await?;
     Ok(Response::new(pb::ListIssuesResponse {
@@ -238,7 +239,7 @@ impl Store {
             "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3) \
              AND ($4 = '' OR three_most = $4) AND ($5 = '' OR claim_cadre_id = $5 OR claim_unit_id = $5 OR claim_participants LIKE $6) \
              AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $8)) \
-             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND id > $11 ORDER BY id LIMIT $12"
+             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND ($11 = '' OR household_id = $11) AND id > $12 ORDER BY id LIMIT $13"
         );
         let binds = vec![
             filter.community_id.as_str().into(),
@@ -251,6 +252,7 @@ impl Store {
             now.into(),
             title.as_str().into(),
             filter.household_id.as_str().into(),
+            filter.reported_by.as_str().into(),
         ];
         let (records, next) =
             fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;

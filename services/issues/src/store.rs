@@ -331,6 +331,8 @@ pub struct IssueFilter {
     pub title_contains: String,
     /// A resident's view: only their household's issues and those of no household.
     pub household_id: String,
+    /// Only issues this household reported.
+    pub reported_by: String,
 }
 
 /// What one supervision sweep did.

@@ -153,18 +153,48 @@ pub(crate) async fn list_deliveries(
 ) -> Resp<pb::ListDeliveriesResponse> {
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let batch = parse_id("batch_id", &r.batch_id)?;
-    api.in_reach(actor, Owned::Batch, &batch).await?;
     let status = optional_enum("status", r.status, DeliveryStatus::from_proto)?;
     let cadre = parse_opt_id("cadre_id", &r.cadre_id)?.unwrap_or_default();
+    let household = parse_opt_id("household_id", &r.household_id)?.unwrap_or_default();
+    let of = if r.batch_id.is_empty() && !household.is_empty() {
+        // A household's deliveries across batches, within the caller's communities.
+        DeliveriesOf::Household {
+            community_id: actor.community_filter("community_id", "")?,
+            household_id: household,
+        }
+    } else {
+        let batch = parse_id("batch_id", &r.batch_id)?;
+        api.in_reach(actor, Owned::Batch, &batch).await?;
+        let community_id = api.store.batch(&batch).await?.community_id;
+        DeliveriesOf::Batch {
+            community_id,
+            batch_id: batch,
+            household_id: household,
+        }
+    };
     let (deliveries, next_page_token) = api
         .store
-        .list_deliveries(&batch, status, &cadre, &page)
+        .list_deliveries(&of, status, &cadre, &page)
         .await?;
     Ok(Response::new(pb::ListDeliveriesResponse {
         deliveries,
         next_page_token,
     }))
+}
+
+/// Which deliveries a list is of.
+pub enum DeliveriesOf {
+    /// One batch's (in its community), optionally to one household.
+    Batch {
+        community_id: String,
+        batch_id: String,
+        household_id: String,
+    },
+    /// Every delivery to a household, in one community ("" for county-wide callers).
+    Household {
+        community_id: String,
+        household_id: String,
+    },
 }
 
 impl Store {
@@ -502,21 +532,32 @@ impl Store {
 
     pub async fn list_deliveries(
         &self,
-        batch_id: &str,
+        of: &DeliveriesOf,
         status: Option<DeliveryStatus>,
         cadre_id: &str,
         page: &PageRequest,
     ) -> Result<(Vec<pb::Delivery>, String)> {
-        let batch = self.batch(batch_id).await?;
+        let (community_id, batch_id, household_id) = match of {
+            DeliveriesOf::Batch {
+                community_id,
+                batch_id,
+                household_id,
+            } => (community_id, batch_id.as_str(), household_id),
+            DeliveriesOf::Household {
+                community_id,
+                household_id,
+            } => (community_id, "", household_id),
+        };
         let sql = format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE community_id = $1 AND batch_id = $2 AND ($3 = '' OR status = $3) AND ($4 = '' OR cadre_id = $4) \
-             AND id > $5 ORDER BY id LIMIT $6"
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR batch_id = $2) AND ($3 = '' OR status = $3) \
+             AND ($4 = '' OR cadre_id = $4) AND ($5 = '' OR household_id = $5) AND id > $6 ORDER BY id LIMIT $7"
         );
         let binds = vec![
-            batch.community_id.as_str().into(),
+            community_id.as_str().into(),
             batch_id.into(),
             status.map_or("", DeliveryStatus::as_str).into(),
             cadre_id.into(),
+            household_id.as_str().into(),
         ];
         let (mut list, next) =
             fetch_page(&self.db, &sql, binds, page, delivery_from_row, |d| &d.id).await?;

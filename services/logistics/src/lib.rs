@@ -40,6 +40,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "logistics/0001_logistics",
         sql: include_str!("../migrations/0001_logistics.sql"),
     });
+    all.push(Migration {
+        id: "logistics/0002_deliveries_by_household",
+        sql: include_str!("../migrations/0002_deliveries_by_household.sql"),
+    });
     all
 }
 
