@@ -1,0 +1,592 @@
+//! `GatewayService`: the views people work from, each assembled from the
+//! services concurrently. Every part is asked with the caller's own token
+//! (so each service authorizes it where its records live) and has its own
+//! deadline; a part that fails or is late is left out and named in
+//! `missing`, so a view always answers in time with what could be had.
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+use linli_core::{Actor, Error};
+use linli_proto::gateway::v1 as pb;
+use linli_proto::gateway::v1::gateway_service_server::GatewayService;
+use linli_proto::issues::v1 as ipb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+use linli_proto::logistics::v1 as lpb;
+use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+use linli_proto::people::v1 as ppb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+
+use crate::backend::Backend;
+use crate::policy::POLICY;
+
+pub struct ViewsApi {
+    pub(crate) people: Backend,
+    pub(crate) issues: Backend,
+    pub(crate) logistics: Backend,
+    pub(crate) part_timeout: Duration,
+}
+
+type Resp<T> = Result<Response<T>, Status>;
+type Part<T> = Result<T, pb::MissingPart>;
+
+/// How many communities the county overview asks about at once, per service.
+const OVERVIEW_CONCURRENCY: usize = 16;
+/// Visits shown on a household profile.
+const RECENT_VISITS: usize = 10;
+
+/// A gRPC code as its canonical name, e.g. `DEADLINE_EXCEEDED`.
+fn code_name(code: Code) -> String {
+    let camel = format!("{code:?}");
+    let mut out = String::new();
+    for (i, ch) in camel.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+fn missing(part: &str, status: &Status) -> pb::MissingPart {
+    pb::MissingPart {
+        part: part.to_owned(),
+        code: code_name(status.code()),
+        reason: status.message().to_owned(),
+    }
+}
+
+/// Keeps a part that came, noting one that did not.
+fn take<T>(missing: &mut Vec<pb::MissingPart>, part: Part<T>) -> Option<T> {
+    part.map_err(|m| missing.push(m)).ok()
+}
+
+impl ViewsApi {
+    fn people(&self) -> PeopleServiceClient<Backend> {
+        PeopleServiceClient::new(self.people.clone())
+    }
+    fn issues(&self) -> IssuesServiceClient<Backend> {
+        IssuesServiceClient::new(self.issues.clone())
+    }
+    fn logistics(&self) -> LogisticsServiceClient<Backend> {
+        LogisticsServiceClient::new(self.logistics.clone())
+    }
+
+    /// A request to a service on the caller's behalf, with the part's deadline.
+    fn req<M>(&self, actor: &Actor, msg: M) -> Request<M> {
+        let mut req = actor.request(msg);
+        req.set_timeout(self.part_timeout);
+        req
+    }
+
+    /// One part of a view, given at most the part deadline.
+    async fn part<R>(
+        &self,
+        name: &str,
+        call: impl Future<Output = Result<Response<R>, Status>>,
+    ) -> Part<R> {
+        match tokio::time::timeout(self.part_timeout, call).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(missing(name, &status)),
+            Err(_) => Err(missing(
+                name,
+                &Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    self.part_timeout.as_millis()
+                )),
+            )),
+        }
+    }
+
+    /// Stock at each of a community's depots.
+    async fn stock(
+        &self,
+        actor: &Actor,
+        community_id: &str,
+    ) -> Result<Response<Vec<lpb::StockLevel>>, Status> {
+        let depots = self
+            .logistics()
+            .list_depots(self.req(
+                actor,
+                lpb::ListDepotsRequest {
+                    community_id: community_id.to_owned(),
+                    page_size: 100,
+                    page_token: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .depots;
+        let levels = futures_util::future::try_join_all(depots.iter().map(|d| {
+            let mut client = self.logistics();
+            let req = self.req(
+                actor,
+                lpb::GetStockRequest {
+                    depot_id: d.id.clone(),
+                },
+            );
+            async move { client.get_stock(req).await.map(|r| r.into_inner().levels) }
+        }))
+        .await?;
+        Ok(Response::new(levels.into_iter().flatten().collect()))
+    }
+
+    /// Every community of the county, in the order of the place tree.
+    async fn communities(&self, actor: &Actor) -> Result<Response<Vec<ppb::Place>>, Status> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .people()
+                .list_places(self.req(
+                    actor,
+                    ppb::ListPlacesRequest {
+                        kind: ppb::PlaceKind::Community as i32,
+                        page_size: 500,
+                        page_token,
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            all.extend(page.places);
+            if page.next_page_token.is_empty() {
+                return Ok(Response::new(all));
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// One figure for every community from one service, asked a few at a time;
+    /// the failures come back as one missing part naming how many failed.
+    async fn per_community<R, F, Fut>(
+        &self,
+        name: &str,
+        communities: &[String],
+        ask: F,
+    ) -> (Vec<Option<R>>, Option<pb::MissingPart>)
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let all = futures_util::stream::iter(communities.iter().cloned().map(&ask))
+            .buffered(OVERVIEW_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let results = match tokio::time::timeout(self.part_timeout, all).await {
+            Ok(results) => results,
+            Err(_) => {
+                let late = Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    self.part_timeout.as_millis()
+                ));
+                return (
+                    communities.iter().map(|_| None).collect(),
+                    Some(missing(name, &late)),
+                );
+            }
+        };
+        let mut failed = 0;
+        let mut first: Option<Status> = None;
+        let out = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(resp) => Some(resp.into_inner()),
+                Err(s) => {
+                    failed += 1;
+                    first.get_or_insert(s);
+                    None
+                }
+            })
+            .collect();
+        let gap = first.map(|s| {
+            let mut m = missing(name, &s);
+            m.reason = format!(
+                "{failed} of {} communities: {}",
+                communities.len(),
+                m.reason
+            );
+            m
+        });
+        (out, gap)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchCommunityResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GatewayService for ViewsApi {
+    async fn get_community_dashboard(
+        &self,
+        req: Request<pb::GetCommunityDashboardRequest>,
+    ) -> Resp<pb::GetCommunityDashboardResponse> {
+        let actor = POLICY.allow("GetCommunityDashboard", &req)?;
+        let asked = req.into_inner().community_id;
+        let community_id = actor.community_filter("community_id", &asked)?;
+        if community_id.is_empty() {
+            return Err(Error::required("community_id").into());
+        }
+        let c = || community_id.clone();
+        let a = &actor;
+        let (people, compliance, attendance, issues, stats, overdue, logistics, report, stock) = tokio::join!(
+            self.part("people.summary", async {
+                self.people()
+                    .get_community_summary(
+                        self.req(a, ppb::GetCommunitySummaryRequest { community_id: c() }),
+                    )
+                    .await
+            }),
+            self.part("people.visit_compliance", async {
+                self.people()
+                    .get_compliance_report(self.req(
+                        a,
+                        ppb::GetComplianceReportRequest {
+                            community_id: c(),
+                            as_of: None,
+                            overdue_only: true,
+                        },
+                    ))
+                    .await
+            }),
+            self.part("people.attendance", async {
+                self.people()
+                    .get_attendance_report(self.req(
+                        a,
+                        ppb::GetAttendanceReportRequest {
+                            community_id: c(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+            self.part("issues.summary", async {
+                self.issues()
+                    .get_community_summary(
+                        self.req(a, ipb::GetCommunitySummaryRequest { community_id: c() }),
+                    )
+                    .await
+            }),
+            self.part("issues.statistics", async {
+                self.issues()
+                    .get_statistics(self.req(
+                        a,
+                        ipb::GetStatisticsRequest {
+                            community_id: c(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+            self.part("issues.overdue", async {
+                self.issues()
+                    .list_overdue_issues(self.req(
+                        a,
+                        ipb::ListOverdueIssuesRequest {
+                            community_id: c(),
+                            as_of: None,
+                        },
+                    ))
+                    .await
+            }),
+            self.part("logistics.summary", async {
+                self.logistics()
+                    .get_community_summary(
+                        self.req(a, lpb::GetCommunitySummaryRequest { community_id: c() }),
+                    )
+                    .await
+            }),
+            self.part("logistics.report", async {
+                self.logistics()
+                    .get_community_report(self.req(
+                        a,
+                        lpb::GetCommunityReportRequest {
+                            community_id: c(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+            self.part("logistics.stock", self.stock(a, &community_id)),
+        );
+        // The community itself is people's: if people says there is none, there is none.
+        if let Err(m) = &people
+            && m.code == "NOT_FOUND"
+        {
+            return Err(Error::not_found("community", &community_id).into());
+        }
+        let mut gaps = Vec::new();
+        let people = take(&mut gaps, people);
+        let resp = pb::GetCommunityDashboardResponse {
+            community_name: people
+                .as_ref()
+                .and_then(|p| p.community.as_ref())
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            community_id,
+            people,
+            visit_compliance: take(&mut gaps, compliance),
+            attendance: take(&mut gaps, attendance),
+            issues: take(&mut gaps, issues),
+            issue_statistics: take(&mut gaps, stats),
+            overdue_issues: take(&mut gaps, overdue)
+                .map(|o| o.issues)
+                .unwrap_or_default(),
+            logistics: take(&mut gaps, logistics),
+            logistics_report: take(&mut gaps, report),
+            stock: take(&mut gaps, stock).unwrap_or_default(),
+            missing: gaps,
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn get_household_profile(
+        &self,
+        req: Request<pb::GetHouseholdProfileRequest>,
+    ) -> Resp<pb::GetHouseholdProfileResponse> {
+        let actor = POLICY.allow("GetHouseholdProfile", &req)?;
+        let asked = req.into_inner().household_id;
+        let household_id = match (asked.is_empty(), &actor.household) {
+            (true, Some(own)) => own.clone(),
+            (true, None) => return Err(Error::required("household_id").into()),
+            (false, _) => {
+                actor.check_household(&asked)?;
+                asked
+            }
+        };
+        let h = || household_id.clone();
+        let a = &actor;
+        let (household, visits, issues, deliveries) = tokio::join!(
+            self.part("people.household", async {
+                self.people()
+                    .get_household(self.req(
+                        a,
+                        ppb::GetHouseholdRequest {
+                            household_id: h(),
+                            view: ppb::ResidentView::Masked as i32,
+                        },
+                    ))
+                    .await
+            }),
+            self.part("people.visits", async {
+                self.people()
+                    .list_visits(self.req(
+                        a,
+                        ppb::ListVisitsRequest {
+                            household_id: h(),
+                            page_size: 500,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+            self.part("issues.issues", async {
+                self.issues()
+                    .list_issues(self.req(
+                        a,
+                        ipb::ListIssuesRequest {
+                            household_id: h(),
+                            page_size: 100,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+            self.part("logistics.deliveries", async {
+                self.logistics()
+                    .list_deliveries(self.req(
+                        a,
+                        lpb::ListDeliveriesRequest {
+                            household_id: h(),
+                            page_size: 100,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+        );
+        if let Err(m) = &household
+            && m.code == "NOT_FOUND"
+        {
+            return Err(Error::not_found("household", &household_id).into());
+        }
+        let mut gaps = Vec::new();
+        let household = take(&mut gaps, household);
+        let mut recent_visits = take(&mut gaps, visits)
+            .map(|v| v.visits)
+            .unwrap_or_default();
+        recent_visits.sort_by_key(|v| std::cmp::Reverse(v.at.map(|t| (t.seconds, t.nanos))));
+        recent_visits.truncate(RECENT_VISITS);
+        // The other services keep no household list: a household another
+        // community owns is NOT_FOUND by people, and nothing else is shown.
+        let resp = pb::GetHouseholdProfileResponse {
+            household,
+            recent_visits,
+            issues: take(&mut gaps, issues)
+                .map(|i| i.issues)
+                .unwrap_or_default(),
+            deliveries: take(&mut gaps, deliveries)
+                .map(|d| d.deliveries)
+                .unwrap_or_default(),
+            missing: gaps,
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn get_county_overview(
+        &self,
+        req: Request<pb::GetCountyOverviewRequest>,
+    ) -> Resp<pb::GetCountyOverviewResponse> {
+        let actor = POLICY.allow("GetCountyOverview", &req)?;
+        let a = &actor;
+        let mut gaps = Vec::new();
+        let (places, ranking) = tokio::join!(
+            self.part("people.communities", self.communities(a)),
+            self.part("issues.ranking", async {
+                self.issues()
+                    .get_ranking(self.req(
+                        a,
+                        ipb::GetRankingRequest {
+                            scope: ipb::RankingScope::Community as i32,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+        );
+        let places = take(&mut gaps, places).unwrap_or_default();
+        let ranking = take(&mut gaps, ranking)
+            .map(|r| r.entries)
+            .unwrap_or_default();
+        let ids: Vec<String> = places.iter().map(|p| p.id.clone()).collect();
+        let ((people, p_gap), (issues, i_gap), (logistics, l_gap)) = tokio::join!(
+            self.per_community("people.summaries", &ids, |community_id| {
+                let mut c = self.people();
+                let req = self.req(a, ppb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+            self.per_community("issues.summaries", &ids, |community_id| {
+                let mut c = self.issues();
+                let req = self.req(a, ipb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+            self.per_community("logistics.summaries", &ids, |community_id| {
+                let mut c = self.logistics();
+                let req = self.req(a, lpb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+        );
+        gaps.extend([p_gap, i_gap, l_gap].into_iter().flatten());
+        let communities = places
+            .into_iter()
+            .zip(people)
+            .zip(issues)
+            .zip(logistics)
+            .map(
+                |(((place, people), issues), logistics)| pb::CommunityFigures {
+                    community_id: place.id,
+                    name: place.name,
+                    people,
+                    issues,
+                    logistics,
+                },
+            )
+            .collect();
+        Ok(Response::new(pb::GetCountyOverviewResponse {
+            missing: gaps,
+            communities,
+            ranking,
+        }))
+    }
+
+    type WatchCommunityStream = WatchStream;
+
+    async fn watch_community(
+        &self,
+        req: Request<pb::WatchCommunityRequest>,
+    ) -> Resp<Self::WatchCommunityStream> {
+        let actor = POLICY.allow("WatchCommunity", &req)?;
+        let r = req.into_inner();
+        let community_id = actor.community_filter("community_id", &r.community_id)?;
+        if community_id.is_empty() {
+            return Err(Error::required("community_id").into());
+        }
+        let cursor = Cursor::parse(&r.after_cursor)?;
+        // No deadline: the stream lives as long as the caller watches.
+        let upstream = self
+            .issues()
+            .watch_issues(actor.request(ipb::WatchIssuesRequest {
+                community_id,
+                after_seq: cursor.issues,
+            }))
+            .await?
+            .into_inner();
+        let stream = upstream.map(|item| {
+            item.map(|resp| {
+                let event = resp.event.unwrap_or_default();
+                pb::WatchCommunityResponse {
+                    cursor: Cursor { issues: event.seq }.to_string(),
+                    event: Some(pb::watch_community_response::Event::Issue(event)),
+                }
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Where a watcher is in each source's stream. Written `issues:<seq>`, so
+/// that further sources can be added to it without breaking saved cursors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cursor {
+    issues: i64,
+}
+
+impl Cursor {
+    fn parse(s: &str) -> Result<Cursor, Status> {
+        let mut cursor = Cursor::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let bad = || Error::invalid("after_cursor", "is not a cursor this stream gave");
+            let (source, seq) = part.split_once(':').ok_or_else(bad)?;
+            let seq: i64 = seq.parse().map_err(|_| bad())?;
+            match source {
+                "issues" if seq >= 0 => cursor.issues = seq,
+                _ => return Err(bad().into()),
+            }
+        }
+        Ok(cursor)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "issues:{}", self.issues)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_names_are_canonical() {
+        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
+        assert_eq!(code_name(Code::Unavailable), "UNAVAILABLE");
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor { issues: 42 };
+        assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
+        assert_eq!(Cursor::parse("").unwrap(), Cursor::default());
+        for bad in ["42", "issues:x", "issues:-1", "other:1", "issues"] {
+            assert_eq!(
+                Cursor::parse(bad).unwrap_err().code(),
+                Code::InvalidArgument,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The gateway in front of the three services: login, the whole API through
+//! one address, the aggregated views when a service is up, down and back,
+//! replicas, and the live event stream.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, Suite, with_token};
+use linli_core::testing::Backend;
+use linli_proto::gateway::v1 as pb;
+use linli_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use linli_proto::issues::v1 as ipb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+use linli_proto::logistics::v1 as lpb;
+use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+use linli_proto::people::v1 as ppb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn views(s: &Suite) -> GatewayServiceClient<Channel> {
+    GatewayServiceClient::new(s.channel())
+}
+
+async fn dashboard(
+    s: &Suite,
+    token: &str,
+) -> Result<pb::GetCommunityDashboardResponse, tonic::Status> {
+    views(s)
+        .get_community_dashboard(with_token(
+            pb::GetCommunityDashboardRequest::default(),
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn login_err(s: &Suite, username: &str, password: &str) -> tonic::Status {
+    s.auth()
+        .login(pb::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .expect_err("login should fail")
+}
+
+#[tokio::test]
+async fn login_gives_tokens_the_services_accept_and_refresh_rotates() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let worker = s.login("wujing").await;
+    let id = worker.identity.clone().unwrap();
+    assert_eq!(id.role, ppb::AccountRole::CommunityWorker as i32);
+    assert!(!id.community_id.is_empty());
+    assert!(worker.expires_in_seconds > 0 && worker.expires_in_seconds <= 3600);
+
+    // The access token is what each service verifies, reached through the gateway.
+    let mut people = PeopleServiceClient::new(s.channel());
+    let households = people
+        .list_households(with_token(
+            ppb::ListHouseholdsRequest {
+                community_id: id.community_id.clone(),
+                ..Default::default()
+            },
+            &worker.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .households;
+    assert!(!households.is_empty());
+    assert!(households.iter().all(|h| h.community_id == id.community_id));
+
+    // A resident's token carries their household.
+    let resident = s.login("chengguilan").await.identity.unwrap();
+    assert!(!resident.household_id.is_empty());
+
+    // Refresh: a new pair; the old refresh token is spent.
+    let refreshed = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: worker.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_ne!(refreshed.refresh_token, worker.refresh_token);
+    assert_eq!(refreshed.identity.unwrap().account_id, id.account_id);
+
+    // Reusing the spent token is refused, and revokes the whole login: the new one too.
+    let reuse = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: worker.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reuse.code(), Code::Unauthenticated, "{reuse:?}");
+    let after_reuse = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: refreshed.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(after_reuse.code(), Code::Unauthenticated);
+
+    // Logout revokes: the refresh token no longer works; logging out again is fine.
+    let fresh = s.login("wujing").await;
+    s.auth()
+        .logout(pb::LogoutRequest {
+            refresh_token: fresh.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    let after_logout = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: fresh.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(after_logout.code(), Code::Unauthenticated);
+    s.auth()
+        .logout(pb::LogoutRequest {
+            refresh_token: fresh.refresh_token,
+        })
+        .await
+        .unwrap();
+    let garbage = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn wrong_user_and_wrong_password_answer_alike_then_slow_then_lock() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.throttle.slow_after = 2;
+        settings.throttle.step = Duration::from_millis(300);
+        settings.throttle.lock_after = 4;
+        settings.throttle.address_factor = 10;
+    })
+    .await;
+    let wrong_password = login_err(&s, "wujing", "not-the-password").await;
+    let no_such_user = login_err(&s, "nobody-here", PASSWORD).await;
+    assert_eq!(wrong_password.code(), Code::Unauthenticated);
+    assert_eq!(no_such_user.code(), Code::Unauthenticated);
+    assert_eq!(wrong_password.message(), no_such_user.message());
+
+    // The second failure for wujing; the third attempt waits first.
+    login_err(&s, "wujing", "still-wrong").await;
+    let started = Instant::now();
+    login_err(&s, "wujing", "still-wrong").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the attempt after two failures is delayed"
+    );
+    login_err(&s, "wujing", "still-wrong").await;
+    // Four failures: even the right password is refused for a while, saying so.
+    let locked = login_err(&s, "wujing", PASSWORD).await;
+    assert_eq!(locked.code(), Code::ResourceExhausted, "{locked:?}");
+    assert!(locked.message().contains("try again"), "{locked:?}");
+    // Other users are not locked out by it.
+    s.login("ruanxf").await;
+    // Bad input is a clear error, not a failed login.
+    let empty = login_err(&s, "", PASSWORD).await;
+    assert_eq!(empty.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn every_service_through_one_address() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let admin = s.login("admin").await.access_token;
+    let places = PeopleServiceClient::new(s.channel())
+        .list_places(with_token(ppb::ListPlacesRequest::default(), &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .places;
+    assert!(places.iter().any(|p| p.name == "双泉社区"));
+    let issues = IssuesServiceClient::new(s.channel())
+        .list_issues(with_token(ipb::ListIssuesRequest::default(), &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .issues;
+    assert!(!issues.is_empty());
+    let items = LogisticsServiceClient::new(s.channel())
+        .list_items(with_token(lpb::ListItemsRequest::default(), &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(!items.is_empty());
+
+    // The services still decide: no token is UNAUTHENTICATED, through the gateway too.
+    let bare = IssuesServiceClient::new(s.channel())
+        .list_issues(ipb::ListIssuesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bare.code(), Code::Unauthenticated);
+    let bare = views(&s)
+        .get_community_dashboard(pb::GetCommunityDashboardRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bare.code(), Code::Unauthenticated);
+
+    // Health reports every service the gateway serves.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel());
+    for name in [
+        "linli.gateway.v1.GatewayService",
+        "linli.gateway.v1.AuthService",
+        "linli.people.v1.PeopleService",
+        "linli.issues.v1.IssuesService",
+        "linli.logistics.v1.LogisticsService",
+    ] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: name.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{name} is SERVING");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_served() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let s = Suite::start(Backend::Sqlite).await;
+    let mut client = ServerReflectionClient::new(s.channel());
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("not a list: {resp:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for name in [
+        "linli.gateway.v1.GatewayService",
+        "linli.gateway.v1.AuthService",
+        "linli.people.v1.PeopleService",
+        "linli.issues.v1.IssuesService",
+        "linli.logistics.v1.LogisticsService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} missing from {names:?}"
+        );
+    }
+}
+
+async fn views_are_whole_for_a_worker_and_kept_to_their_reach(backend: Backend) {
+    let s = Suite::start(backend).await;
+    let worker = s.login("wujing").await;
+    let d = dashboard(&s, &worker.access_token).await.unwrap();
+    assert!(d.missing.is_empty(), "{:?}", d.missing);
+    assert_eq!(d.community_name, "双泉社区");
+    let people = d.people.unwrap();
+    assert!(people.households > 0 && people.residents > 0);
+    assert!(d.issues.unwrap().open_issues > 0);
+    assert!(d.issue_statistics.unwrap().total > 0);
+    assert!(d.logistics.is_some() && d.logistics_report.is_some());
+    assert!(d.visit_compliance.is_some() && d.attendance.is_some());
+    assert!(!d.stock.is_empty());
+
+    // Another community's dashboard is NOT_FOUND to a worker; a county supervisor sees it.
+    let other = views(&s)
+        .get_community_dashboard(with_token(
+            pb::GetCommunityDashboardRequest {
+                community_id: "0190c0de-0000-7000-8000-000000000000".into(),
+            },
+            &worker.access_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    let supervisor = s.login("supervisor").await.access_token;
+    let asked = views(&s)
+        .get_community_dashboard(with_token(
+            pb::GetCommunityDashboardRequest {
+                community_id: d.community_id.clone(),
+            },
+            &supervisor,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asked.community_name, "双泉社区");
+
+    // The county overview is for county roles.
+    let overview = views(&s)
+        .get_county_overview(with_token(pb::GetCountyOverviewRequest {}, &supervisor))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(overview.missing.is_empty(), "{:?}", overview.missing);
+    let shuangquan = overview
+        .communities
+        .iter()
+        .find(|c| c.name == "双泉社区")
+        .expect("the demo community");
+    assert!(
+        shuangquan.people.is_some()
+            && shuangquan.issues.is_some()
+            && shuangquan.logistics.is_some()
+    );
+    assert!(!overview.ranking.is_empty());
+    let denied = views(&s)
+        .get_county_overview(with_token(
+            pb::GetCountyOverviewRequest {},
+            &worker.access_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // A resident's profile is their own household; another household is NOT_FOUND.
+    let resident = s.login("chengguilan").await;
+    let own = resident.identity.unwrap().household_id;
+    let profile = views(&s)
+        .get_household_profile(with_token(
+            pb::GetHouseholdProfileRequest::default(),
+            &resident.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let household = profile.household.unwrap();
+    assert_eq!(household.household.unwrap().id, own);
+    assert!(!household.residents.is_empty());
+    assert!(
+        profile
+            .issues
+            .iter()
+            .all(|i| i.household_id == own || i.household_id.is_empty())
+    );
+    let someone_else = d
+        .visit_compliance
+        .iter()
+        .flat_map(|c| c.entries.iter())
+        .map(|e| e.household_id.clone())
+        .find(|h| *h != own);
+    if let Some(h) = someone_else {
+        let refused = views(&s)
+            .get_household_profile(with_token(
+                pb::GetHouseholdProfileRequest { household_id: h },
+                &resident.access_token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound);
+    }
+    // A worker sees the same household whole, with visits and deliveries parts.
+    let seen = views(&s)
+        .get_household_profile(with_token(
+            pb::GetHouseholdProfileRequest {
+                household_id: own.clone(),
+            },
+            &worker.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(seen.missing.is_empty(), "{:?}", seen.missing);
+}
+
+#[tokio::test]
+async fn views_on_sqlite() {
+    views_are_whole_for_a_worker_and_kept_to_their_reach(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn views_on_postgres() {
+    views_are_whole_for_a_worker_and_kept_to_their_reach(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_service_down_leaves_the_dashboard_partial_in_time_and_whole_when_back() {
+    let part_timeout = Duration::from_millis(800);
+    let mut s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.part_timeout = part_timeout;
+    })
+    .await;
+    let token = s.login("wujing").await.access_token;
+    assert!(dashboard(&s, &token).await.unwrap().missing.is_empty());
+
+    s.stop_issues().await;
+    let started = Instant::now();
+    let partial = dashboard(&s, &token).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < part_timeout + Duration::from_millis(500),
+        "answered in {took:?}"
+    );
+    let parts: Vec<&str> = partial.missing.iter().map(|m| m.part.as_str()).collect();
+    assert_eq!(
+        parts,
+        ["issues.summary", "issues.statistics", "issues.overdue"],
+        "{:?}",
+        partial.missing
+    );
+    assert!(partial.missing.iter().all(|m| m.code == "UNAVAILABLE"));
+    assert!(partial.people.is_some() && partial.logistics.is_some());
+
+    // Back on the same address: whole again, with no gateway restart.
+    s.restart_issues().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = dashboard(&s, &token).await.unwrap();
+        if d.missing.is_empty() {
+            assert!(d.issues.is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "still partial: {:?}", d.missing);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn reads_keep_succeeding_when_one_of_two_replicas_dies() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let people_url = format!("http://{}", s.people.addr);
+    let second = linli_core::testing::TestServer::spawn(
+        common::issues_app(&s.issues_db, &people_url)
+            .await
+            .grpc_server(),
+    )
+    .await;
+    // A gateway in front of both replicas.
+    let db = linli_core::testing::TestDb::new(Backend::Sqlite).await;
+    let settings = linli_gateway::Settings::new(
+        &db.url,
+        &people_url,
+        &format!("http://{},http://{}", s.issues_addr, second.addr),
+        &format!("http://{}", s.logistics.addr),
+    )
+    .unwrap();
+    let app = linli_gateway::Application::build(settings, linli_core::testing::keys().clone())
+        .await
+        .unwrap();
+    let _jobs = app.spawn_jobs();
+    let gateway = linli_core::testing::TestServer::spawn(app.grpc_server()).await;
+    let token = s.login("wujing").await.access_token;
+    let mut issues = IssuesServiceClient::new(gateway.channel.clone());
+    let list = async |issues: &mut IssuesServiceClient<Channel>| {
+        issues
+            .list_issues(with_token(ipb::ListIssuesRequest::default(), &token))
+            .await
+    };
+    for _ in 0..4 {
+        list(&mut issues).await.unwrap();
+    }
+    second.stop().await;
+    let mut failures = 0;
+    for _ in 0..20 {
+        if list(&mut issues).await.is_err() {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 0, "reads failed after one replica died");
+}
+
+#[tokio::test]
+async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let worker = s.login("wujing").await;
+    let community = worker.identity.clone().unwrap().community_id;
+    let token = worker.access_token;
+    let watch = async |after: &str| {
+        views(&s)
+            .watch_community(with_token(
+                pb::WatchCommunityRequest {
+                    community_id: String::new(),
+                    after_cursor: after.into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // The history so far, then a disconnect after the first few events.
+    let mut stream = watch("").await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let e = stream.message().await.unwrap().unwrap();
+        seen.push(e);
+    }
+    drop(stream);
+    let cursor = seen.last().unwrap().cursor.clone();
+
+    // A new issue reported through the gateway while disconnected.
+    let reported = IssuesServiceClient::new(s.channel())
+        .report_issue(with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: "gateway-watch-test".into(),
+                community_id: community.clone(),
+                title: "路灯不亮".into(),
+                category: ipb::Category::Road as i32,
+                source: ipb::Source::Inspection as i32,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+
+    // Resumed: the next event is the one after the cursor, and the new issue comes.
+    let mut stream = watch(&cursor).await;
+    let mut last_seq = seen
+        .last()
+        .and_then(|e| e.event.as_ref())
+        .map(|pb::watch_community_response::Event::Issue(i)| i.seq)
+        .unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = stream.message().await.unwrap().unwrap();
+            let Some(pb::watch_community_response::Event::Issue(i)) = e.event else {
+                panic!("not an issue event");
+            };
+            assert_eq!(i.seq, last_seq + 1, "no gap, no repeat");
+            assert_eq!(i.community_id, community);
+            last_seq = i.seq;
+            if i.issue_id == reported.id {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "the new issue's event did not arrive");
+
+    // A cursor that is not one is refused.
+    let bad = views(&s)
+        .watch_community(with_token(
+            pb::WatchCommunityRequest {
+                community_id: String::new(),
+                after_cursor: "yesterday".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
