@@ -12,6 +12,8 @@ PEOPLE_DB=${PEOPLE_DATABASE_URL:-sqlite://data/people.db}
 ISSUES_DB=${ISSUES_DATABASE_URL:-sqlite://data/issues.db}
 LOGISTICS_ADDR=${LINLI_LOGISTICS_LISTEN:-127.0.0.1:50054}
 LOGISTICS_DB=${LOGISTICS_DATABASE_URL:-sqlite://data/logistics.db}
+GATEWAY_ADDR=${LINLI_GATEWAY_LISTEN:-127.0.0.1:50051}
+GATEWAY_DB=${GATEWAY_DATABASE_URL:-sqlite://data/gateway.db}
 
 pids=()
 stop() {
@@ -55,18 +57,26 @@ wait_for "$ISSUES_ADDR"
 pids+=($!)
 wait_for "$LOGISTICS_ADDR"
 
+"$BIN/linli-gateway" --database-url "$GATEWAY_DB" --listen "$GATEWAY_ADDR" \
+  --people-addr "http://$PEOPLE_ADDR" --issues-addr "http://$ISSUES_ADDR" --logistics-addr "http://$LOGISTICS_ADDR" serve &
+pids+=($!)
+wait_for "$GATEWAY_ADDR"
+
 cat <<EOT
 
 linli is running:
+  gateway    grpc://$GATEWAY_ADDR  (linli.gateway.v1.AuthService, GatewayService, and the three APIs below)
   people     grpc://$PEOPLE_ADDR  (linli.people.v1.PeopleService)
   issues     grpc://$ISSUES_ADDR  (linli.issues.v1.IssuesService)
   logistics  grpc://$LOGISTICS_ADDR  (linli.logistics.v1.LogisticsService)
   each also serves grpc.health.v1.Health and reflection.
 
-Every call needs a token (health and reflection do not). For example:
-  TOKEN=\$($BIN/linli-people --database-url $PEOPLE_DB token --role community_worker --community 双泉社区 2>/dev/null)
-  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer \$TOKEN" \\
-    --data '{"kind":"PLACE_KIND_COMMUNITY"}' http://$PEOPLE_ADDR/linli.people.v1.PeopleService/ListPlaces
+Log in at the gateway (demo accounts: admin, supervisor, wujing, ruanxf, chengguilan;
+password linli-demo-2021), then call anything there with the access token:
+  b() { npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge "\$@"; }
+  TOKEN=\$(b --data '{"username":"wujing","password":"linli-demo-2021"}' \\
+    http://$GATEWAY_ADDR/linli.gateway.v1.AuthService/Login | sed -n 's/.*"accessToken": "\\([^"]*\\)".*/\\1/p')
+  b -H "authorization: Bearer \$TOKEN" --data '{}' http://$GATEWAY_ADDR/linli.gateway.v1.GatewayService/GetCommunityDashboard
 Press Ctrl-C to stop.
 EOT
 wait "${pids[@]}"

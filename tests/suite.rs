@@ -1,5 +1,5 @@
-//! The suite as it is deployed: people, issues and logistics as separate
-//! processes from the built binaries, each with its own SQLite database,
+//! The suite as it is deployed: people, issues, logistics and the gateway as
+//! separate processes from the built binaries, each with its own SQLite database,
 //! seeded with the demo data the way `make run` does, talking only over gRPC.
 //!
 //! `make test` builds the binaries first (`cargo test --all-targets` builds
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use linli_proto::gateway::v1 as gpb;
 use linli_proto::issues::v1 as ipb;
 use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 use linli_proto::logistics::v1 as lpb;
@@ -351,7 +352,46 @@ async fn the_suite_runs_as_separate_processes() {
         "the issues service reconnects by itself"
     );
 
+    // The gateway in front: a login and the dashboard, through one address.
+    let gateway_db = dir.join("gateway.db");
+    let mut gateway = Service::start(
+        "linli-gateway",
+        &gateway_db,
+        &[
+            "--people-addr",
+            &format!("http://{}", people.addr),
+            "--issues-addr",
+            &format!("http://{}", issues.addr),
+            "--logistics-addr",
+            &format!("http://{}", logistics.addr),
+        ],
+    );
+    let gateway_channel = gateway.channel("linli.gateway.v1.GatewayService").await;
+    let session = gpb::auth_service_client::AuthServiceClient::new(gateway_channel.clone())
+        .login(gpb::LoginRequest {
+            username: "wujing".into(),
+            password: "linli-demo-2021".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let mut req = tonic::Request::new(gpb::GetCommunityDashboardRequest::default());
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", session.access_token).parse().unwrap(),
+    );
+    let dashboard = gpb::gateway_service_client::GatewayServiceClient::new(gateway_channel)
+        .get_community_dashboard(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dashboard.missing.is_empty(), "{:?}", dashboard.missing);
+    assert_eq!(dashboard.people.unwrap().residents, 1258);
+
     for (name, service) in [
+        ("gateway", &mut gateway),
         ("issues", &mut issues),
         ("logistics", &mut logistics),
         ("people", &mut people),
