@@ -222,6 +222,32 @@ pub async fn list(
     Ok((events, next))
 }
 
+/// A community's events after `after_seq` about records of the given kinds, in
+/// chain order: the change feed a watch streams.
+pub async fn events_after(
+    db: &Db,
+    community_id: &str,
+    after_seq: i64,
+    entities: &[&str],
+    limit: i64,
+) -> Result<Vec<AuditEvent>> {
+    let placeholders: Vec<String> = (0..entities.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE community_id = $1 AND seq > $2 AND entity IN ({}) \
+         ORDER BY seq LIMIT $3",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(community_id)
+        .bind(after_seq)
+        .bind(limit);
+    for e in entities {
+        q = q.bind(*e);
+    }
+    let rows = q.fetch_all(&db.pool).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
 /// Walks a community's chain from the start and reports the first broken link.
 pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
     let mut result = AuditVerification {

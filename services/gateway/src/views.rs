@@ -514,21 +514,37 @@ impl GatewayService for ViewsApi {
             return Err(Error::required("community_id").into());
         }
         let cursor = Cursor::parse(&r.after_cursor)?;
-        // No deadline: the stream lives as long as the caller watches.
-        let upstream = self
-            .issues()
-            .watch_issues(actor.request(ipb::WatchIssuesRequest {
-                community_id,
+        // No deadline: the streams live as long as the caller watches.
+        let (mut issues_client, mut logistics_client) = (self.issues(), self.logistics());
+        let (issues, logistics) = tokio::join!(
+            issues_client.watch_issues(actor.request(ipb::WatchIssuesRequest {
+                community_id: community_id.clone(),
                 after_seq: cursor.issues,
-            }))
-            .await?
-            .into_inner();
-        let stream = upstream.map(|item| {
-            item.map(|resp| {
-                let event = resp.event.unwrap_or_default();
+            })),
+            logistics_client.watch_logistics(actor.request(lpb::WatchLogisticsRequest {
+                community_id,
+                after_seq: cursor.logistics,
+            })),
+        );
+        use pb::watch_community_response::Event;
+        let issues = issues?
+            .into_inner()
+            .map(|item| item.map(|r| Event::Issue(r.event.unwrap_or_default())));
+        let logistics = logistics?
+            .into_inner()
+            .map(|item| item.map(|r| Event::Logistics(r.event.unwrap_or_default())));
+        // Each event's cursor holds both positions as of that event, so a
+        // reconnect resumes each source just after what the caller has seen.
+        let mut at = cursor;
+        let stream = tokio_stream::StreamExt::merge(issues, logistics).map(move |item| {
+            item.map(|event| {
+                match &event {
+                    Event::Issue(e) => at.issues = e.seq,
+                    Event::Logistics(e) => at.logistics = e.seq,
+                }
                 pb::WatchCommunityResponse {
-                    cursor: Cursor { issues: event.seq }.to_string(),
-                    event: Some(pb::watch_community_response::Event::Issue(event)),
+                    cursor: at.to_string(),
+                    event: Some(event),
                 }
             })
         });
@@ -536,11 +552,12 @@ impl GatewayService for ViewsApi {
     }
 }
 
-/// Where a watcher is in each source's stream. Written `issues:<seq>`, so
-/// that further sources can be added to it without breaking saved cursors.
+/// Where a watcher is in each source's stream, written `issues:<seq>,logistics:<seq>`
+/// (a source left out is at 0), so further sources can be added without breaking saved cursors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cursor {
     issues: i64,
+    logistics: i64,
 }
 
 impl Cursor {
@@ -552,6 +569,7 @@ impl Cursor {
             let seq: i64 = seq.parse().map_err(|_| bad())?;
             match source {
                 "issues" if seq >= 0 => cursor.issues = seq,
+                "logistics" if seq >= 0 => cursor.logistics = seq,
                 _ => return Err(bad().into()),
             }
         }
@@ -561,7 +579,7 @@ impl Cursor {
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "issues:{}", self.issues)
+        write!(f, "issues:{},logistics:{}", self.issues, self.logistics)
     }
 }
 
@@ -578,9 +596,19 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        let c = Cursor { issues: 42 };
+        let c = Cursor {
+            issues: 42,
+            logistics: 7,
+        };
         assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
         assert_eq!(Cursor::parse("").unwrap(), Cursor::default());
+        assert_eq!(
+            Cursor::parse("issues:3").unwrap(),
+            Cursor {
+                issues: 3,
+                logistics: 0
+            }
+        );
         for bad in ["42", "issues:x", "issues:-1", "other:1", "issues"] {
             assert_eq!(
                 Cursor::parse(bad).unwrap_err().code(),

@@ -15,6 +15,7 @@ use linli_proto::logistics::v1 as lpb;
 use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
 use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+use pb::watch_community_response::Event;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -501,15 +502,34 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
             .unwrap()
             .into_inner()
     };
-    // The history so far, then a disconnect after the first few events.
+    // The history so far, until events of both sources have come, then a disconnect.
     let mut stream = watch("").await;
-    let mut seen = Vec::new();
-    for _ in 0..3 {
+    let (mut last_issue, mut last_logistics) = (0, 0);
+    let mut cursor = String::new();
+    let mut read = 0;
+    while last_issue == 0 || last_logistics == 0 {
         let e = stream.message().await.unwrap().unwrap();
-        seen.push(e);
+        match e.event.unwrap() {
+            Event::Issue(i) => {
+                assert_eq!(i.seq, last_issue + 1, "issue events in order, none missed");
+                last_issue = i.seq;
+            }
+            Event::Logistics(l) => {
+                assert!(l.seq > last_logistics);
+                assert_eq!(l.community_id, community);
+                assert!(["batch", "delivery", "stock_movement"].contains(&l.entity.as_str()));
+                last_logistics = l.seq;
+            }
+        }
+        cursor = e.cursor;
+        read += 1;
+        assert!(read < 5000, "both sources within the history");
     }
     drop(stream);
-    let cursor = seen.last().unwrap().cursor.clone();
+    assert_eq!(
+        cursor,
+        format!("issues:{last_issue},logistics:{last_logistics}")
+    );
 
     // A new issue reported through the gateway while disconnected.
     let reported = IssuesServiceClient::new(s.channel())
@@ -530,24 +550,24 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
         .issue
         .unwrap();
 
-    // Resumed: the next event is the one after the cursor, and the new issue comes.
+    // Resumed: each source continues just after the cursor, and the new issue comes.
     let mut stream = watch(&cursor).await;
-    let mut last_seq = seen
-        .last()
-        .and_then(|e| e.event.as_ref())
-        .map(|pb::watch_community_response::Event::Issue(i)| i.seq)
-        .unwrap();
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let e = stream.message().await.unwrap().unwrap();
-            let Some(pb::watch_community_response::Event::Issue(i)) = e.event else {
-                panic!("not an issue event");
-            };
-            assert_eq!(i.seq, last_seq + 1, "no gap, no repeat");
-            assert_eq!(i.community_id, community);
-            last_seq = i.seq;
-            if i.issue_id == reported.id {
-                return;
+            match e.event.unwrap() {
+                Event::Issue(i) => {
+                    assert_eq!(i.seq, last_issue + 1, "no gap, no repeat");
+                    assert_eq!(i.community_id, community);
+                    last_issue = i.seq;
+                    if i.issue_id == reported.id {
+                        return;
+                    }
+                }
+                Event::Logistics(l) => {
+                    assert!(l.seq > last_logistics, "no repeat");
+                    last_logistics = l.seq;
+                }
             }
         }
     })

@@ -13,7 +13,9 @@ use linli_proto::logistics::v1::logistics_service_server::LogisticsService;
 use crate::domain::{self};
 use crate::policy::POLICY;
 use crate::store::{Lines, Owned, Store};
-use crate::{batches, checkpoint_log, checkpoints, funds, purchases, reports, schedules, stock};
+use crate::{
+    batches, checkpoint_log, checkpoints, funds, purchases, reports, schedules, stock, watch,
+};
 
 pub(crate) type Resp<T> = std::result::Result<Response<T>, Status>;
 
@@ -408,6 +410,16 @@ impl LogisticsService for LogisticsApi {
     ) -> Resp<pb::GetCommunitySummaryResponse> {
         let actor = POLICY.allow("GetCommunitySummary", &req)?;
         reports::get_community_summary(self, &actor, req).await
+    }
+
+    type WatchLogisticsStream = watch::WatchStream;
+
+    async fn watch_logistics(
+        &self,
+        req: Request<pb::WatchLogisticsRequest>,
+    ) -> Resp<Self::WatchLogisticsStream> {
+        let actor = POLICY.allow("WatchLogistics", &req)?;
+        watch::watch_logistics(self, &actor, req).await
     }
 
     async fn list_audit_events(

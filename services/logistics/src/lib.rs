@@ -18,6 +18,7 @@ pub mod seed;
 mod settings;
 mod stock;
 pub mod store;
+mod watch;
 
 use std::time::Duration;
 

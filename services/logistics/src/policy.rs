@@ -54,6 +54,7 @@ pub static POLICY: Policy = Policy {
         Rule::new("GetFundsBalance", OVERSIGHT, Community),
         Rule::new("GetCommunityReport", STAFF, Community),
         Rule::new("GetCommunitySummary", STAFF, Community),
+        Rule::new("WatchLogistics", STAFF, Community),
         Rule::new("ListAuditEvents", OVERSIGHT, Community),
         Rule::new("VerifyAuditTrail", OVERSIGHT, Community),
     ],

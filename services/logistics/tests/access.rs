@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use linli_core::testing::matrix::{Side, callers, forgeries, walk};
-use linli_core::testing::{Backend, with_token};
+use linli_core::testing::{Backend, TestDb, TestServer, with_token};
 use linli_proto::logistics::v1 as pb;
 use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
 use linli_proto::people::v1 as ppb;
@@ -474,6 +474,22 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
                 ..Default::default()
             }
         ),
+        "WatchLogistics" => {
+            let mut stream = c
+                .watch_logistics(with_token(
+                    pb::WatchLogisticsRequest {
+                        community_id: community(),
+                        after_seq: 0,
+                    },
+                    token,
+                ))
+                .await?
+                .into_inner();
+            // The first change of the history: it must be of the asked community.
+            let first =
+                tokio::time::timeout(std::time::Duration::from_secs(2), stream.message()).await;
+            Ok(format!("{first:?}"))
+        }
         "GetCommunitySummary" => send!(
             get_community_summary,
             pb::GetCommunitySummaryRequest {
@@ -498,6 +514,17 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
 }
 
 async fn every_rpc_every_role_both_communities(backend: Backend) {
+    matrix(backend, false).await;
+}
+
+/// The same matrix through the gateway: it forwards the caller's token, and
+/// the service's answers reach the caller unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_every_role_through_the_gateway() {
+    matrix(Backend::Sqlite, true).await;
+}
+
+async fn matrix(backend: Backend, via_gateway: bool) {
     let mut h = Harness::start(backend).await;
     let item = h.item("鸡蛋", "个").await;
     // The other community needs a household and a registered cadre of its own.
@@ -546,13 +573,41 @@ async fn every_rpc_every_role_both_communities(backend: Backend) {
     let foreign = other.ids();
 
     let callers = callers(&own.community, &own.cadre, &own.household);
+    let gateway_db = TestDb::new(Backend::Sqlite).await;
+    let gateway = match via_gateway {
+        true => Some(
+            TestServer::spawn(
+                linli_gateway::Application::in_front_of(
+                    &gateway_db.url,
+                    &format!("http://{}", h.people_server.as_ref().unwrap().addr),
+                    "http://127.0.0.1:9",
+                    &format!("http://{}", h.server.addr),
+                    linli_core::testing::keys().clone(),
+                )
+                .await
+                .unwrap()
+                .grpc_server(),
+            )
+            .await,
+        ),
+        false => None,
+    };
+    let mut through = gateway
+        .as_ref()
+        .map(|g| LogisticsServiceClient::new(linli_core::testing::authed(g.channel.clone())));
     let tally = walk(
         &linli_logistics::policy::POLICY,
         &callers,
         &foreign,
         async |rpc, side, token| {
             let target = if side == Side::Own { &own } else { &other };
-            call(&mut h.client, rpc, target, token).await
+            call(
+                through.as_mut().unwrap_or(&mut h.client),
+                rpc,
+                target,
+                token,
+            )
+            .await
         },
     )
     .await;
