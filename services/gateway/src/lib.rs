@@ -75,6 +75,22 @@ impl Application {
         })
     }
 
+    /// A gateway with the defaults on `database_url`, in front of one replica of
+    /// each service (`http://host:port`): what tests put in front of a service.
+    pub async fn in_front_of(
+        database_url: &str,
+        people: &str,
+        issues: &str,
+        logistics: &str,
+        keys: Keys,
+    ) -> anyhow::Result<Application> {
+        Application::build(
+            Settings::new(database_url, people, issues, logistics)?,
+            keys,
+        )
+        .await
+    }
+
     /// Health probes of every backend replica, stopped when dropped.
     pub fn spawn_jobs(&self) -> Jobs {
         let b = &self.settings.backends;

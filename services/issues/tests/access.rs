@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use linli_core::testing::matrix::{Side, callers, forgeries, walk};
-use linli_core::testing::{Backend, with_token};
+use linli_core::testing::{Backend, TestDb, TestServer, with_token};
 use linli_proto::issues::v1 as pb;
 use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 use tonic::Code;
@@ -233,6 +233,17 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
 }
 
 async fn every_rpc_every_role_both_communities(backend: Backend) {
+    matrix(backend, false).await;
+}
+
+/// The same matrix through the gateway: it forwards the caller's token, and
+/// the service's answers reach the caller unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_every_role_through_the_gateway() {
+    matrix(Backend::Sqlite, true).await;
+}
+
+async fn matrix(backend: Backend, via_gateway: bool) {
     let mut h = Harness::start(backend).await;
     let w = &h.world;
     let c = &mut h.client;
@@ -252,13 +263,35 @@ async fn every_rpc_every_role_both_communities(backend: Backend) {
     };
     let foreign = other.ids();
     let callers = callers(&own.community, &own.cadre, &own.household);
+    let gateway_db = TestDb::new(Backend::Sqlite).await;
+    let gateway = match via_gateway {
+        true => Some(
+            TestServer::spawn(
+                linli_gateway::Application::in_front_of(
+                    &gateway_db.url,
+                    &format!("http://{}", h.people_server.as_ref().unwrap().addr),
+                    &format!("http://{}", h.server.addr),
+                    "http://127.0.0.1:9",
+                    linli_core::testing::keys().clone(),
+                )
+                .await
+                .unwrap()
+                .grpc_server(),
+            )
+            .await,
+        ),
+        false => None,
+    };
+    let mut through = gateway
+        .as_ref()
+        .map(|g| IssuesServiceClient::new(linli_core::testing::authed(g.channel.clone())));
     let tally = walk(
         &linli_issues::policy::POLICY,
         &callers,
         &foreign,
         async |rpc, side, token| {
             let target = if side == Side::Own { &own } else { &other };
-            call(c, rpc, target, token).await
+            call(through.as_mut().unwrap_or(c), rpc, target, token).await
         },
     )
     .await;

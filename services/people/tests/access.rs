@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use linli_core::testing::matrix::{Side, callers, forgeries, walk};
-use linli_core::testing::{Backend, with_token};
+use linli_core::testing::{Backend, TestDb, TestServer, with_token};
 use linli_proto::people::v1 as pb;
 use tonic::Code;
 
@@ -438,6 +438,17 @@ async fn call(
 }
 
 async fn every_rpc_every_role_both_communities(backend: Backend) {
+    matrix(backend, false).await;
+}
+
+/// The same matrix through the gateway: it forwards the caller's token, and
+/// the service's answers reach the caller unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_every_role_through_the_gateway() {
+    matrix(Backend::Sqlite, true).await;
+}
+
+async fn matrix(backend: Backend, via_gateway: bool) {
     let mut h = Harness::start(backend).await;
     let c = &mut h.client;
     let county = c
@@ -470,13 +481,35 @@ async fn every_rpc_every_role_both_communities(backend: Backend) {
     let foreign = other.ids();
 
     let callers = callers(&own.community, &own.cadre, &own.household);
+    let gateway_db = TestDb::new(Backend::Sqlite).await;
+    let gateway = match via_gateway {
+        true => Some(
+            TestServer::spawn(
+                linli_gateway::Application::in_front_of(
+                    &gateway_db.url,
+                    &format!("http://{}", h.server.addr),
+                    "http://127.0.0.1:9",
+                    "http://127.0.0.1:9",
+                    linli_core::testing::keys().clone(),
+                )
+                .await
+                .unwrap()
+                .grpc_server(),
+            )
+            .await,
+        ),
+        false => None,
+    };
+    let mut through = gateway
+        .as_ref()
+        .map(|g| PeopleServiceClient::new(linli_core::testing::authed(g.channel.clone())));
     let tally = walk(
         &linli_people::policy::POLICY,
         &callers,
         &foreign,
         async |rpc, side, token| {
             let target = if side == Side::Own { &own } else { &other };
-            call(c, rpc, target, token).await
+            call(through.as_mut().unwrap_or(c), rpc, target, token).await
         },
     )
     .await;
