@@ -128,6 +128,15 @@ pub fn request_span(req: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// Writes the current span's trace context into the headers of a request passed
+/// on as it is (the gateway's forwarding), replacing the caller's: the next hop's
+/// span is then a child of this one, which is itself the caller's child.
+pub fn inject_headers(headers: &mut http::HeaderMap) {
+    let mut metadata = tonic::metadata::MetadataMap::from_headers(std::mem::take(headers));
+    inject_context(&mut metadata);
+    *headers = metadata.into_headers();
+}
+
 /// Writes the current span's trace context into outgoing metadata (`traceparent`).
 pub fn inject_context(metadata: &mut tonic::metadata::MetadataMap) {
     let cx = tracing::Span::current().context();

@@ -11,8 +11,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub struct BackendSettings {
     /// How often each replica is asked for its health, and how long it has to answer.
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
+    /// How often an address given by DNS name is looked up again, so that
+    /// replicas added or removed behind the name (a Kubernetes headless
+    /// service) are followed.
+    pub resolve_interval: Duration,
 }
 
 impl Default for BackendSettings {
@@ -43,6 +47,7 @@ impl Default for BackendSettings {
             connect_timeout: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            resolve_interval: Duration::from_secs(10),
         }
     }
 }
@@ -56,7 +61,10 @@ pub struct Backend {
 struct Inner {
     /// The gRPC service name, e.g. `linli.people.v1.PeopleService`.
     service: &'static str,
-    replicas: Vec<Replica>,
+    /// The addresses as configured; a DNS name stands for every address it resolves to.
+    configured: Vec<http::Uri>,
+    settings: BackendSettings,
+    replicas: RwLock<Vec<Arc<Replica>>>,
     next: AtomicUsize,
 }
 
@@ -64,6 +72,32 @@ struct Replica {
     addr: String,
     channel: Channel,
     healthy: AtomicBool,
+}
+
+impl Replica {
+    fn new(addr: &str, settings: &BackendSettings) -> anyhow::Result<Replica> {
+        let channel = Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| anyhow::anyhow!("address {addr:?}: {e}"))?
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        Ok(Replica {
+            addr: addr.to_owned(),
+            channel,
+            // Assumed up until a probe or a call says otherwise.
+            healthy: AtomicBool::new(true),
+        })
+    }
+}
+
+/// Whether a configured address names its host by DNS rather than by IP.
+fn is_dns_name(uri: &http::Uri) -> bool {
+    uri.host().is_some_and(|h| {
+        h.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_err()
+    })
 }
 
 impl Backend {
@@ -77,27 +111,25 @@ impl Backend {
         if addrs.is_empty() {
             anyhow::bail!("{service}: no address given");
         }
-        let replicas = addrs
+        let configured = addrs
             .iter()
-            .map(|addr| {
-                let channel = Endpoint::from_shared(addr.clone())
-                    .map_err(|e| anyhow::anyhow!("{service} address {addr:?}: {e}"))?
-                    .connect_timeout(settings.connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-                    .connect_lazy();
-                Ok(Replica {
-                    addr: addr.clone(),
-                    channel,
-                    // Assumed up until a probe or a call says otherwise.
-                    healthy: AtomicBool::new(true),
-                })
+            .map(|a| {
+                a.parse::<http::Uri>()
+                    .map_err(|e| anyhow::anyhow!("{service} address {a:?}: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // Until the first lookup, a DNS name is one replica, resolved at connect time.
+        let replicas = addrs
+            .iter()
+            .map(|a| Replica::new(a, settings).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 service,
-                replicas,
+                configured,
+                settings: settings.clone(),
+                replicas: RwLock::new(replicas),
                 next: AtomicUsize::new(0),
             }),
         })
@@ -107,31 +139,93 @@ impl Backend {
         self.inner.service
     }
 
+    fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.inner.replicas.read().expect("replicas lock").clone()
+    }
+
+    /// The addresses of the replicas calls may go to now.
+    pub fn replica_addrs(&self) -> Vec<String> {
+        self.replicas().iter().map(|r| r.addr.clone()).collect()
+    }
+
     /// Whether any replica is healthy now.
     pub fn is_up(&self) -> bool {
-        self.inner
-            .replicas
+        self.replicas()
             .iter()
             .any(|r| r.healthy.load(Ordering::Relaxed))
     }
 
-    /// Probes every replica's health every `probe_interval`, until dropped.
+    /// Looks DNS names up again and follows the replicas behind them; replicas
+    /// that stay keep their connections and health.
+    pub async fn resolve(&self) {
+        if !self.inner.configured.iter().any(is_dns_name) {
+            return;
+        }
+        let mut addrs: Vec<String> = Vec::new();
+        for uri in &self.inner.configured {
+            if !is_dns_name(uri) {
+                addrs.push(uri.to_string().trim_end_matches('/').to_owned());
+                continue;
+            }
+            let scheme = uri.scheme_str().unwrap_or("http");
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            let host = uri.host().unwrap_or_default();
+            match tokio::net::lookup_host((host, port)).await {
+                Ok(found) => addrs.extend(found.map(|a| format!("{scheme}://{a}"))),
+                Err(e) => {
+                    // Keep what we had: a DNS hiccup must not empty the backend.
+                    tracing::warn!(service = self.inner.service, %host, error = %e, "cannot resolve backend address");
+                    return;
+                }
+            }
+        }
+        addrs.sort();
+        addrs.dedup();
+        let current = self.replicas();
+        let mut next = Vec::with_capacity(addrs.len());
+        for addr in &addrs {
+            match current.iter().find(|r| &r.addr == addr) {
+                Some(r) => next.push(r.clone()),
+                None => match Replica::new(addr, &self.inner.settings) {
+                    Ok(r) => next.push(Arc::new(r)),
+                    Err(e) => {
+                        tracing::warn!(service = self.inner.service, error = %e, "bad resolved address")
+                    }
+                },
+            }
+        }
+        if next.is_empty() {
+            return;
+        }
+        let before: Vec<&str> = current.iter().map(|r| r.addr.as_str()).collect();
+        if before != addrs.iter().map(String::as_str).collect::<Vec<_>>() {
+            tracing::info!(service = self.inner.service, replicas = ?addrs, "backend replicas changed");
+        }
+        *self.inner.replicas.write().expect("replicas lock") = next;
+    }
+
+    /// Probes every replica's health every `probe_interval` (and looks DNS
+    /// names up again every `resolve_interval`), until dropped.
     pub fn spawn_probes(&self, settings: &BackendSettings) -> tokio::task::JoinHandle<()> {
         let backend = self.clone();
         let settings = settings.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(settings.probe_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut resolved_at: Option<tokio::time::Instant> = None;
             loop {
                 tick.tick().await;
-                let probes = backend
-                    .inner
-                    .replicas
+                if resolved_at.is_none_or(|at| at.elapsed() >= settings.resolve_interval) {
+                    backend.resolve().await;
+                    resolved_at = Some(tokio::time::Instant::now());
+                }
+                let replicas = backend.replicas();
+                let probes = replicas
                     .iter()
                     .map(|r| backend.probe(r, settings.probe_timeout));
-                for (replica, up) in backend
-                    .inner
-                    .replicas
+                for (replica, up) in replicas
                     .iter()
                     .zip(futures_util::future::join_all(probes).await)
                 {
@@ -161,11 +255,11 @@ impl Backend {
     }
 
     /// The replicas to try, in order: the healthy ones from the next in turn.
-    fn candidates(&self) -> Vec<&Replica> {
-        let all = &self.inner.replicas;
+    fn candidates(&self) -> Vec<Arc<Replica>> {
+        let all = self.replicas();
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         (0..all.len())
-            .map(|i| &all[(start + i) % all.len()])
+            .map(|i| all[(start + i) % all.len()].clone())
             .filter(|r| r.healthy.load(Ordering::Relaxed))
             .collect()
     }
@@ -173,9 +267,10 @@ impl Backend {
     /// Sends one gRPC request to a healthy replica. Every failure is a gRPC
     /// status response, never a transport error, so callers see a code.
     pub async fn send(&self, req: http::Request<Body>) -> http::Response<Body> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        linli_core::telemetry::inject_headers(&mut parts.headers);
         // Buffered, so the very same request can go to another replica if the
-        // first cannot be reached. linli's calls send one message each.
+        // first cannot take it. linli's calls send one message each.
         let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -196,10 +291,20 @@ impl Backend {
             ))
             .into_http();
         }
+        let read = is_read(parts.uri.path());
         let mut last_error = String::new();
-        for replica in candidates {
+        for (attempt, replica) in candidates.iter().enumerate() {
+            if attempt > 0 && read {
+                // Back off a little between replicas, so a shedding one is not hammered.
+                tokio::time::sleep(RETRY_BACKOFF * attempt as u32).await;
+            }
             let req = http::Request::from_parts(parts.clone(), Body::new(Full::new(bytes.clone())));
             match replica.channel.clone().oneshot(req).await {
+                // A read a replica answered UNAVAILABLE (shutting down, shedding) can go to
+                // the next replica: it changes nothing. Writes are answered as they came.
+                Ok(resp) if read && grpc_status(&resp) == Some(b"14") => {
+                    last_error = "answered UNAVAILABLE".into();
+                }
                 Ok(resp) => return resp,
                 Err(e) => {
                     // Not reached (refused, reset, timed out connecting): mark it
@@ -215,6 +320,66 @@ impl Backend {
             self.inner.service
         ))
         .into_http()
+    }
+}
+
+/// Waits before retrying a read on the next replica (times the attempt).
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether an RPC only reads, so that repeating it on another replica is
+/// harmless: linli names reads `Get…`, `List…` and `Watch…`, plus the few checks below.
+fn is_read(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    ["Get", "List", "Watch"]
+        .iter()
+        .any(|p| method.starts_with(p))
+        || ["CheckRegistration", "VerifyAuditTrail", "VerifyPassword"].contains(&method)
+}
+
+/// The status of a trailers-only answer (an error before any message).
+fn grpc_status<B>(resp: &http::Response<B>) -> Option<&[u8]> {
+    resp.headers().get("grpc-status").map(|v| v.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_dns_name_stands_for_every_address_it_resolves_to() {
+        let backend = super::Backend::new(
+            super::PEOPLE,
+            &[
+                "http://localhost:50999".to_owned(),
+                "http://10.0.0.7:50053".to_owned(),
+            ],
+            &super::BackendSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(backend.replica_addrs().len(), 2);
+        backend.resolve().await;
+        let addrs = backend.replica_addrs();
+        assert!(
+            addrs.contains(&"http://127.0.0.1:50999".to_owned()),
+            "{addrs:?}"
+        );
+        assert!(
+            addrs.contains(&"http://10.0.0.7:50053".to_owned()),
+            "{addrs:?}"
+        );
+        assert!(!addrs.iter().any(|a| a.contains("localhost")), "{addrs:?}");
+    }
+
+    #[test]
+    fn reads_are_told_by_name() {
+        use super::is_read;
+        assert!(is_read("/linli.issues.v1.IssuesService/ListIssues"));
+        assert!(is_read("/linli.people.v1.PeopleService/GetHousehold"));
+        assert!(is_read("/linli.people.v1.PeopleService/CheckRegistration"));
+        assert!(!is_read("/linli.issues.v1.IssuesService/ReportIssue"));
+        assert!(!is_read(
+            "/linli.logistics.v1.LogisticsService/CheckInShift"
+        ));
+        assert!(!is_read("/linli.people.v1.PeopleService/CheckIn"));
+        assert!(is_read("/linli.people.v1.PeopleService/VerifyPassword"));
     }
 }
 

@@ -587,3 +587,78 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+/// An issues replica that is up (health says SERVING) but answers every call
+/// UNAVAILABLE, as one shedding load or shutting down does.
+#[derive(Clone)]
+struct Refusing;
+
+impl tonic::server::NamedService for Refusing {
+    const NAME: &'static str = "linli.issues.v1.IssuesService";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Refusing {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::unavailable("shedding load").into_http()))
+    }
+}
+
+#[tokio::test]
+async fn reads_go_to_another_replica_when_one_refuses_and_writes_do_not() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let refusing = linli_core::testing::TestServer::spawn(linli_core::server::GrpcServer::new(
+        "linli.issues.v1.IssuesService",
+        tonic::service::Routes::new(Refusing),
+        Default::default(),
+    ))
+    .await;
+    let db = linli_core::testing::TestDb::new(Backend::Sqlite).await;
+    let app = linli_gateway::Application::in_front_of(
+        &db.url,
+        &format!("http://{}", s.people.addr),
+        &format!("http://{},http://{}", refusing.addr, s.issues_addr),
+        &format!("http://{}", s.logistics.addr),
+        linli_core::testing::keys().clone(),
+    )
+    .await
+    .unwrap();
+    let gateway = linli_core::testing::TestServer::spawn(app.grpc_server()).await;
+    let session = s.login("wujing").await;
+    let community = session.identity.unwrap().community_id;
+    let token = session.access_token;
+    let mut issues = IssuesServiceClient::new(gateway.channel.clone());
+    for _ in 0..10 {
+        issues
+            .list_issues(with_token(ipb::ListIssuesRequest::default(), &token))
+            .await
+            .expect("a read reaches the replica that answers");
+    }
+    // A write is not repeated on another replica: half of them meet the refusing one.
+    let mut refused = 0;
+    for i in 0..10 {
+        let report = ipb::ReportIssueRequest {
+            idempotency_key: format!("retry-test-{i}"),
+            community_id: community.clone(),
+            title: "井盖松动".into(),
+            category: ipb::Category::Road as i32,
+            source: ipb::Source::Inspection as i32,
+            ..Default::default()
+        };
+        if let Err(status) = issues.report_issue(with_token(report, &token)).await {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "every write went to the answering replica");
+}
