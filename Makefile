@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run build test fmt fmt-check lint clippy proto-lint release
+.PHONY: run build test fuzz fmt fmt-check lint clippy proto-lint release
 
 ## make run: build and start the suite on the embedded default (SQLite under ./data) with demo data.
 run: build
@@ -17,6 +17,10 @@ test:
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' target/test.log
+
+## make fuzz: the whole-API fuzz test, long form (make test runs a short one); LINLI_FUZZ_SEED=n replays a run.
+fuzz:
+	LINLI_FUZZ_ROUNDS=$${LINLI_FUZZ_ROUNDS:-200} $(CARGO) test -p linli-gateway --test fuzz -- --nocapture
 
 fmt:
 	$(CARGO) fmt --all

@@ -210,8 +210,9 @@ impl Actor {
             ("", Scope::Communities(own)) if own.len() == 1 => Ok(own[0].clone()),
             ("", Scope::Communities(_)) => Err(Error::required(field)),
             (id, _) => {
-                self.check_community_id(id)?;
-                Ok(id.to_owned())
+                let id = crate::validate::parse_id(field, id)?;
+                self.check_community_id(&id)?;
+                Ok(id)
             }
         }
     }

@@ -87,6 +87,9 @@ fn database_code(e: &sqlx::Error) -> Code {
             }
             // The record exists already (another request made it first).
             _ if db.is_unique_violation() => Code::AlreadyExists,
+            // Text PostgreSQL cannot store (a NUL character) or a number out of its range:
+            // the caller's input, where a field check missed it.
+            Some("22021") | Some("22P05") | Some("22003") => Code::InvalidArgument,
             _ => Code::Internal,
         },
         _ => Code::Internal,
@@ -112,6 +115,12 @@ impl From<Error> for Status {
                     Status::unavailable("the database is unavailable; retry later")
                 }
                 Code::NotFound => Status::not_found("not found"),
+                Code::InvalidArgument => {
+                    tracing::warn!(error = %e, "input the database refused");
+                    Status::invalid_argument(
+                        "the request holds text or a number the database cannot store (a NUL character, or a number out of range)",
+                    )
+                }
                 Code::AlreadyExists => {
                     tracing::info!(error = %e, "unique violation");
                     Status::already_exists("the record exists already")

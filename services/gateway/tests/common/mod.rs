@@ -11,6 +11,7 @@ use linli_proto::gateway::v1 as pb;
 use linli_proto::gateway::v1::auth_service_client::AuthServiceClient;
 use tonic::transport::Channel;
 
+#[allow(unused_imports)]
 pub use linli_core::testing::with_token;
 
 pub const PASSWORD: &str = "linli-demo-2021";
