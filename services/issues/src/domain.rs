@@ -109,17 +109,27 @@ impl Claimant {
     }
 }
 
+/// The most cadres one claim may name (集体出动 of a whole unit is tens, not thousands).
+pub const MAX_PARTICIPANTS: usize = 200;
+
 /// A claim as requested: exactly one of a cadre (alone) or a unit with at
 /// least one participating cadre, none repeated. The cadre's unit is filled
 /// in later, from the people service.
 pub fn parse_claimant(cadre_id: &str, unit_id: &str, participants: &[String]) -> Result<Claimant> {
     let cadre_id = linli_core::validate::parse_opt_id("cadre_id", cadre_id)?;
     let unit_id = linli_core::validate::parse_opt_id("unit_id", unit_id)?;
-    let mut ids: Vec<String> = Vec::new();
+    if participants.len() > MAX_PARTICIPANTS {
+        return Err(Error::invalid(
+            "participant_cadre_ids",
+            format!("lists at most {MAX_PARTICIPANTS} cadres"),
+        ));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(participants.len());
+    let mut seen = std::collections::HashSet::with_capacity(participants.len());
     for (i, p) in participants.iter().enumerate() {
         let field = format!("participant_cadre_ids[{i}]");
         let id = linli_core::validate::parse_id(&field, p)?;
-        if ids.contains(&id) {
+        if !seen.insert(id.clone()) {
             return Err(Error::invalid(field, "repeats a participant"));
         }
         ids.push(id);
@@ -514,6 +524,13 @@ mod tests {
         assert_eq!(field(parse_claimant(c, u, &[])), "unit_id");
         assert_eq!(field(parse_claimant("", "", &[])), "cadre_id");
         assert_eq!(field(parse_claimant("", u, &[])), "participant_cadre_ids");
+        let crowd: Vec<String> = (0..=MAX_PARTICIPANTS)
+            .map(|_| linli_core::new_id())
+            .collect();
+        assert_eq!(
+            field(parse_claimant("", u, &crowd)),
+            "participant_cadre_ids"
+        );
         assert_eq!(
             field(parse_claimant(c, "", std::slice::from_ref(&p))),
             "participant_cadre_ids"

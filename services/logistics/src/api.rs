@@ -40,6 +40,9 @@ pub struct Recipients {
     pub household_ids: Vec<String>,
 }
 
+/// The most households a batch may list one by one (a large community has a few thousand).
+pub const MAX_LISTED_RECIPIENTS: usize = 5_000;
+
 pub(crate) fn parse_recipients(r: Option<&pb::Recipients>) -> Result<Recipients> {
     let r = r.ok_or_else(|| Error::required("recipients"))?;
     let chosen = usize::from(r.all)
@@ -57,10 +60,19 @@ pub(crate) fn parse_recipients(r: Option<&pb::Recipients>) -> Result<Recipients>
             "must be 2 (watch), 3 (priority) or 4 (intensive)",
         ));
     }
-    let mut ids = Vec::new();
+    if r.household_ids.len() > MAX_LISTED_RECIPIENTS {
+        return Err(Error::invalid(
+            "recipients.household_ids",
+            format!(
+                "lists at most {MAX_LISTED_RECIPIENTS} households; for more, choose all or a care level"
+            ),
+        ));
+    }
+    let mut ids = Vec::with_capacity(r.household_ids.len());
+    let mut seen = std::collections::HashSet::with_capacity(r.household_ids.len());
     for (i, h) in r.household_ids.iter().enumerate() {
         let id = parse_id(&format!("recipients.household_ids[{i}]"), h)?;
-        if ids.contains(&id) {
+        if !seen.insert(id.clone()) {
             return Err(Error::invalid(
                 format!("recipients.household_ids[{i}]"),
                 "repeats a household",
@@ -436,5 +448,38 @@ impl LogisticsService for LogisticsApi {
     ) -> Resp<pb::VerifyAuditTrailResponse> {
         let actor = POLICY.allow("VerifyAuditTrail", &req)?;
         reports::verify_audit_trail(self, &actor, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_recipients_are_bounded_and_checked_in_one_pass() {
+        let many = pb::Recipients {
+            household_ids: (0..=MAX_LISTED_RECIPIENTS)
+                .map(|_| linli_core::new_id())
+                .collect(),
+            ..Default::default()
+        };
+        let err = parse_recipients(Some(&many)).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field, .. } if field == "recipients.household_ids"),
+            "{err:?}"
+        );
+        let mut most = many.clone();
+        most.household_ids.truncate(MAX_LISTED_RECIPIENTS);
+        assert_eq!(
+            parse_recipients(Some(&most)).unwrap().household_ids.len(),
+            MAX_LISTED_RECIPIENTS
+        );
+        most.household_ids.push(most.household_ids[7].clone());
+        most.household_ids.remove(0);
+        let err = parse_recipients(Some(&most)).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { reason, .. } if reason.contains("repeats")),
+            "{err:?}"
+        );
     }
 }

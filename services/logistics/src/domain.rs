@@ -22,8 +22,20 @@ pub const MAX_DELIVERY_ATTEMPTS: i32 = 3;
 /// Longest single shift.
 pub const MAX_SHIFT_HOURS: i64 = 12;
 
+/// The most one movement may move, in an item's units.
+pub const MAX_MOVEMENT: u64 = 1_000_000_000;
+/// The most of one item a depot may hold: far past any real depot, and far
+/// enough from i64's limit that no sum of movements can overflow.
+pub const MAX_STOCK: i64 = 1_000_000_000_000;
+
 /// The signed change a movement makes to stock, or why it is not allowed.
 pub fn signed_quantity(kind: MovementKind, quantity: i64, reason: &str) -> Result<i64> {
+    if quantity.unsigned_abs() > MAX_MOVEMENT {
+        return Err(Error::invalid(
+            "quantity",
+            format!("must be at most {MAX_MOVEMENT} in one movement"),
+        ));
+    }
     match kind {
         MovementKind::DonationIn | MovementKind::PurchaseIn | MovementKind::Return
             if quantity > 0 =>
@@ -42,6 +54,21 @@ pub fn signed_quantity(kind: MovementKind, quantity: i64, reason: &str) -> Resul
             Err(Error::invalid("reason", "is required for an adjustment"))
         }
         MovementKind::Adjustment => Ok(quantity),
+    }
+}
+
+/// Why `have` plus `delta` is not a stock level, if it is not one.
+pub fn check_stock(item_id: &str, have: i64, delta: i64) -> Result<()> {
+    match have.checked_add(delta) {
+        Some(after) if after < 0 => Err(Error::FailedPrecondition(format!(
+            "not enough of item {item_id} at the depot: {have} left, {} needed",
+            -delta
+        ))),
+        Some(after) if after <= MAX_STOCK => Ok(()),
+        _ => Err(Error::invalid(
+            "quantity",
+            format!("would take the depot's stock of item {item_id} past {MAX_STOCK}"),
+        )),
     }
 }
 
@@ -288,6 +315,23 @@ mod tests {
                 .starts_with("reason:")
         );
         assert!(signed_quantity(MovementKind::PurchaseIn, 0, "").is_err());
+        // Extremes are refused, not overflowed (i64::MIN has no positive twin).
+        for q in [i64::MAX, i64::MIN, MAX_MOVEMENT as i64 + 1] {
+            assert!(signed_quantity(MovementKind::DonationIn, q, "").is_err());
+            assert!(signed_quantity(MovementKind::Adjustment, q, "count").is_err());
+        }
+        assert!(signed_quantity(MovementKind::DonationIn, MAX_MOVEMENT as i64, "").is_ok());
+        assert!(check_stock("i", 5, -5).is_ok());
+        assert!(matches!(
+            check_stock("i", 5, -6),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert!(check_stock("i", MAX_STOCK - 1, 1).is_ok());
+        assert!(matches!(
+            check_stock("i", MAX_STOCK, 1),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(check_stock("i", i64::MAX, 1).is_err());
         assert!(signed_quantity(MovementKind::Return, -1, "").is_err());
     }
 

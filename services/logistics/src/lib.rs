@@ -45,6 +45,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "logistics/0002_deliveries_by_household",
         sql: include_str!("../migrations/0002_deliveries_by_household.sql"),
     });
+    all.push(Migration {
+        id: "logistics/0003_movement_balance",
+        sql: include_str!("../migrations/0003_movement_balance.sql"),
+    });
     all
 }
 

@@ -203,12 +203,14 @@ pub(crate) async fn move_stock(
         .await?;
     // The guard and the change are one statement: concurrent takers queue on the row and each sees what the last one left.
     let updated: Option<(i64,)> = sqlx::query_as(
-        "UPDATE stock_levels SET quantity = quantity + $4 WHERE community_id = $1 AND depot_id = $2 AND item_id = $3 AND quantity + $4 >= 0 RETURNING quantity",
+        "UPDATE stock_levels SET quantity = quantity + $4 WHERE community_id = $1 AND depot_id = $2 AND item_id = $3 \
+         AND quantity + $4 >= 0 AND quantity + $4 <= $5 RETURNING quantity",
     )
     .bind(c.community_id)
     .bind(c.depot_id)
     .bind(c.item_id)
     .bind(c.quantity)
+    .bind(crate::domain::MAX_STOCK)
     .fetch_optional(&mut *conn)
     .await?;
     let Some((balance,)) = updated else {
@@ -218,10 +220,10 @@ pub(crate) async fn move_stock(
             .bind(c.item_id)
             .fetch_one(&mut *conn)
             .await?;
-        return Err(Error::FailedPrecondition(format!(
-            "not enough of item {} at the depot: {have} left, {} needed",
-            c.item_id, -c.quantity
-        )));
+        crate::domain::check_stock(c.item_id, have, c.quantity)?;
+        return Err(Error::Aborted(
+            "the stock changed while it was moved; retry".into(),
+        ));
     };
     let movement = pb::StockMovement {
         id: new_id(),
@@ -234,7 +236,7 @@ pub(crate) async fn move_stock(
         at: Some(to_timestamp(c.at)),
         actor: actor.id.clone(),
     };
-    sqlx::query("INSERT INTO stock_movements (community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+    sqlx::query("INSERT INTO stock_movements (community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor, balance_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
         .bind(c.community_id)
         .bind(&movement.id)
         .bind(c.depot_id)
@@ -245,6 +247,7 @@ pub(crate) async fn move_stock(
         .bind(c.reference)
         .bind(c.at)
         .bind(&actor.id)
+        .bind(balance)
         .execute(&mut *conn)
         .await?;
     Ok((movement, balance))
@@ -444,18 +447,26 @@ impl Store {
             idem,
             |&(_, new, community, ..), tx, existing| {
                 Box::pin(async move {
-                    let row = sqlx::query("SELECT community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor FROM stock_movements WHERE community_id = $1 AND id = $2")
+                    let row = sqlx::query("SELECT community_id, id, depot_id, item_id, kind, quantity, reason, reference, at, actor, balance_after FROM stock_movements WHERE community_id = $1 AND id = $2")
                         .bind(community)
                         .bind(existing)
                         .fetch_one(&mut *tx)
                         .await?;
                     let movement = movement_from_row(&row)?;
-                    let (balance,): (i64,) = sqlx::query_as("SELECT quantity FROM stock_levels WHERE community_id = $1 AND depot_id = $2 AND item_id = $3")
-                        .bind(community)
-                        .bind(new.depot_id)
-                        .bind(&movement.item_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    // The balance the first answer gave; movements made before it was kept
+                    // can only be answered with today's.
+                    let balance = match row.try_get::<Option<i64>, _>("balance_after")? {
+                        Some(b) => b,
+                        None => {
+                            sqlx::query_as::<_, (i64,)>("SELECT quantity FROM stock_levels WHERE community_id = $1 AND depot_id = $2 AND item_id = $3")
+                                .bind(community)
+                                .bind(new.depot_id)
+                                .bind(&movement.item_id)
+                                .fetch_one(&mut *tx)
+                                .await?
+                                .0
+                        }
+                    };
                     Ok((movement, balance))
                 })
             },

@@ -124,6 +124,39 @@ async fn stock_never_goes_below_zero(backend: Backend) {
             reason: reason.into(),
             ..donation.clone()
         };
+    // Extremes are the caller's error, and leave the stock as it was.
+    for (kind, quantity, reason) in [
+        (pb::MovementKind::DonationIn, i64::MAX, ""),
+        (pb::MovementKind::Adjustment, i64::MIN, "盘点"),
+        (pb::MovementKind::Adjustment, i64::MAX, "盘点"),
+    ] {
+        assert_status(
+            h.client
+                .record_stock_movement(movement(kind, quantity, reason))
+                .await,
+            Code::InvalidArgument,
+            "quantity",
+        );
+    }
+    // A second donation, then the first retried: it answers with its own balance, not today's.
+    let second = h
+        .client
+        .record_stock_movement(movement(pb::MovementKind::DonationIn, 20, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.balance, 120);
+    let replayed = h
+        .client
+        .record_stock_movement(donation.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.balance, 100, "a replay answers as the first time");
+    h.client
+        .record_stock_movement(movement(pb::MovementKind::Adjustment, -20, "盘点"))
+        .await
+        .unwrap();
     assert_status(
         h.client
             .record_stock_movement(movement(pb::MovementKind::Adjustment, -5, ""))
@@ -242,7 +275,11 @@ async fn stock_never_goes_below_zero(backend: Backend) {
         .unwrap()
         .into_inner()
         .movements;
-    assert_eq!(moves.len(), 3 + 10);
+    assert_eq!(
+        moves.len(),
+        3 + 2 + 10,
+        "three before, the donation and count of the replay check, ten after"
+    );
     assert_eq!(moves.iter().map(|m| m.quantity).sum::<i64>(), 0);
     replica.stop().await;
     h.stop().await;
