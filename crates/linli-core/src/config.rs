@@ -49,6 +49,14 @@ pub struct CommonArgs {
     /// Seconds before a request is cancelled [default: 30].
     #[arg(long, env = "LINLI_REQUEST_TIMEOUT_SECS", global = true)]
     pub request_timeout_secs: Option<u64>,
+    /// How the embedded store (SQLite) syncs commits: full (survives power loss) or normal
+    /// (survives a killed process) [default: full].
+    #[arg(long, env = "LINLI_SQLITE_SYNCHRONOUS", value_enum, global = true)]
+    pub sqlite_synchronous: Option<crate::db::SqliteSync>,
+    /// Milliseconds a request waits for a PostgreSQL connection before failing UNAVAILABLE
+    /// [default: 500].
+    #[arg(long, env = "LINLI_DB_ACQUIRE_TIMEOUT_MS", global = true)]
+    pub db_acquire_timeout_ms: Option<u64>,
     /// Milliseconds one call to another service may take before the calling request gives up
     /// on it with UNAVAILABLE [default: 2000].
     #[arg(long, env = "LINLI_CALL_TIMEOUT_MS", global = true)]
@@ -86,6 +94,8 @@ struct FileCommon {
     drain_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     call_timeout_ms: Option<u64>,
+    sqlite_synchronous: Option<crate::db::SqliteSync>,
+    db_acquire_timeout_ms: Option<u64>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
     auth_key_file: Option<PathBuf>,
@@ -123,6 +133,7 @@ pub struct Settings {
     pub serve: ServeSettings,
     /// How long one call to another service may take.
     pub call_timeout: Duration,
+    pub db: crate::db::DbOptions,
     pub otlp_endpoint: Option<String>,
     pub auth: AuthSettings,
 }
@@ -276,6 +287,20 @@ impl Settings {
             database_url: DatabaseUrl(database_url),
             log_format: args.log_format.or(f.log_format).unwrap_or(LogFormat::Human),
             serve,
+            db: crate::db::DbOptions {
+                sqlite_synchronous: args
+                    .sqlite_synchronous
+                    .or(f.sqlite_synchronous)
+                    .unwrap_or_default(),
+                acquire_timeout: match args
+                    .db_acquire_timeout_ms
+                    .or(f.db_acquire_timeout_ms)
+                    .unwrap_or(500)
+                {
+                    0 => anyhow::bail!("db_acquire_timeout_ms must be at least 1"),
+                    ms => Duration::from_millis(ms),
+                },
+            },
             call_timeout: match args.call_timeout_ms.or(f.call_timeout_ms).unwrap_or(2000) {
                 0 => anyhow::bail!("call_timeout_ms must be at least 1"),
                 ms => Duration::from_millis(ms),

@@ -18,6 +18,36 @@ pub enum Backend {
     Postgres,
 }
 
+/// How the embedded store syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// Every commit is on disk before it is acknowledged: survives a power loss.
+    #[default]
+    Full,
+    /// Commits survive the process being killed, but the last ones may be lost
+    /// if the machine loses power.
+    Normal,
+}
+
+/// How a service uses its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbOptions {
+    pub sqlite_synchronous: SqliteSync,
+    /// How long a request waits for a PostgreSQL connection before it fails
+    /// UNAVAILABLE: short, so a database that is gone is reported at once.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            sqlite_synchronous: SqliteSync::Full,
+            acquire_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
 /// A connection pool and the backend behind it.
 #[derive(Clone)]
 pub struct Db {
@@ -64,7 +94,13 @@ impl Db {
     /// Opens the database at `url`, creating it (an SQLite file and its
     /// directory, or a PostgreSQL database) if it does not exist yet.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        Db::connect_with(url, &DbOptions::default()).await
+    }
+
+    /// As [`Db::connect`], with `options`.
+    pub async fn connect_with(url: &str, options: &DbOptions) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
+        let settings = options.clone();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -83,15 +119,19 @@ impl Db {
             }
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let synchronous = match settings.sqlite_synchronous {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
         let pool = match backend {
             // SQLite allows one writer at a time; a single connection serialises
             // writes in-process instead of failing them with SQLITE_BUSY, and is
             // ample for one community's traffic.
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(1)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").await?;
+                        conn.execute(format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};").as_str()).await?;
                         Ok(())
                     })
                 })
@@ -99,11 +139,20 @@ impl Db {
                 .await?,
             Backend::Postgres => AnyPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
                 .await?,
         };
         Ok(Db { pool, backend })
+    }
+
+    /// Whether the database answers within `timeout`: what readiness reports.
+    pub async fn is_reachable(&self, timeout: Duration) -> bool {
+        let ping = async {
+            let mut conn = self.pool.acquire().await?;
+            conn.execute("SELECT 1").await.map(|_| ())
+        };
+        matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock

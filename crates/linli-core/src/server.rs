@@ -41,6 +41,9 @@ pub struct GrpcServer {
     pub also: Vec<&'static str>,
     pub routes: Routes,
     pub settings: ServeSettings,
+    /// The database readiness follows: while it does not answer, the services
+    /// report NOT_SERVING (the server itself, `""`, stays SERVING: it is alive).
+    pub readiness: Option<crate::Db>,
 }
 
 impl GrpcServer {
@@ -50,7 +53,14 @@ impl GrpcServer {
             also: Vec::new(),
             routes,
             settings,
+            readiness: None,
         }
+    }
+
+    /// Ready only while `db` answers.
+    pub fn ready_with(mut self, db: crate::Db) -> Self {
+        self.readiness = Some(db);
+        self
     }
 
     /// Also serves (and reports, and lists) these services, found in `routes`.
@@ -110,9 +120,19 @@ impl GrpcServer {
             .into_inner();
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _readiness = self.readiness.clone().map(|db| {
+            Jobs(vec![watch_readiness(
+                db,
+                reporter.clone(),
+                names.clone(),
+                stopping.clone(),
+            )])
+        });
         let grace = self.settings.shutdown_grace;
         let signal = async move {
             shutdown.await;
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
             // Say so first, keep serving for the grace period, then stop accepting.
             for name in names.iter().chain(&[""]) {
                 reporter
@@ -149,6 +169,44 @@ impl GrpcServer {
         }
         Ok(())
     }
+}
+
+/// How often readiness asks the database, and how long it waits for an answer.
+const READINESS_EVERY: Duration = Duration::from_secs(1);
+const READINESS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Keeps the services' health at SERVING while `db` answers and NOT_SERVING
+/// while it does not, so balancers send no traffic to a replica that can only
+/// fail it. The overall status (`""`) is left SERVING: liveness, not readiness.
+fn watch_readiness(
+    db: crate::Db,
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ready = true;
+        loop {
+            tokio::time::sleep(READINESS_EVERY).await;
+            let now = db.is_reachable(READINESS_TIMEOUT).await;
+            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if now != ready {
+                ready = now;
+                let status = if ready {
+                    tracing::info!("database reachable again: SERVING");
+                    ServingStatus::Serving
+                } else {
+                    tracing::warn!("database unreachable: NOT_SERVING until it answers");
+                    ServingStatus::NotServing
+                };
+                for name in &names {
+                    reporter.set_service_status(*name, status).await;
+                }
+            }
+        }
+    })
 }
 
 /// A service's background jobs (sweeps, schedulers), stopped when dropped.

@@ -473,3 +473,76 @@ pub mod matrix {
         }
     }
 }
+
+/// A TCP link between a service and something it depends on (its database),
+/// which a test can cut and restore: cut, it drops every connection and
+/// refuses new ones, as a database that went away does.
+pub struct FaultyLink {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FaultyLink {
+    /// A link on a free local port to `target`, up.
+    pub async fn to(target: SocketAddr) -> FaultyLink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        let addr = listener.local_addr().expect("local addr");
+        let mut link = FaultyLink {
+            addr,
+            target,
+            task: None,
+        };
+        link.task = Some(Self::serve(listener, target));
+        link
+    }
+
+    /// `url` (a database URL) with its host and port replaced by this link's.
+    pub fn route(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (userinfo, hostpath) = match rest.rsplit_once('@') {
+            Some((u, h)) => (format!("{u}@"), h),
+            None => (String::new(), rest),
+        };
+        let path = hostpath.find('/').map_or("", |i| &hostpath[i..]);
+        format!("{scheme}://{userinfo}{}{path}", self.addr)
+    }
+
+    fn serve(listener: TcpListener, target: SocketAddr) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                pipes.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+            // Dropping the set aborts every pipe.
+        })
+    }
+
+    /// Drops every connection through the link and refuses new ones.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Accepts connections again, on the same port.
+    pub async fn restore(&mut self) {
+        if self.task.is_none() {
+            let listener = TcpListener::bind(self.addr).await.expect("rebind the link");
+            self.task = Some(Self::serve(listener, self.target));
+        }
+    }
+}
+
+impl Drop for FaultyLink {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub fn migrations() -> Vec<Migration> {
 
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(settings.common.database_url.expose()).await?;
+    let db = Db::connect_with(settings.common.database_url.expose(), &settings.common.db).await?;
     db.migrate(&migrations()).await?;
     Ok(db)
 }
@@ -129,11 +129,13 @@ impl Application {
             .add_service(Forward::<backend::LogisticsApi>::new(
                 self.logistics.clone(),
             ));
-        GrpcServer::new(SERVICE_NAME, routes, self.settings.common.serve.clone()).also_serving(&[
-            AUTH_SERVICE_NAME,
-            backend::PEOPLE,
-            backend::ISSUES,
-            backend::LOGISTICS,
-        ])
+        GrpcServer::new(SERVICE_NAME, routes, self.settings.common.serve.clone())
+            .also_serving(&[
+                AUTH_SERVICE_NAME,
+                backend::PEOPLE,
+                backend::ISSUES,
+                backend::LOGISTICS,
+            ])
+            .ready_with(self.db.clone())
     }
 }

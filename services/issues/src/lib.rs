@@ -45,7 +45,7 @@ pub fn migrations() -> Vec<Migration> {
 /// Connects to the database at `url` and brings its schema up to date.
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let db = Db::connect(settings.common.database_url.expose()).await?;
+    let db = Db::connect_with(settings.common.database_url.expose(), &settings.common.db).await?;
     db.migrate(&migrations()).await?;
     Ok(Store::new(db, settings.deadlines.clone()))
 }
@@ -98,10 +98,10 @@ pub fn grpc_server(
     settings: ServeSettings,
 ) -> GrpcServer {
     let api = IssuesServiceServer::with_interceptor(
-        api::IssuesApi::new(store, people),
+        api::IssuesApi::new(store.clone(), people),
         keys.interceptor(),
     );
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
 }
 
 /// Runs a supervision sweep every `interval` until the task is dropped. Each

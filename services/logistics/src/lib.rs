@@ -55,7 +55,7 @@ pub fn migrations() -> Vec<Migration> {
 /// Connects to the database at `url` and brings its schema up to date.
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let db = Db::connect(settings.common.database_url.expose()).await?;
+    let db = Db::connect_with(settings.common.database_url.expose(), &settings.common.db).await?;
     db.migrate(&migrations()).await?;
     Ok(Store::new(
         db,
@@ -114,10 +114,10 @@ pub fn grpc_server(
     settings: ServeSettings,
 ) -> GrpcServer {
     let api = LogisticsServiceServer::with_interceptor(
-        api::LogisticsApi::new(store, people, keys.clone()),
+        api::LogisticsApi::new(store.clone(), people, keys.clone()),
         keys.interceptor(),
     );
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
 }
 
 /// Plans due recurring deliveries every `interval`; each occurrence is planned once across replicas.

@@ -53,7 +53,7 @@ pub fn migrations() -> Vec<Migration> {
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     settings.care_policy.validate()?;
-    let db = Db::connect(settings.common.database_url.expose()).await?;
+    let db = Db::connect_with(settings.common.database_url.expose(), &settings.common.db).await?;
     db.migrate(&migrations()).await?;
     Ok(Store::new(
         db,
@@ -96,6 +96,9 @@ impl Application {
 
 /// The people service, ready to serve: every call verified with `keys`.
 pub fn grpc_server(store: Store, keys: &Keys, settings: ServeSettings) -> GrpcServer {
-    let api = PeopleServiceServer::with_interceptor(api::PeopleApi::new(store), keys.interceptor());
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+    let api = PeopleServiceServer::with_interceptor(
+        api::PeopleApi::new(store.clone()),
+        keys.interceptor(),
+    );
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
 }
