@@ -49,6 +49,12 @@ pub struct CommonArgs {
     /// Seconds before a request is cancelled [default: 30].
     #[arg(long, env = "LINLI_REQUEST_TIMEOUT_SECS", global = true)]
     pub request_timeout_secs: Option<u64>,
+    /// Connections open at once; more are closed as soon as they are accepted [default: 4096].
+    #[arg(long, env = "LINLI_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection may stay silent before it is closed [default: 10].
+    #[arg(long, env = "LINLI_HANDSHAKE_TIMEOUT_SECS", global = true)]
+    pub handshake_timeout_secs: Option<u64>,
     /// How the embedded store (SQLite) syncs commits: full (survives power loss) or normal
     /// (survives a killed process) [default: full].
     #[arg(long, env = "LINLI_SQLITE_SYNCHRONOUS", value_enum, global = true)]
@@ -96,6 +102,8 @@ struct FileCommon {
     call_timeout_ms: Option<u64>,
     sqlite_synchronous: Option<crate::db::SqliteSync>,
     db_acquire_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    handshake_timeout_secs: Option<u64>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
     auth_key_file: Option<PathBuf>,
@@ -269,6 +277,16 @@ impl Settings {
                 0 => anyhow::bail!("max_concurrent_requests must be at least 1"),
                 n => n,
             },
+            max_connections: match args.max_connections.or(f.max_connections).unwrap_or(4096) {
+                0 => anyhow::bail!("max_connections must be at least 1"),
+                n => n,
+            },
+            handshake_timeout: secs(
+                args.handshake_timeout_secs,
+                f.handshake_timeout_secs,
+                10,
+                "handshake_timeout_secs",
+            )?,
         };
         let key_file = args.auth_key_file.clone().or(f.auth_key_file);
         let auth = AuthSettings {

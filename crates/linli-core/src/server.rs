@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -19,6 +18,10 @@ pub struct ServeSettings {
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent (no HTTP/2 preface) before it is closed.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServeSettings {
@@ -28,6 +31,8 @@ impl Default for ServeSettings {
             drain_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -157,7 +162,14 @@ impl GrpcServer {
             .trace_fn(crate::telemetry::request_span)
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(
+                crate::conn::guarded(
+                    listener,
+                    self.settings.max_connections,
+                    self.settings.handshake_timeout,
+                ),
+                signal,
+            );
         tokio::pin!(server);
         tokio::select! {
             biased;

@@ -91,3 +91,63 @@ async fn postgres_gone_fails_fast_reports_not_ready_and_recovers() {
     );
     server.stop().await;
 }
+
+/// Reads until the server closes the connection, for at most `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_connections_are_capped() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = linli_people::Settings::new(&db.url).unwrap();
+    settings.common.serve.handshake_timeout = Duration::from_millis(300);
+    settings.common.serve.max_connections = 3;
+    let app = linli_people::Application::build(settings, keys().clone())
+        .await
+        .unwrap();
+    let server = TestServer::spawn(app.grpc_server()).await;
+    let mut client = PeopleServiceClient::new(authed(server.channel.clone()));
+    client.create_place(place("通山县")).await.unwrap();
+
+    // A client that never sends the HTTP/2 preface is closed after the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "a silent connection stays open"
+    );
+
+    // Two more talking connections fill the cap (with the test's own channel, three);
+    // a fourth is closed at once, and the connections already open keep working.
+    let talking = async || {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        s
+    };
+    let _a = talking().await;
+    let _b = talking().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut over, Duration::from_millis(250)).await,
+        "a connection past the cap stays open"
+    );
+    client
+        .list_places(pb::ListPlacesRequest::default())
+        .await
+        .expect("open connections keep working at the cap");
+    server.stop().await;
+}
