@@ -61,7 +61,58 @@ impl Change {
     }
 }
 
+/// The key the chains are sealed with, set once per process from the signing key.
+static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// Seals this process's audit records with `key` (the first key set stays).
+pub fn use_key(key: [u8; 32]) {
+    if KEY.set(key).is_err() && KEY.get() != Some(&key) {
+        tracing::warn!("a second audit key was offered and ignored: one process, one key");
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Marks a record sealed with the key; records without it predate keying.
+const KEYED: &str = "hmac-sha256:";
+
+/// A record's seal: an HMAC of its fields and the seal before it.
+fn seal(e: &AuditEvent) -> Result<String> {
+    let key = KEY.get().ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "the audit key is not configured (it comes from the signing key)"
+        ))
+    })?;
+    Ok(format!(
+        "{KEYED}{}",
+        hex::encode(hmac_sha256(key, canonical(e).as_bytes()))
+    ))
+}
+
 fn link_hash(e: &AuditEvent) -> String {
+    hex::encode(Sha256::digest(canonical(e)))
+}
+
+fn canonical(e: &AuditEvent) -> String {
     // A JSON array is an unambiguous encoding of the fields, whatever they contain.
     let canonical = serde_json::json!([
         e.community_id,
@@ -76,7 +127,7 @@ fn link_hash(e: &AuditEvent) -> String {
         e.after_json,
         e.prev_hash,
     ]);
-    hex::encode(Sha256::digest(canonical.to_string()))
+    canonical.to_string()
 }
 
 /// Appends a change to its community's chain, inside the caller's transaction.
@@ -108,7 +159,7 @@ pub async fn record(conn: &mut AnyConnection, actor: &Actor, change: Change) -> 
         prev_hash: head.try_get("hash")?,
         hash: String::new(),
     };
-    event.hash = link_hash(&event);
+    event.hash = seal(&event)?;
     sqlx::query("UPDATE audit_heads SET hash = $2 WHERE community_id = $1")
         .bind(&event.community_id)
         .bind(&event.hash)
@@ -256,6 +307,7 @@ pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
         ..Default::default()
     };
     let mut prev_hash = String::new();
+    let mut sealed_before = false;
     let mut expected_seq = 1;
     let mut after = 0i64;
     loop {
@@ -273,15 +325,23 @@ pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
             let event = event_from_row(row)?;
             after = event.seq;
             result.checked += 1;
+            let keyed = event.hash.starts_with(KEYED);
             let problem = if event.seq != expected_seq {
                 Some(format!("record {expected_seq} is missing"))
             } else if event.prev_hash != prev_hash {
                 Some("does not link to the record before it".to_owned())
-            } else if link_hash(&event) != event.hash {
+            } else if !keyed && sealed_before {
+                // Records before keying are covered by the first sealed one, which
+                // seals their last hash; an unsealed record after it is a forgery.
+                Some("is not sealed with the audit key, though records before it are".to_owned())
+            } else if keyed && seal(&event)? != event.hash {
+                Some("its content does not match its seal".to_owned())
+            } else if !keyed && link_hash(&event) != event.hash {
                 Some("its content does not match its hash".to_owned())
             } else {
                 None
             };
+            sealed_before |= keyed;
             if let Some(problem) = problem {
                 result.intact = false;
                 result.first_broken_seq = expected_seq.min(event.seq);
@@ -351,4 +411,81 @@ macro_rules! audit_handlers {
             }))
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// Someone who can write to the database rewrites a record and recomputes
+    /// every later link, as they could with an unkeyed chain: verification
+    /// still finds the record, since they cannot make the seals.
+    #[tokio::test]
+    async fn a_rewritten_and_resealed_chain_is_caught_without_the_key() {
+        use_key([7; 32]);
+        let dir = std::env::temp_dir().join(format!("linli-audit-{}", crate::new_id()));
+        let db = Db::connect(&format!("sqlite://{}/a.db", dir.display()))
+            .await
+            .unwrap();
+        db.migrate(crate::db::CORE_MIGRATIONS).await.unwrap();
+        let actor = Actor::local("test");
+        for i in 0..3 {
+            let mut tx = db.begin_write().await.unwrap();
+            let change = Change::created(
+                "c",
+                "thing.create",
+                "thing",
+                format!("t{i}"),
+                json!({"n": i}),
+            );
+            record(&mut tx, &actor, change).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert!(verify(&db, "c").await.unwrap().intact);
+
+        for forged_with in ["no key", "another key"] {
+            // Rewrite record 2, then re-link 2 and 3 and the head the way an unkeyed chain allows.
+            let mut events = list(&db, "c", "", 10, "").await.unwrap().0;
+            events[1].after_json = r#"{"n":100}"#.into();
+            for i in 1..3 {
+                events[i].prev_hash = events[i - 1].hash.clone();
+                events[i].hash = match forged_with {
+                    "no key" => link_hash(&events[i]),
+                    _ => format!(
+                        "{KEYED}{}",
+                        hex::encode(hmac_sha256(&[9; 32], canonical(&events[i]).as_bytes()))
+                    ),
+                };
+                sqlx::query("UPDATE audit_events SET after_json = $3, prev_hash = $4, hash = $5 WHERE community_id = $1 AND seq = $2")
+                    .bind("c")
+                    .bind(events[i].seq)
+                    .bind(&events[i].after_json)
+                    .bind(&events[i].prev_hash)
+                    .bind(&events[i].hash)
+                    .execute(&db.pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query("UPDATE audit_heads SET hash = $2 WHERE community_id = $1")
+                .bind("c")
+                .bind(&events[2].hash)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            let v = verify(&db, "c").await.unwrap();
+            assert!(!v.intact, "{forged_with}: {v:?}");
+            assert_eq!(v.first_broken_seq, 2, "{forged_with}: {v:?}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -196,7 +196,17 @@ impl Keys {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Keys::from_signing(signing, trusted))
+        let keys = Keys::from_signing(signing, trusted);
+        crate::audit::use_key(keys.audit_key());
+        Ok(keys)
+    }
+
+    /// The key the audit chain is sealed with: derived from the private key, so
+    /// it lives where that key lives, never in the database. Someone who can
+    /// write to the database but does not hold this key cannot rewrite a record
+    /// and re-seal the chain after it.
+    pub fn audit_key(&self) -> [u8; 32] {
+        crate::audit::hmac_sha256(self.inner.signing.as_bytes(), b"linli audit chain v1")
     }
 
     /// The private key as PKCS#8 PEM.

@@ -49,6 +49,8 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
         init_logging();
+        // The audit chain is sealed with the process's key, as in a service.
+        keys();
         let name = format!("linli_test_{}", crate::new_id().replace('-', ""));
         let url = match backend {
             Backend::Sqlite => format!(
@@ -217,7 +219,11 @@ macro_rules! backend_tests {
 /// test clients sign with them, as the gateway would.
 pub fn keys() -> &'static crate::auth::Keys {
     static KEYS: std::sync::OnceLock<crate::auth::Keys> = std::sync::OnceLock::new();
-    KEYS.get_or_init(crate::auth::Keys::generate)
+    KEYS.get_or_init(|| {
+        let keys = crate::auth::Keys::generate();
+        crate::audit::use_key(keys.audit_key());
+        keys
+    })
 }
 
 /// A token for `role`, limited to `community` (county-wide when `None`).
