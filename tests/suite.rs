@@ -382,13 +382,14 @@ async fn the_suite_runs_as_separate_processes() {
         "authorization",
         format!("Bearer {}", session.access_token).parse().unwrap(),
     );
-    let dashboard = gpb::gateway_service_client::GatewayServiceClient::new(gateway_channel)
+    let dashboard = gpb::gateway_service_client::GatewayServiceClient::new(gateway_channel.clone())
         .get_community_dashboard(req)
         .await
         .unwrap()
         .into_inner();
     assert!(dashboard.missing.is_empty(), "{:?}", dashboard.missing);
     assert_eq!(dashboard.people.unwrap().residents, 1258);
+    views_matrix(&gateway_channel, &keys, &community.id).await;
 
     for (name, service) in [
         ("gateway", &mut gateway),
@@ -400,4 +401,160 @@ async fn the_suite_runs_as_separate_processes() {
         assert!(out.status.success(), "{name} exit: {:?}", out.status);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The gateway's views, through the gateway process, as the demo accounts
+/// logged in (and a supervisor of the one community, minted with the suite's
+/// key): each view × each role × the community and another one made for it.
+/// Every answer is judged against the gateway's policy and searched for the
+/// other community's ids (none allowed).
+async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, community: &str) {
+    use linli_core::testing::matrix::{Caller, Side, walk};
+    let login = async |username: &str| {
+        gpb::auth_service_client::AuthServiceClient::new(gateway.clone())
+            .login(gpb::LoginRequest {
+                username: username.into(),
+                password: "linli-demo-2021".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .session
+            .unwrap()
+    };
+    let admin = login("admin").await.access_token;
+    let resident = login("chengguilan").await;
+    let own_household = resident.identity.clone().unwrap().household_id;
+    let supervisor = keys.sign(
+        &linli_core::auth::Claims::new(
+            "e2e-supervisor",
+            linli_core::Role::Supervisor,
+            Duration::from_secs(3600),
+        )
+        .community(community),
+    );
+    let callers = vec![
+        Caller {
+            role: linli_core::Role::Admin,
+            token: admin.clone(),
+        },
+        Caller {
+            role: linli_core::Role::Supervisor,
+            token: supervisor,
+        },
+        Caller {
+            role: linli_core::Role::CommunityWorker,
+            token: login("wujing").await.access_token,
+        },
+        Caller {
+            role: linli_core::Role::Cadre,
+            token: login("ruanxf").await.access_token,
+        },
+        Caller {
+            role: linli_core::Role::Resident,
+            token: resident.access_token,
+        },
+    ];
+    // Another community, with a household, made through the gateway.
+    let mut people = PeopleServiceClient::new(gateway.clone());
+    let town = people
+        .get_place(linli_core::testing::with_token(
+            ppb::GetPlaceRequest {
+                place_id: community.into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .place
+        .unwrap()
+        .parent_id;
+    let other = people
+        .create_place(linli_core::testing::with_token(
+            ppb::CreatePlaceRequest {
+                idempotency_key: "e2e-other".into(),
+                kind: ppb::PlaceKind::Community as i32,
+                parent_id: town,
+                name: "月亮山社区".into(),
+                code: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .place
+        .unwrap()
+        .id;
+    let other_household = people
+        .create_household(linli_core::testing::with_token(
+            ppb::CreateHouseholdRequest {
+                idempotency_key: "e2e-other-household".into(),
+                community_id: other.clone(),
+                address: "月亮山1栋101".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .id;
+    let foreign = vec![other.clone(), other_household.clone()];
+    let mut views = gpb::gateway_service_client::GatewayServiceClient::new(gateway.clone());
+    let tally = walk(
+        &linli_gateway::policy::POLICY,
+        &callers,
+        &foreign,
+        async |rpc, side, token| {
+            let (c, h) = match side {
+                Side::Own => (community.to_owned(), own_household.clone()),
+                Side::Other => (other.clone(), other_household.clone()),
+            };
+            match rpc {
+                "GetCommunityDashboard" => views
+                    .get_community_dashboard(linli_core::testing::with_token(
+                        gpb::GetCommunityDashboardRequest { community_id: c },
+                        token,
+                    ))
+                    .await
+                    .map(|r| format!("{:?}", r.into_inner())),
+                "GetHouseholdProfile" => views
+                    .get_household_profile(linli_core::testing::with_token(
+                        gpb::GetHouseholdProfileRequest { household_id: h },
+                        token,
+                    ))
+                    .await
+                    .map(|r| format!("{:?}", r.into_inner())),
+                "GetCountyOverview" => views
+                    .get_county_overview(linli_core::testing::with_token(
+                        gpb::GetCountyOverviewRequest {},
+                        token,
+                    ))
+                    .await
+                    .map(|r| format!("{:?}", r.into_inner())),
+                "WatchCommunity" => {
+                    let mut stream = views
+                        .watch_community(linli_core::testing::with_token(
+                            gpb::WatchCommunityRequest {
+                                community_id: c,
+                                after_cursor: String::new(),
+                            },
+                            token,
+                        ))
+                        .await?
+                        .into_inner();
+                    let first =
+                        tokio::time::timeout(Duration::from_secs(2), stream.message()).await;
+                    Ok(format!("{first:?}"))
+                }
+                other => panic!("no call for {other}"),
+            }
+        },
+    )
+    .await;
+    tally.assert_clean();
 }
