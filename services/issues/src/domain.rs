@@ -239,6 +239,7 @@ impl Action {
         use IssueState::*;
         match self {
             Action::Acknowledge => (&[Reported], Some(Acknowledged), EventKind::Acknowledged),
+            // A claim straight from the report (主动认领) acknowledges it first; see `lifecycle`.
             Action::Claim(_) => (&[Acknowledged], Some(Claimed), EventKind::Claimed),
             Action::Unclaim => (
                 &[Claimed, InProgress],

@@ -267,6 +267,14 @@ impl Store {
             _ => Vec::new(),
         };
         let mut after = before.clone();
+        // 主动认领: a cadre who claims a reported issue has answered it too. The claim
+        // acknowledges it first, and both are recorded, in that order.
+        let implied_ack = matches!(action, Action::Claim(_))
+            && before.domain.state == domain::IssueState::Reported;
+        if implied_ack {
+            domain::apply(&mut after.domain, Action::Acknowledge, at)?;
+        }
+        let from_state = after.domain.state;
         let kind = domain::apply(&mut after.domain, action, at)?;
         after.version += 1;
         after.last_event_at = at;
@@ -310,6 +318,22 @@ impl Store {
             EventKind::Rejected => after.domain.reject_reason.clone(),
             _ => mv.note.clone(),
         };
+        if implied_ack {
+            append_event(
+                &mut tx,
+                actor,
+                NewEvent {
+                    issue: &after,
+                    at,
+                    kind: EventKind::Acknowledged,
+                    from: Some(before.domain.state),
+                    to: Some(from_state),
+                    note: "acknowledged by the claim",
+                    attachments: &[],
+                },
+            )
+            .await?;
+        }
         append_event(
             &mut tx,
             actor,
@@ -317,7 +341,7 @@ impl Store {
                 issue: &after,
                 at,
                 kind,
-                from: Some(before.domain.state),
+                from: Some(from_state),
                 to: Some(after.domain.state),
                 note: &note,
                 attachments: &attachments,

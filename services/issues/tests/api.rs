@@ -462,14 +462,14 @@ async fn moves_check_state_version_and_time(backend: Backend) {
         .into_inner()
         .issue
         .unwrap();
-    // Claiming needs an acknowledged issue.
-    let claim = pb::ClaimIssueRequest {
-        transition: mv(&issue),
-        cadre_id: h.world.cadres[0].clone(),
-        ..Default::default()
-    };
+    // A reported issue cannot be resolved before anyone took it on. (A claim may come
+    // straight from the report: see a_claim_straight_from_the_report_acknowledges_it.)
     assert_status(
-        c.claim_issue(claim).await,
+        c.resolve_issue(pb::ResolveIssueRequest {
+            transition: mv(&issue),
+            ..Default::default()
+        })
+        .await,
         Code::FailedPrecondition,
         "reported",
     );
@@ -1801,7 +1801,63 @@ async fn lists_summary_and_audit(backend: Backend) {
     h.stop().await;
 }
 
+/// 主动认领: a registered cadre claims a problem the moment it is reported; the
+/// claim acknowledges it too, and the timeline says both, in order.
+async fn a_claim_straight_from_the_report_acknowledges_it(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let w = &h.world;
+    let c = &mut h.client;
+    let issue = c
+        .report_issue(report(w, "八角亭副食批发街路面破损"))
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    let claimed = c
+        .claim_issue(pb::ClaimIssueRequest {
+            transition: mv(&issue),
+            cadre_id: w.cadres[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    assert_eq!(claimed.state, pb::IssueState::Claimed as i32);
+    assert_eq!(claimed.version, issue.version + 1, "one move, one version");
+    let events = c
+        .get_timeline(pb::GetTimelineRequest {
+            issue_id: issue.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let steps: Vec<(i32, i32, i32)> = events
+        .iter()
+        .map(|e| (e.kind, e.from_state, e.to_state))
+        .collect();
+    use pb::EventKind as K;
+    use pb::IssueState as S;
+    assert_eq!(
+        steps[1..],
+        [
+            (
+                K::Acknowledged as i32,
+                S::Reported as i32,
+                S::Acknowledged as i32
+            ),
+            (K::Claimed as i32, S::Acknowledged as i32, S::Claimed as i32),
+        ]
+    );
+    assert!(events[1].seq < events[2].seq);
+    h.stop().await;
+}
+
 linli_core::backend_tests!(
+    a_claim_straight_from_the_report_acknowledges_it,
     reporting_and_the_happy_path,
     moves_check_state_version_and_time,
     claims_need_registered_cadres,
