@@ -42,6 +42,10 @@ pub(crate) async fn list_overdue_issues(
     let r = req.into_inner();
     let community = actor.community_filter("community_id", &r.community_id)?;
     let as_of = linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
+    if !r.community_id.is_empty() {
+        // A community with no issues is not one that does not exist: people knows which.
+        api.people.community(actor, &community).await?;
+    }
     Ok(Response::new(pb::ListOverdueIssuesResponse {
         issues: api.store.overdue(&community, as_of).await?,
     }))

@@ -1053,6 +1053,29 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
     assert_eq!(overdue[0].issue.as_ref().unwrap().id, late.id);
     assert_eq!(overdue[0].deadline, pb::DeadlineKind::Response as i32);
     assert!(overdue[0].overdue_seconds >= 2 * DAY - 60);
+    // A community that does not exist is NOT_FOUND, as in the other calls; one with no
+    // overdue issues is an empty list.
+    assert_status(
+        h.client
+            .list_overdue_issues(pb::ListOverdueIssuesRequest {
+                community_id: linli_core::new_id(),
+                as_of: None,
+            })
+            .await,
+        Code::NotFound,
+        "community",
+    );
+    let quiet = h
+        .client
+        .list_overdue_issues(pb::ListOverdueIssuesRequest {
+            community_id: w.other_community.clone(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issues;
+    assert!(quiet.is_empty());
     let listed = h
         .client
         .list_issues(pb::ListIssuesRequest {
