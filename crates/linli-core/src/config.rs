@@ -29,7 +29,7 @@ pub struct CommonArgs {
     /// environment variables and flags.
     #[arg(long, env = "LINLI_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: the service's own, e.g. 127.0.0.1:50053 for people].
+    /// Address to listen on [default: gateway 127.0.0.1:50051, issues :50052, people :50053, logistics :50054].
     #[arg(long, env = "LINLI_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
     /// Database: sqlite://path/to/file.db (embedded) or postgres://user:pass@host/db

@@ -220,10 +220,11 @@ impl Store {
                             "the entry has already been reversed".into(),
                         ));
                     }
-                    let direction = match FundsDirection::from_proto(original.direction) {
-                        Some(FundsDirection::Income) => FundsDirection::Expense,
-                        _ => FundsDirection::Income,
-                    };
+                    // A reversal cancels its original within the original's direction: a
+                    // reversed expense lowers the expenses, not raises the income.
+                    let direction = FundsDirection::from_proto(original.direction).ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("funds entry {entry_id} has no direction"))
+                    })?;
                     let e = NewFunds {
                         community_id: original.community_id.clone(),
                         direction,
@@ -272,9 +273,10 @@ impl Store {
         to: Micros,
     ) -> Result<(i64, i64)> {
         let (income, expense): (i64, i64) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN direction = 'income' THEN amount_fen ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN direction = 'expense' THEN amount_fen ELSE 0 END), 0) AS BIGINT) \
-             FROM funds_entries WHERE community_id = $1 AND at >= $2 AND at < $3",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN direction = 'income' THEN signed ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN direction = 'expense' THEN signed ELSE 0 END), 0) AS BIGINT) \
+             FROM (SELECT direction, CASE WHEN category = 'reversal' THEN -amount_fen ELSE amount_fen END AS signed \
+             FROM funds_entries WHERE community_id = $1 AND at >= $2 AND at < $3) AS entries",
         )
         .bind(community_id)
         .bind(from)

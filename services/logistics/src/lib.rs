@@ -49,6 +49,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "logistics/0003_movement_balance",
         sql: include_str!("../migrations/0003_movement_balance.sql"),
     });
+    all.push(Migration {
+        id: "logistics/0004_reversals_in_original_direction",
+        sql: include_str!("../migrations/0004_reversals_in_original_direction.sql"),
+    });
     all
 }
 

@@ -1298,11 +1298,12 @@ async fn the_funds_ledger_is_never_edited(backend: Backend) {
             reversal.reverses.as_str()
         ),
         (
-            D::Income as i32,
+            D::Expense as i32,
             C::Reversal as i32,
             2_500_000,
             wrong.id.as_str()
-        )
+        ),
+        "a reversal is booked in its original's direction"
     );
     assert_status(
         h.client
@@ -1343,10 +1344,12 @@ async fn the_funds_ledger_is_never_edited(backend: Backend) {
     assert_eq!(
         (balance.income_fen, balance.expense_fen, balance.balance_fen),
         (
-            5_000_000 + 1_000_000 + 2_500_000,
-            2_500_000 + 250_000,
+            5_000_000 + 1_000_000,
+            // The wrong 2,500,000 and its reversal cancel.
+            250_000,
             6_000_000 - 250_000
-        )
+        ),
+        "the reversal cancels the wrong expense: neither total is inflated"
     );
     let entries = h
         .client
