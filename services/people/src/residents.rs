@@ -264,13 +264,21 @@ impl Store {
     ) -> Result<(Vec<pb::Resident>, String)> {
         self.community(community_id).await?;
         let sql = format!(
-            "SELECT {RESIDENT_COLS} FROM residents WHERE community_id = $1 AND ($2 = '' OR household_id = $2) AND ($3 = '' OR tags LIKE $3) \
-             AND removed_at IS NULL AND id > $4 ORDER BY id LIMIT $5"
+            "SELECT {RESIDENT_COLS} FROM residents WHERE community_id = $1 AND ($2 = '' OR household_id = $2) \
+             AND ($3 = '' OR tags LIKE $3 OR birth_date <= $4) AND removed_at IS NULL AND id > $5 ORDER BY id LIMIT $6"
         );
+        let today = self.today();
+        // The elderly are also those born on or before this day, tagged or not.
+        let born_by = match tag {
+            Some(Tag::Elderly) => today
+                .checked_sub_months(chrono::Months::new(12 * crate::care::ELDERLY_AGE as u32))
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let tag = tag
             .map(|t| format!("%,{},%", t.as_str()))
             .unwrap_or_default();
-        let today = self.today();
         fetch_page(
             &self.db,
             &sql,
@@ -278,6 +286,7 @@ impl Store {
                 community_id.into(),
                 household_id.into(),
                 tag.as_str().into(),
+                born_by.as_str().into(),
             ],
             page,
             |r| resident_from_row(r, today),

@@ -157,10 +157,15 @@ pub(crate) fn resident_from_row(row: &AnyRow, today: chrono::NaiveDate) -> Resul
         phone: row.try_get("phone")?,
         id_number: row.try_get("id_number")?,
         relation: text_col(row, "relation", domain::Relation::parse)?.to_proto(),
-        tags: domain::tags_from_db(&row.try_get::<String, _>("tags")?)
-            .into_iter()
-            .map(Tag::to_proto)
-            .collect(),
+        // Elderly is derived from the birth date as well as tagged by hand.
+        tags: crate::care::MemberFacts {
+            age: Some(age),
+            tags: domain::tags_from_db(&row.try_get::<String, _>("tags")?),
+        }
+        .effective_tags()
+        .into_iter()
+        .map(Tag::to_proto)
+        .collect(),
         age,
         removed_at: opt_timestamp(row.try_get("removed_at")?),
         version: row.try_get("version")?,

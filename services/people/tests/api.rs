@@ -2173,7 +2173,63 @@ async fn garbage_text_is_refused_at_the_edge(backend: Backend) {
     h.server.stop().await;
 }
 
+/// The elderly can be listed and are shown as such, whether or not anyone tagged
+/// them: 程大娘 at 90 and two neighbours of 84 and 82, none tagged elderly by hand,
+/// one tagged by hand though 79, and a 60-year-old who is not.
+async fn the_elderly_are_listed_by_their_birth_dates(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let c = &mut h.client;
+    let (community, _, _) = places(c).await;
+    let hh = household(c, &community, "八角亭小区1栋101").await;
+    let today = chrono::Utc::now().date_naive();
+    let born = |years: u32| {
+        (today - chrono::Months::new(12 * years) - chrono::Days::new(1))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let mut ids = std::collections::HashMap::new();
+    for (i, (name, years, tags)) in [
+        ("程桂兰", 90, vec![pb::VulnerabilityTag::LivingAlone]),
+        ("刘奶奶", 84, vec![]),
+        ("王爷爷", 82, vec![]),
+        ("张大爷", 79, vec![pb::VulnerabilityTag::Elderly]),
+        ("李阿姨", 60, vec![]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = c
+            .add_resident(resident(&hh, name, &born(years), i as u32 + 1, &tags))
+            .await
+            .unwrap()
+            .into_inner()
+            .resident
+            .unwrap();
+        ids.insert(name, r);
+    }
+    let elderly = pb::VulnerabilityTag::Elderly as i32;
+    assert!(ids["刘奶奶"].tags.contains(&elderly), "{:?}", ids["刘奶奶"]);
+    assert!(!ids["李阿姨"].tags.contains(&elderly));
+    let listed = c
+        .list_residents(pb::ListResidentsRequest {
+            community_id: community.id.clone(),
+            tag: elderly,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .residents;
+    let mut names: Vec<&str> = listed.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    let mut expected = vec!["程桂兰", "刘奶奶", "王爷爷", "张大爷"];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(listed.iter().all(|r| r.tags.contains(&elderly)));
+}
+
 linli_core::backend_tests!(
+    the_elderly_are_listed_by_their_birth_dates,
     garbage_text_is_refused_at_the_edge,
     places_and_households,
     residents_and_care,
