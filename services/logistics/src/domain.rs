@@ -57,6 +57,20 @@ pub fn signed_quantity(kind: MovementKind, quantity: i64, reason: &str) -> Resul
     }
 }
 
+/// How many whole hours of [from, to) overlap any of `gaps` (each hour counted once).
+pub fn hours_with_gaps(from: Micros, to: Micros, gaps: &[(Micros, Micros)]) -> i32 {
+    let mut hours = 0;
+    let mut h = from;
+    while h < to {
+        let end = h + HOUR;
+        if gaps.iter().any(|&(s, e)| s < end && e > h) {
+            hours += 1;
+        }
+        h = end;
+    }
+    hours
+}
+
 /// Why `have` plus `delta` is not a stock level, if it is not one.
 pub fn check_stock(item_id: &str, have: i64, delta: i64) -> Result<()> {
     match have.checked_add(delta) {
@@ -321,6 +335,13 @@ mod tests {
             assert!(signed_quantity(MovementKind::Adjustment, q, "count").is_err());
         }
         assert!(signed_quantity(MovementKind::DonationIn, MAX_MOVEMENT as i64, "").is_ok());
+        // Two checkpoints short in the same two hours, one more in a third: three hours.
+        let g = |a: i64, b: i64| (a * HOUR, b * HOUR);
+        assert_eq!(
+            hours_with_gaps(0, 24 * HOUR, &[g(2, 4), g(2, 4), g(10, 11)]),
+            3
+        );
+        assert_eq!(hours_with_gaps(0, 24 * HOUR, &[]), 0);
         assert!(check_stock("i", 5, -5).is_ok());
         assert!(matches!(
             check_stock("i", 5, -6),

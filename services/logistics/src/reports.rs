@@ -114,11 +114,20 @@ impl Store {
         let roster = self
             .roster_report(community_id, from, from + domain::DAY)
             .await?;
-        let gap_hours = roster
-            .coverage
+        // Hours of the next 24 in which any checkpoint is short, each hour once however
+        // many checkpoints are short in it (the roster report has them per checkpoint).
+        let gaps: Vec<(i64, i64)> = roster
+            .gaps
             .iter()
-            .map(|c| c.hours - c.covered_hours)
-            .sum();
+            .map(|g| {
+                let at = |t: &Option<prost_types::Timestamp>| {
+                    t.as_ref()
+                        .map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
+                };
+                (at(&g.starts_at), at(&g.ends_at))
+            })
+            .collect();
+        let gap_hours = domain::hours_with_gaps(from, from + domain::DAY, &gaps);
         let (income, expense) = self.funds_totals(community_id, i64::MIN, i64::MAX).await?;
         Ok(pb::GetCommunitySummaryResponse {
             community_id: community_id.into(),

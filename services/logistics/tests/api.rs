@@ -1525,6 +1525,27 @@ async fn summary_report_and_audit(backend: Backend) {
         ),
         (3, 2, 0, 0)
     );
+    // Two unstaffed gates are short in the same 24 hours: 24 hours with a gap, not 48.
+    for gate in ["东门卡点", "西门卡点"] {
+        h.client
+            .create_checkpoint(pb::CreateCheckpointRequest {
+                idempotency_key: key(),
+                community_id: community.clone(),
+                name: gate.into(),
+                required_staff: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let s = h
+        .client
+        .get_community_summary(pb::GetCommunitySummaryRequest {
+            community_id: community.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.checkpoint_gap_hours, 24);
     let report = h
         .client
         .get_community_report(pb::GetCommunityReportRequest {
