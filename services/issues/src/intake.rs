@@ -153,7 +153,7 @@ impl Store {
                     s.policy
                         .resolution_due(new.reported_at, new.category, new.three_most);
                 sqlx::query(&format!(
-                    "INSERT INTO issues ({ISSUE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
+                    "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
                      $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1)"
                 ))
                 .bind(&new.community_id)

@@ -39,6 +39,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0001_issues",
         sql: include_str!("../migrations/0001_issues.sql"),
     });
+    all.push(Migration {
+        id: "issues/0002_original_deadline",
+        sql: include_str!("../migrations/0002_original_deadline.sql"),
+    });
     all
 }
 

@@ -284,7 +284,9 @@ impl Store {
             "UPDATE issues SET state = $3, claim_cadre_id = $4, claim_unit_id = $5, claim_participants = $6, claimed_at = $7, \
              first_claimed_at = $8, responded_at = $9, resolved_at = $10, closed_at = $11, resolution_due_at = $12, rating = $13, \
              rating_comment = $14, duplicate_of = $15, reject_reason = $16, reopen_count = $17, attachments_json = $18, \
-             last_event_at = $19, version = version + 1 WHERE community_id = $1 AND id = $2 AND version = $20",
+             last_event_at = $19, version = version + 1, \
+             first_resolution_due_at = COALESCE(first_resolution_due_at, resolution_due_at) \
+             WHERE community_id = $1 AND id = $2 AND version = $20",
         )
         .bind(&after.community_id)
         .bind(&after.id)

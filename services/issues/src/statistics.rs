@@ -190,7 +190,8 @@ pub(crate) fn ranking(records: &[IssueRecord], by_unit: bool) -> Vec<pb::Ranking
         if r.domain.state.is_resolved()
             && r.domain
                 .resolved_at
-                .is_some_and(|at| at <= r.domain.resolution_due_at)
+                // Judged against the deadline first given: a reopen does not buy time.
+                .is_some_and(|at| at <= r.original_resolution_due_at)
         {
             t.0 += 1;
         }

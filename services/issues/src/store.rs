@@ -74,10 +74,19 @@ pub struct IssueRecord {
     pub response_due_at: Micros,
     pub last_event_at: Micros,
     pub version: i64,
+    /// The resolution deadline first given; a reopen moves only the working one.
+    pub original_resolution_due_at: Micros,
     pub domain: domain::Issue,
 }
 
+/// The columns an issue is read with: those it is written with, and its first deadline.
 pub(crate) const ISSUE_COLS: &str = "community_id, id, compound_id, building_id, household_id, title, description, category, three_most, \
+     location_text, latitude, longitude, source, state, claim_cadre_id, claim_unit_id, claim_participants, claimed_at, \
+     first_claimed_at, reported_at, response_due_at, resolution_due_at, responded_at, resolved_at, closed_at, rating, \
+     rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version, \
+     COALESCE(first_resolution_due_at, resolution_due_at) AS original_resolution_due_at";
+/// The columns an issue is written with, in the order of the INSERT's values.
+pub(crate) const ISSUE_INSERT_COLS: &str = "community_id, id, compound_id, building_id, household_id, title, description, category, three_most, \
      location_text, latitude, longitude, source, state, claim_cadre_id, claim_unit_id, claim_participants, claimed_at, \
      first_claimed_at, reported_at, response_due_at, resolution_due_at, responded_at, resolved_at, closed_at, rating, \
      rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version";
@@ -154,6 +163,7 @@ pub(crate) fn record_from_row(row: &AnyRow) -> Result<IssueRecord> {
         response_due_at: row.try_get("response_due_at")?,
         last_event_at: row.try_get("last_event_at")?,
         version: row.try_get("version")?,
+        original_resolution_due_at: row.try_get("original_resolution_due_at")?,
         domain: domain::Issue {
             state: text_col(row, "state", IssueState::parse)?,
             claim,

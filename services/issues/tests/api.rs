@@ -1879,7 +1879,104 @@ async fn a_claim_straight_from_the_report_acknowledges_it(backend: Backend) {
     h.stop().await;
 }
 
+fn out<T>(r: Result<tonic::Response<T>, tonic::Status>) -> T {
+    r.unwrap().into_inner()
+}
+
+/// The sewer: fixed before its deadline, reopened by the residents after it, fixed
+/// again two days past it. The reopen gives the work a new deadline (for
+/// escalation), but the on-time rate judges against the first: not on time.
+async fn a_reopened_issue_is_judged_against_its_first_deadline(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let w = &h.world;
+    let c = &mut h.client;
+    let issue = c
+        .report_issue(pb::ReportIssueRequest {
+            reported_at: Some(ago(90 * DAY)),
+            ..report(w, "八角亭下水道堵塞")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    let first_due = issue.resolution_due_at.unwrap().seconds * 1_000_000;
+    let t = |days_after_due: i64| before(first_due, -days_after_due * DAY);
+    let step = |i: &pb::Issue, days: i64| mv_at(i, t(days));
+    let i = out(c
+        .acknowledge_issue(pb::AcknowledgeIssueRequest {
+            transition: step(&issue, -10),
+        })
+        .await)
+    .issue
+    .unwrap();
+    let i = out(c
+        .claim_issue(pb::ClaimIssueRequest {
+            transition: step(&i, -10),
+            cadre_id: w.cadres[0].clone(),
+            ..Default::default()
+        })
+        .await)
+    .issue
+    .unwrap();
+    let i = out(c
+        .start_work(pb::StartWorkRequest {
+            transition: step(&i, -9),
+        })
+        .await)
+    .issue
+    .unwrap();
+    let i = out(c
+        .resolve_issue(pb::ResolveIssueRequest {
+            transition: step(&i, -2),
+            ..Default::default()
+        })
+        .await)
+    .issue
+    .unwrap();
+    let i = out(c
+        .reopen_issue(pb::ReopenIssueRequest {
+            transition: step(&i, 1),
+            household_id: w.households[0].clone(),
+        })
+        .await)
+    .issue
+    .unwrap();
+    let new_due = i.resolution_due_at.unwrap().seconds * 1_000_000;
+    assert!(
+        new_due > first_due + 2 * DAY * 1_000_000,
+        "the reopen sets a later working deadline"
+    );
+    let i = out(c
+        .start_work(pb::StartWorkRequest {
+            transition: step(&i, 1),
+        })
+        .await)
+    .issue
+    .unwrap();
+    out(c
+        .resolve_issue(pb::ResolveIssueRequest {
+            transition: step(&i, 2),
+            ..Default::default()
+        })
+        .await);
+    let ranking = out(c
+        .get_ranking(pb::GetRankingRequest {
+            scope: pb::RankingScope::Community as i32,
+            ..Default::default()
+        })
+        .await)
+    .entries;
+    let own = ranking
+        .iter()
+        .find(|e| e.id == w.community)
+        .expect("the community is ranked");
+    assert_eq!((own.issues, own.resolved_on_time), (1, 0), "{own:?}");
+    h.stop().await;
+}
+
 linli_core::backend_tests!(
+    a_reopened_issue_is_judged_against_its_first_deadline,
     a_claim_straight_from_the_report_acknowledges_it,
     reporting_and_the_happy_path,
     moves_check_state_version_and_time,
