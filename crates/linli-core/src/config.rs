@@ -49,6 +49,10 @@ pub struct CommonArgs {
     /// Seconds before a request is cancelled [default: 30].
     #[arg(long, env = "LINLI_REQUEST_TIMEOUT_SECS", global = true)]
     pub request_timeout_secs: Option<u64>,
+    /// UTC offset of the local time zone: duty weeks, ages and the times in messages are
+    /// reckoned in it [default: +08:00].
+    #[arg(long, env = "LINLI_UTC_OFFSET", global = true)]
+    pub utc_offset: Option<chrono::FixedOffset>,
     /// Connections open at once; more are closed as soon as they are accepted [default: 4096].
     #[arg(long, env = "LINLI_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
@@ -104,6 +108,7 @@ struct FileCommon {
     db_acquire_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
     handshake_timeout_secs: Option<u64>,
+    utc_offset: Option<String>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
     auth_key_file: Option<PathBuf>,
@@ -142,6 +147,8 @@ pub struct Settings {
     /// How long one call to another service may take.
     pub call_timeout: Duration,
     pub db: crate::db::DbOptions,
+    /// The local time zone (China Standard Time by default).
+    pub utc_offset: chrono::FixedOffset,
     pub otlp_endpoint: Option<String>,
     pub auth: AuthSettings,
 }
@@ -305,6 +312,13 @@ impl Settings {
             database_url: DatabaseUrl(database_url),
             log_format: args.log_format.or(f.log_format).unwrap_or(LogFormat::Human),
             serve,
+            utc_offset: match (args.utc_offset, f.utc_offset) {
+                (Some(o), _) => o,
+                (None, Some(s)) => s
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("utc_offset {s:?} is not like +08:00"))?,
+                (None, None) => crate::time::china_standard_time(),
+            },
             db: crate::db::DbOptions {
                 sqlite_synchronous: args
                     .sqlite_synchronous

@@ -177,6 +177,22 @@ impl People {
         Ok(resp.registered)
     }
 
+    /// The refusal for a cadre not actively registered with a community, naming
+    /// both by name as well as id (the names as far as people can give them).
+    pub async fn not_registered(&self, actor: &Actor, cadre_id: &str, community_id: &str) -> Error {
+        let cadre = match self.cadre(actor, cadre_id).await {
+            Ok(c) => format!("{} ({cadre_id})", c.name),
+            Err(_) => cadre_id.to_owned(),
+        };
+        let community = match self.community(actor, community_id).await {
+            Ok(p) => format!("{} ({community_id})", p.name),
+            Err(_) => community_id.to_owned(),
+        };
+        Error::FailedPrecondition(format!(
+            "cadre {cadre} is not actively registered with community {community} (双报到)"
+        ))
+    }
+
     pub async fn cadre(&self, actor: &Actor, id: &str) -> Result<pb::Cadre> {
         let msg = pb::GetCadreRequest {
             cadre_id: id.to_owned(),

@@ -61,6 +61,19 @@ pub fn to_datetime(micros: Micros) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// China Standard Time (+08:00), the default local zone.
+pub fn china_standard_time() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
+}
+
+/// A moment as people in the zone read it, with the offset: `2026-11-24 16:00 +08:00`.
+pub fn local(at: Micros, offset: chrono::FixedOffset) -> String {
+    to_datetime(at)
+        .with_timezone(&offset)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,9 +62,7 @@ impl IssuesApi {
                 .is_registered(actor, cadre, community_id)
                 .await?
             {
-                return Err(Error::FailedPrecondition(format!(
-                    "cadre {cadre} is not actively registered with community {community_id} (双报到)"
-                )));
+                return Err(self.people.not_registered(actor, cadre, community_id).await);
             }
         }
         Ok(claimant)

@@ -27,6 +27,8 @@ pub struct Store {
     /// Wakes this replica's watchers when it writes an event; watchers also
     /// poll, for events other replicas write.
     pub events_written: Arc<Notify>,
+    /// The local time zone, for the times written into notes.
+    pub utc_offset: chrono::FixedOffset,
 }
 
 pub struct NewIssue {
@@ -358,7 +360,14 @@ impl Store {
             db,
             policy: Arc::new(policy),
             events_written: Arc::new(Notify::new()),
+            utc_offset: linli_core::time::china_standard_time(),
         }
+    }
+
+    /// Times in the service's notes are written in this zone.
+    pub fn with_utc_offset(mut self, offset: chrono::FixedOffset) -> Store {
+        self.utc_offset = offset;
+        self
     }
 
     pub(crate) async fn load(&self, conn: &mut AnyConnection, id: &str) -> Result<IssueRecord> {

@@ -202,7 +202,7 @@ impl Store {
                 let note = format!(
                     "{} deadline missed (due {})",
                     kind.as_str(),
-                    linli_core::time::to_datetime(due).format("%Y-%m-%d %H:%M UTC")
+                    linli_core::time::local(due, self.utc_offset)
                 );
                 let at = as_of.max(r.last_event_at);
                 append_event(

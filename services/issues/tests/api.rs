@@ -574,10 +574,17 @@ async fn claims_need_registered_cadres(backend: Backend) {
         unit_id: unit.into(),
         participant_cadre_ids: participants.iter().map(|p| p.to_string()).collect(),
     };
-    assert_status(
-        c.claim_issue(claim(&w.stranger, "", &[])).await,
-        Code::FailedPrecondition,
-        "not actively registered",
+    let refused = c
+        .claim_issue(claim(&w.stranger, "", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    // Named by name as well as id, the community too.
+    assert!(
+        refused.message().contains("not actively registered")
+            && refused.message().contains(&format!(" ({})", w.stranger))
+            && refused.message().contains(&format!(" ({})", w.community)),
+        "{refused:?}"
     );
     assert_status(
         c.claim_issue(claim("", &w.unit, &[])).await,

@@ -258,7 +258,11 @@ async fn the_road_and_the_sewer(backend: Backend) {
     // The road was fixed in time; the sewer's final fix (06-10) came two days after
     // its first deadline (06-08), whatever the reopen's new deadline says.
     assert_eq!(
-        (ranking[0].id.as_str(), ranking[0].issues, ranking[0].resolved_on_time),
+        (
+            ranking[0].id.as_str(),
+            ranking[0].issues,
+            ranking[0].resolved_on_time
+        ),
         (w.unit.as_str(), 2, 1)
     );
     h.stop().await;

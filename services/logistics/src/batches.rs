@@ -79,11 +79,11 @@ pub(crate) async fn assign_deliveries(
         .is_registered(actor, &cadre, &batch.community_id)
         .await?
     {
-        return Err(Error::FailedPrecondition(format!(
-            "cadre {cadre} is not actively registered with community {} (双报到)",
-            batch.community_id
-        ))
-        .into());
+        return Err(api
+            .people
+            .not_registered(actor, &cadre, &batch.community_id)
+            .await
+            .into());
     }
     let deliveries = api
         .store

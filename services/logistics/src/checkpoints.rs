@@ -89,11 +89,11 @@ pub(crate) async fn assign_shift(
         .is_registered(actor, &cadre, &checkpoint.community_id)
         .await?
     {
-        return Err(Error::FailedPrecondition(format!(
-            "cadre {cadre} is not actively registered with community {} (双报到)",
-            checkpoint.community_id
-        ))
-        .into());
+        return Err(api
+            .people
+            .not_registered(actor, &cadre, &checkpoint.community_id)
+            .await
+            .into());
     }
     let shift = api
         .store
@@ -326,7 +326,7 @@ impl Store {
                         .into_iter()
                         .map(|(start, end)| Span { start, end })
                         .collect();
-                    domain::check_shift(span, &others, s.max_duty_hours_per_day)?;
+                    domain::check_shift(span, &others, s.max_duty_hours_per_day, s.utc_offset)?;
                     sqlx::query(&format!(
                         "INSERT INTO shifts ({SHIFT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, 0)"
                     ))

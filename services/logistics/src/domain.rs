@@ -173,12 +173,17 @@ pub fn parse_shift(start: Micros, end: Micros) -> Result<Span> {
 
 /// Whether a cadre may take `new` given their other shifts: not two places at
 /// once, and at most `max_hours_per_day` on duty in any 24 hours.
-pub fn check_shift(new: Span, others: &[Span], max_hours_per_day: i64) -> Result<()> {
+pub fn check_shift(
+    new: Span,
+    others: &[Span],
+    max_hours_per_day: i64,
+    zone: chrono::FixedOffset,
+) -> Result<()> {
     if let Some(clash) = others.iter().find(|o| o.overlap(&new) > 0) {
         return Err(Error::FailedPrecondition(format!(
             "the cadre is already on duty from {} to {}",
-            linli_core::time::to_datetime(clash.start).format("%Y-%m-%d %H:%M"),
-            linli_core::time::to_datetime(clash.end).format("%H:%M UTC")
+            linli_core::time::local(clash.start, zone),
+            linli_core::time::local(clash.end, zone)
         )));
     }
     // Any 24-hour window with the most duty starts where some shift starts.
@@ -375,6 +380,10 @@ mod tests {
         );
     }
 
+    fn cst() -> chrono::FixedOffset {
+        linli_core::time::china_standard_time()
+    }
+
     fn span(start_h: i64, end_h: i64) -> Span {
         Span {
             start: start_h * HOUR,
@@ -403,17 +412,18 @@ mod tests {
     #[test]
     fn one_cadre_cannot_be_in_two_places_or_on_duty_too_long() {
         let day = [span(0, 8)];
-        assert!(check_shift(span(8, 12), &day, 12).is_ok());
+        assert!(check_shift(span(8, 12), &day, 12, cst()).is_ok());
         assert!(
-            matches!(check_shift(span(7, 9), &day, 12), Err(Error::FailedPrecondition(m)) if m.contains("already on duty"))
+            // The clash is told in local time, with its offset (midnight UTC is 08:00 +08:00).
+            matches!(check_shift(span(7, 9), &day, 12, cst()), Err(Error::FailedPrecondition(m)) if m.contains("already on duty from 1970-01-01 08:00 +08:00 to 1970-01-01 16:00 +08:00"))
         );
         // 00–08 and 16–24 make 16 hours within one 24-hour window.
         assert!(
-            matches!(check_shift(span(16, 24), &day, 12), Err(Error::FailedPrecondition(m)) if m.contains("16 hours"))
+            matches!(check_shift(span(16, 24), &day, 12, cst()), Err(Error::FailedPrecondition(m)) if m.contains("16 hours"))
         );
         // The same eight hours every day is fine.
-        assert!(check_shift(span(24, 32), &day, 12).is_ok());
-        assert!(check_shift(span(20, 28), &[span(4, 8)], 12).is_ok());
+        assert!(check_shift(span(24, 32), &day, 12, cst()).is_ok());
+        assert!(check_shift(span(20, 28), &[span(4, 8)], 12, cst()).is_ok());
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         db,
         settings.fever_threshold,
         settings.max_duty_hours_per_day,
-    ))
+    )
+    .with_utc_offset(settings.common.utc_offset))
 }
 
 /// The logistics service assembled from its settings: its store, its client of

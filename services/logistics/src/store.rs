@@ -27,6 +27,8 @@ pub struct Store {
     pub fever_threshold: f64,
     /// Most hours a cadre may be on checkpoint duty in any 24.
     pub max_duty_hours_per_day: i64,
+    /// The local time zone, for the times written into messages.
+    pub utc_offset: chrono::FixedOffset,
 }
 
 pub(crate) fn lines_to_json(lines: &Lines) -> String {
@@ -287,7 +289,14 @@ impl Store {
             db,
             fever_threshold,
             max_duty_hours_per_day,
+            utc_offset: linli_core::time::china_standard_time(),
         }
+    }
+
+    /// Times in the service's messages are written in this zone.
+    pub fn with_utc_offset(mut self, offset: chrono::FixedOffset) -> Store {
+        self.utc_offset = offset;
+        self
     }
 
     // ---- catalogue, depots, stock ----

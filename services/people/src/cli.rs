@@ -2,7 +2,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
 
 use linli_core::auth::Keys;
@@ -19,9 +18,6 @@ use crate::{Application, Settings};
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// UTC offset of the local time zone, for duty weeks and ages [default: +08:00].
-    #[arg(long, env = "LINLI_UTC_OFFSET", global = true)]
-    pub utc_offset: Option<FixedOffset>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -24,19 +24,9 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
         let file = ConfigFile::load(cli.common.config.as_deref())?;
-        let common = linli_core::config::Settings::resolve(
-            &cli.common,
-            &file,
-            &["care_policy", "utc_offset"],
-            DEFAULTS,
-        )?;
-        let utc_offset = match (cli.utc_offset, file.value::<String>("utc_offset")?) {
-            (Some(o), _) => o,
-            (None, Some(s)) => s
-                .parse()
-                .map_err(|_| anyhow::anyhow!("utc_offset {s:?} is not like +08:00"))?,
-            (None, None) => crate::default_utc_offset(),
-        };
+        let common =
+            linli_core::config::Settings::resolve(&cli.common, &file, &["care_policy"], DEFAULTS)?;
+        let utc_offset = common.utc_offset;
         let settings = Settings {
             common,
             care_policy: file.section("care_policy")?.unwrap_or_default(),
