@@ -1566,6 +1566,7 @@ async fn ranking_is_fair_to_small_samples(backend: Backend) {
         .approve_registration(linli_proto::people::v1::ApproveRegistrationRequest {
             registration_id: reg.id,
             expected_version: reg.version,
+            active_from: None,
         })
         .await
         .unwrap();

@@ -559,6 +559,7 @@ async fn matrix(backend: Backend, via_gateway: bool) {
         .approve_registration(ppb::ApproveRegistrationRequest {
             registration_id: reg.id,
             expected_version: reg.version,
+            active_from: None,
         })
         .await
         .unwrap();

@@ -191,7 +191,7 @@ impl Store {
                 Box::pin(async move {
 
                     s.load_community(&mut *tx, &new.community_id).await?;
-                    s.require_registered(&mut *tx, &new.cadre_id, &new.community_id)
+                    s.require_registered_at(&mut *tx, &new.cadre_id, &new.community_id, new.at)
                         .await?;
                     sqlx::query("INSERT INTO check_ins (community_id, id, cadre_id, at, activity) VALUES ($1, $2, $3, $4, $5)")
                         .bind(&new.community_id)

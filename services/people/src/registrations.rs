@@ -7,7 +7,7 @@ use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
 use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
-use linli_core::time::now_micros;
+use linli_core::time::{Micros, now_micros};
 use linli_core::validate::optional_enum;
 use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
@@ -36,12 +36,27 @@ pub(crate) async fn request_registration(
     }))
 }
 
+/// How far back a registration may be dated when it is approved.
+const MAX_BACKDATE: Micros = 366 * 24 * 3600 * 1_000_000;
+
 pub(crate) async fn approve_registration(
     api: &PeopleApi,
     actor: &Actor,
     req: Request<pb::ApproveRegistrationRequest>,
 ) -> Resp<pb::ApproveRegistrationResponse> {
     let id = parse_id("registration_id", &req.get_ref().registration_id)?;
+    let now = now_micros();
+    let active_from =
+        match linli_core::time::optional("active_from", req.get_ref().active_from.as_ref())? {
+            None => now,
+            Some(at) if at > now => {
+                return Err(Error::invalid("active_from", "must not be in the future").into());
+            }
+            Some(at) if at < now - MAX_BACKDATE => {
+                return Err(Error::invalid("active_from", "may go back at most a year").into());
+            }
+            Some(at) => at,
+        };
     api.registration_in_reach(actor, &id).await?;
     let registration = api
         .store
@@ -51,6 +66,7 @@ pub(crate) async fn approve_registration(
             req.get_ref().expected_version,
             domain::RegistrationState::Active,
             "",
+            active_from,
         )
         .await?;
     Ok(Response::new(pb::ApproveRegistrationResponse {
@@ -75,6 +91,7 @@ pub(crate) async fn end_registration(
             r.expected_version,
             domain::RegistrationState::Ended,
             &reason,
+            now_micros(),
         )
         .await?;
     Ok(Response::new(pb::EndRegistrationResponse {
@@ -184,6 +201,34 @@ impl Store {
         Ok(())
     }
 
+    /// As [`Store::require_registered`], and the registration had taken effect by `at`.
+    pub(crate) async fn require_registered_at(
+        &self,
+        conn: &mut AnyConnection,
+        cadre_id: &str,
+        community_id: &str,
+        at: Micros,
+    ) -> Result<()> {
+        self.require_registered(conn, cadre_id, community_id)
+            .await?;
+        let registration = self
+            .active_registration(conn, cadre_id, community_id)
+            .await?
+            .ok_or_else(|| Error::not_found("registration", cadre_id))?;
+        let from = registration
+            .activated_at
+            .as_ref()
+            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
+            .unwrap_or(i64::MAX);
+        if at < from {
+            return Err(Error::FailedPrecondition(format!(
+                "cadre {cadre_id} was not yet registered with community {community_id} then: the registration took effect {}; a worker can approve it with an earlier active_from",
+                linli_core::time::local(from, self.utc_offset)
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn check_registration(
         &self,
         cadre_id: &str,
@@ -269,6 +314,7 @@ impl Store {
         expected_version: i64,
         to: RegistrationState,
         reason: &str,
+        at: Micros,
     ) -> Result<pb::Registration> {
         let mut tx = self.db.begin_write().await?;
         let before = self.load_registration(&mut tx, id).await?;
@@ -276,7 +322,7 @@ impl Store {
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("bad state")))?;
         domain::check_version("expected_version", expected_version, before.version)?;
         domain::check_registration_move(from, to)?;
-        let now = now_micros();
+        let now = at;
         let updated = sqlx::query(
             "UPDATE registrations SET state = $3, activated_at = CASE WHEN $3 = 'active' THEN $4 ELSE activated_at END, \
              ended_at = CASE WHEN $3 = 'ended' THEN $4 ELSE ended_at END, end_reason = $5, version = version + 1 \

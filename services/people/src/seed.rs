@@ -303,8 +303,18 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
             )
             .await?;
         if reg.state == RegistrationState::Requested.to_proto() {
+            // Approved as of five weeks ago, as ApproveRegistration with active_from does,
+            // so the four weeks of duty below come after it.
+            let five_weeks_ago = now_micros() - 35 * 86_400_000_000;
             store
-                .move_registration(&actor, &reg.id, reg.version, RegistrationState::Active, "")
+                .move_registration(
+                    &actor,
+                    &reg.id,
+                    reg.version,
+                    RegistrationState::Active,
+                    "",
+                    five_weeks_ago,
+                )
                 .await?;
         }
         cadres.push(cadre);

@@ -275,6 +275,7 @@ async fn call(
             pb::ApproveRegistrationRequest {
                 registration_id: s.registration.clone(),
                 expected_version: 999,
+                active_from: None,
             }
         ),
         "EndRegistration" => send!(

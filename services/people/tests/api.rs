@@ -904,6 +904,7 @@ async fn units_cadres_and_registration(backend: Backend) {
         c.approve_registration(pb::ApproveRegistrationRequest {
             registration_id: reg.id.clone(),
             expected_version: reg.version + 5,
+            active_from: None,
         })
         .await,
         Code::Aborted,
@@ -913,6 +914,7 @@ async fn units_cadres_and_registration(backend: Backend) {
         .approve_registration(pb::ApproveRegistrationRequest {
             registration_id: reg.id.clone(),
             expected_version: reg.version,
+            active_from: None,
         })
         .await
         .unwrap()
@@ -925,6 +927,7 @@ async fn units_cadres_and_registration(backend: Backend) {
         c.approve_registration(pb::ApproveRegistrationRequest {
             registration_id: reg.id.clone(),
             expected_version: active.version,
+            active_from: None,
         })
         .await,
         Code::FailedPrecondition,
@@ -2228,7 +2231,102 @@ async fn the_elderly_are_listed_by_their_birth_dates(backend: Backend) {
     assert!(listed.iter().all(|r| r.tags.contains(&elderly)));
 }
 
+/// Last week's duty, entered afterwards: the registration is approved as of ten
+/// days ago; a check-in a week ago is taken and shows in last week's report; one
+/// from before the registration is refused, saying why.
+async fn past_duty_can_be_entered_after_a_backdated_registration(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let c = &mut h.client;
+    let (community, _, _) = places(c).await;
+    let unit = c
+        .create_unit(pb::CreateUnitRequest {
+            idempotency_key: key(),
+            name: "通山县纪委监委".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    let cadre = c
+        .create_cadre(pb::CreateCadreRequest {
+            idempotency_key: key(),
+            unit_id: unit.id.clone(),
+            name: "刘海元".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cadre
+        .unwrap();
+    let reg = c
+        .request_registration(pb::RequestRegistrationRequest {
+            idempotency_key: key(),
+            cadre_id: cadre.id.clone(),
+            community_id: community.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .registration
+        .unwrap();
+    let now = linli_core::time::now_micros();
+    let days_ago = |d: i64| linli_core::time::to_timestamp(now - d * 86_400_000_000);
+    for (when, why) in [(-1, "the future"), (400, "a year")] {
+        let refused = c
+            .approve_registration(pb::ApproveRegistrationRequest {
+                registration_id: reg.id.clone(),
+                expected_version: reg.version,
+                active_from: Some(days_ago(when)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{why}: {refused:?}");
+        assert!(refused.message().starts_with("active_from"), "{refused:?}");
+    }
+    let active = c
+        .approve_registration(pb::ApproveRegistrationRequest {
+            registration_id: reg.id.clone(),
+            expected_version: reg.version,
+            active_from: Some(days_ago(10)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .registration
+        .unwrap();
+    assert_eq!(active.activated_at, Some(days_ago(10)));
+    let check_in = |at| pb::CheckInRequest {
+        idempotency_key: key(),
+        cadre_id: cadre.id.clone(),
+        community_id: community.id.clone(),
+        at: Some(at),
+        activity: "卡点值守".into(),
+    };
+    c.check_in(check_in(days_ago(7))).await.unwrap();
+    let early = c.check_in(check_in(days_ago(12))).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert!(early.message().contains("not yet registered"), "{early:?}");
+    let report = c
+        .get_attendance_report(pb::GetAttendanceReportRequest {
+            community_id: community.id.clone(),
+            week_of: Some(days_ago(7)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let row = report
+        .cadres
+        .iter()
+        .find(|r| r.cadre_id == cadre.id)
+        .expect("the cadre is in last week's report");
+    assert_eq!((row.check_ins, row.days_present), (1, 1), "{row:?}");
+}
+
 linli_core::backend_tests!(
+    past_duty_can_be_entered_after_a_backdated_registration,
     the_elderly_are_listed_by_their_birth_dates,
     garbage_text_is_refused_at_the_edge,
     places_and_households,

@@ -184,6 +184,7 @@ async fn world(c: &mut PeopleClient) -> World {
         c.approve_registration(ppb::ApproveRegistrationRequest {
             registration_id: reg.id,
             expected_version: reg.version,
+            active_from: None,
         })
         .await
         .unwrap();

@@ -273,6 +273,7 @@ async fn world(c: &mut PeopleClient, households: usize) -> World {
         c.approve_registration(ppb::ApproveRegistrationRequest {
             registration_id: reg.id,
             expected_version: reg.version,
+            active_from: None,
         })
         .await
         .unwrap();

@@ -151,9 +151,13 @@ pub async fn register(
         .into_inner()
         .registration
         .unwrap();
+    // Registered since 60 days ago, so the fixtures' duty in past weeks counts.
     c.approve_registration(pb::ApproveRegistrationRequest {
         registration_id: reg.id,
         expected_version: reg.version,
+        active_from: Some(linli_core::time::to_timestamp(
+            linli_core::time::now_micros() - 60 * 86_400_000_000,
+        )),
     })
     .await
     .unwrap()
