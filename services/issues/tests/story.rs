@@ -59,19 +59,11 @@ async fn the_road_and_the_sewer(backend: Backend) {
         .into_inner()
         .issue
         .unwrap();
-    let i = c
-        .acknowledge_issue(pb::AcknowledgeIssueRequest {
-            transition: mv_at(&road, cst(2020, 11, 25, 15)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .issue
-        .unwrap();
-    // The commission takes it on as a unit (集体出动), with 刘海元 and 小阮.
+    // Claimed at once (主动认领) by the commission as a unit (集体出动), with 刘海元 and
+    // 小阮: the claim acknowledges the report too.
     let i = c
         .claim_issue(pb::ClaimIssueRequest {
-            transition: mv_at(&i, cst(2020, 11, 26, 9)),
+            transition: mv_at(&road, cst(2020, 11, 25, 15)),
             unit_id: w.unit.clone(),
             participant_cadre_ids: vec![liu.clone(), ruan.clone()],
             ..Default::default()
