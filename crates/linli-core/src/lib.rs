@@ -14,6 +14,7 @@ pub mod conn;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod page;
 pub mod people;

@@ -180,3 +180,27 @@ pub fn check_published(policy: &Policy, path: &str) {
         policy.service
     );
 }
+
+/// The tests every service's table has: one row per RPC of its proto, and
+/// docs/POLICY.md showing it as it is (`LINLI_BLESS=1` rewrites its section).
+/// Invoke in the service's `policy.rs`, next to `POLICY`.
+#[macro_export]
+macro_rules! policy_tests {
+    () => {
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn every_rpc_has_exactly_one_row() {
+                super::POLICY.assert_complete();
+            }
+
+            #[test]
+            fn the_published_table_is_current() {
+                $crate::policy::check_published(
+                    &super::POLICY,
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/POLICY.md"),
+                );
+            }
+        }
+    };
+}

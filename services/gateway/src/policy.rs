@@ -19,18 +19,4 @@ pub static POLICY: Policy = Policy {
     ],
 };
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_rpc_has_exactly_one_row() {
-        super::POLICY.assert_complete();
-    }
-
-    #[test]
-    fn the_published_table_is_current() {
-        linli_core::policy::check_published(
-            &super::POLICY,
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/POLICY.md"),
-        );
-    }
-}
+linli_core::policy_tests!();

@@ -1,7 +1,5 @@
 //! A community's events as a stream, resumable from a cursor without gaps or repeats.
-use std::time::Duration;
-
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use linli_core::validate::parse_id;
 use linli_core::{Actor, Error, Result};
@@ -11,12 +9,7 @@ use crate::api::*;
 use crate::store::*;
 
 /// The stream `WatchIssues` answers with.
-pub type WatchStream = std::pin::Pin<
-    Box<
-        dyn tokio_stream::Stream<Item = std::result::Result<pb::WatchIssuesResponse, Status>>
-            + Send,
-    >,
->;
+pub type WatchStream = linli_core::feed::Stream<pb::WatchIssuesResponse>;
 
 pub(crate) async fn watch_issues(
     api: &IssuesApi,
@@ -30,42 +23,17 @@ pub(crate) async fn watch_issues(
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }
     let store = api.store.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut cursor = r.after_seq;
-        loop {
-            // Register for a wake-up before reading, so an event written in between is not missed.
-            let written = store.events_written.notified();
-            match store.events_after(&community, cursor, 200).await {
-                Ok(events) if !events.is_empty() => {
-                    for event in events {
-                        cursor = event.seq;
-                        if tx
-                            .send(Ok(pb::WatchIssuesResponse { event: Some(event) }))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(Status::from(e))).await;
-                    return;
-                }
-            }
-            // Events from other replicas arrive through the database: poll as well as wait.
-            tokio::select! {
-                _ = written => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    Ok(Response::new(Box::pin(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
+    let written = store.events_written.clone();
+    let fetch = move |after: i64, limit: i64| {
+        let (store, community) = (store.clone(), community.clone());
+        async move { store.events_after(&community, after, limit).await }
+    };
+    Ok(Response::new(linli_core::feed::serve(
+        r.after_seq,
+        Some(written),
+        fetch,
+        |e| e.seq,
+        |event| pb::WatchIssuesResponse { event: Some(event) },
     )))
 }
 

@@ -1,9 +1,7 @@
 //! A community's batch, delivery and stock changes as a stream, read from its
 //! audit chain (every change is recorded there, in order, by every replica),
 //! resumable from a cursor without gaps or repeats.
-use std::time::Duration;
-
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use linli_core::validate::parse_id;
 use linli_core::{Actor, Error};
@@ -14,15 +12,7 @@ use crate::api::{LogisticsApi, Resp};
 /// The records whose changes are streamed.
 const STREAMED: &[&str] = &["batch", "delivery", "stock_movement"];
 
-/// How often a quiet stream looks for changes written by any replica.
-const POLL: Duration = Duration::from_millis(500);
-
-pub type WatchStream = std::pin::Pin<
-    Box<
-        dyn tokio_stream::Stream<Item = std::result::Result<pb::WatchLogisticsResponse, Status>>
-            + Send,
-    >,
->;
+pub type WatchStream = linli_core::feed::Stream<pb::WatchLogisticsResponse>;
 
 pub(crate) async fn watch_logistics(
     api: &LogisticsApi,
@@ -36,34 +26,15 @@ pub(crate) async fn watch_logistics(
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }
     let db = api.store.db.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut cursor = r.after_seq;
-        loop {
-            match linli_core::audit::events_after(&db, &community, cursor, STREAMED, 200).await {
-                Ok(events) if !events.is_empty() => {
-                    for event in events {
-                        cursor = event.seq;
-                        let msg = pb::WatchLogisticsResponse { event: Some(event) };
-                        if tx.send(Ok(msg)).await.is_err() {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(Status::from(e))).await;
-                    return;
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    Ok(Response::new(Box::pin(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
+    let fetch = move |after: i64, limit: i64| {
+        let (db, community) = (db.clone(), community.clone());
+        async move { linli_core::audit::events_after(&db, &community, after, STREAMED, limit).await }
+    };
+    Ok(Response::new(linli_core::feed::serve(
+        r.after_seq,
+        None,
+        fetch,
+        |e| e.seq,
+        |event| pb::WatchLogisticsResponse { event: Some(event) },
     )))
 }
