@@ -40,6 +40,20 @@ fn bin(name: &str) -> PathBuf {
 /// The signing key every process of this test shares, as a deployment's services do.
 static KEY_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// The signing key of this test process's suites, in a file of its own that no
+/// test's clean-up removes (the tests here may run at the same time).
+fn suite_keys() -> linli_core::auth::Keys {
+    let key_file = KEY_FILE.get_or_init(|| {
+        std::env::temp_dir().join(format!("linli-e2e-key-{}.pem", std::process::id()))
+    });
+    linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
+        key_file: key_file.clone(),
+        create_if_missing: true,
+        trusted_public_keys: vec![],
+    })
+    .unwrap()
+}
+
 /// A linli program, configured with the test's signing key.
 fn linli(name: &str) -> Command {
     let mut cmd = Command::new(bin(name));
@@ -153,13 +167,7 @@ async fn the_suite_runs_as_separate_processes() {
         dir.join("logistics.db"),
     );
     let sqlite = |p: &Path| format!("sqlite://{}", p.display());
-    let key_file = KEY_FILE.get_or_init(|| dir.join("auth-key.pem"));
-    let keys = linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
-        key_file: key_file.clone(),
-        create_if_missing: true,
-        trusted_public_keys: vec![],
-    })
-    .unwrap();
+    let keys = suite_keys();
     // The test calls as a county admin, with a token signed by the suite's own key.
     let admin = linli_core::auth::Claims::new(
         "e2e-admin",
@@ -557,4 +565,201 @@ async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, communit
     )
     .await;
     tally.assert_clean();
+}
+
+/// The issues process is killed (SIGKILL) under six writers and started again
+/// on its database: failures come fast and retryable, no acknowledged report is
+/// lost, and a retry of every key after the restart gives one report per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_loses_no_acknowledged_write() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    let dir = std::env::temp_dir().join(format!("linli-e2e-{}", linli_core::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (people_db, issues_db) = (dir.join("people.db"), dir.join("issues.db"));
+    let keys = suite_keys();
+    let admin = keys.sign(
+        &linli_core::auth::Claims::new(
+            "e2e-admin",
+            linli_core::Role::Admin,
+            Duration::from_secs(3600),
+        )
+        .county(),
+    );
+    run(linli("linli-people").args([
+        "--database-url",
+        &format!("sqlite://{}", people_db.display()),
+        "seed",
+    ]));
+    let mut people = Service::start("linli-people", &people_db, &[]);
+    let people_channel = people.channel("linli.people.v1.PeopleService").await;
+    let people_url = format!("http://{}", people.addr);
+    let mut issues = Service::start("linli-issues", &issues_db, &["--people-addr", &people_url]);
+    issues.channel("linli.issues.v1.IssuesService").await;
+    let community = PeopleServiceClient::new(people_channel)
+        .list_places(linli_core::testing::with_token(
+            ppb::ListPlacesRequest {
+                kind: ppb::PlaceKind::Community as i32,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .places
+        .remove(0)
+        .id;
+    // A channel that reconnects by itself, as a county system's would.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", issues.addr))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    let (community_for, admin_for) = (community.clone(), admin.clone());
+    let report = move |key: &str| {
+        let (community, admin) = (&community_for, &admin_for);
+        linli_core::testing::with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: key.into(),
+                community_id: community.clone(),
+                title: format!("路灯不亮 {key}"),
+                category: ipb::Category::PublicSafety as i32,
+                source: ipb::Source::Inspection as i32,
+                ..Default::default()
+            },
+            admin,
+        )
+    };
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let tried: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let slowest: Arc<Mutex<Duration>> = Arc::default();
+    let stop_at = Instant::now() + Duration::from_secs(6);
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let mut client = IssuesServiceClient::new(channel.clone());
+        let (acked, tried, slowest) = (acked.clone(), tried.clone(), slowest.clone());
+        let report = report.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while Instant::now() < stop_at {
+                let key = format!("k{w}-{n}");
+                n += 1;
+                tried.lock().unwrap().insert(key.clone());
+                let started = Instant::now();
+                match client.report_issue(report(&key)).await {
+                    Ok(r) => {
+                        let id = r.into_inner().issue.unwrap().id;
+                        acked.lock().unwrap().insert(key, id);
+                    }
+                    Err(s) => {
+                        assert!(
+                            matches!(
+                                s.code(),
+                                tonic::Code::Unavailable
+                                    | tonic::Code::Unknown
+                                    | tonic::Code::Cancelled
+                            ),
+                            "{key}: {s:?}"
+                        );
+                        {
+                            let mut worst = slowest.lock().unwrap();
+                            *worst = (*worst).max(started.elapsed());
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = acked.lock().unwrap().len();
+    let child = issues.child.take().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let killed = child.wait_with_output().unwrap();
+    assert!(!killed.status.success(), "killed, not stopped");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted = linli("linli-issues")
+        .args([
+            "--database-url",
+            &format!("sqlite://{}", issues_db.display()),
+            "--people-addr",
+            &people_url,
+            "--listen",
+            &issues.addr,
+            "serve",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    issues.child = Some(restarted);
+    issues.channel("linli.issues.v1.IssuesService").await;
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let tried = tried.lock().unwrap().clone();
+    let slowest = *slowest.lock().unwrap();
+    assert!(
+        before_kill > 0 && acked.len() > before_kill,
+        "writes before and after the kill"
+    );
+    assert!(tried.len() > acked.len(), "some writes met the outage");
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a failure took {slowest:?}"
+    );
+
+    let mut client = IssuesServiceClient::new(channel.clone());
+    let mut ids = BTreeSet::new();
+    for key in &tried {
+        let id = client
+            .report_issue(report(key))
+            .await
+            .unwrap()
+            .into_inner()
+            .issue
+            .unwrap()
+            .id;
+        if let Some(first) = acked.get(key) {
+            assert_eq!(&id, first, "{key}: an acknowledged report changed");
+        }
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), tried.len(), "one report per key");
+    let mut listed = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_issues(linli_core::testing::with_token(
+                ipb::ListIssuesRequest {
+                    community_id: community.clone(),
+                    title_contains: "路灯不亮 k".into(),
+                    page_size: 500,
+                    page_token,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        listed += page.issues.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(listed, tried.len(), "no report twice, none lost");
+    println!(
+        "kill -9: {} keys, {} acknowledged ({before_kill} before the kill), slowest failure {slowest:?}",
+        tried.len(),
+        acked.len()
+    );
+    drop(people.stop());
+    let _ = std::fs::remove_dir_all(dir);
 }
