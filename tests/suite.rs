@@ -43,15 +43,19 @@ static KEY_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// The signing key of this test process's suites, in a file of its own that no
 /// test's clean-up removes (the tests here may run at the same time).
 fn suite_keys() -> linli_core::auth::Keys {
-    let key_file = KEY_FILE.get_or_init(|| {
-        std::env::temp_dir().join(format!("linli-e2e-key-{}.pem", std::process::id()))
-    });
-    linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
-        key_file: key_file.clone(),
-        create_if_missing: true,
-        trusted_public_keys: vec![],
+    static KEYS: std::sync::OnceLock<linli_core::auth::Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key_file = KEY_FILE.get_or_init(|| {
+            std::env::temp_dir().join(format!("linli-e2e-key-{}.pem", std::process::id()))
+        });
+        linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
+            key_file: key_file.clone(),
+            create_if_missing: true,
+            trusted_public_keys: vec![],
+        })
+        .unwrap()
     })
-    .unwrap()
+    .clone()
 }
 
 /// A linli program, configured with the test's signing key.

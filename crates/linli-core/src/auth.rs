@@ -351,7 +351,9 @@ fn write_new_key(path: &Path) -> anyhow::Result<()> {
     let pem = Keys::generate().private_pem();
     // Write aside and link into place: services starting together must all end
     // up with the one key that won, never a half-written file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // The aside name is unique to this attempt, so two threads (or processes) racing
+    // to make the key never trip over each other's half-written file.
+    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), crate::new_id()));
     write_private(&tmp, &pem)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
