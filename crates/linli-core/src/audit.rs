@@ -172,7 +172,7 @@ pub async fn record(conn: &mut AnyConnection, actor: &Actor, change: Change) -> 
     .bind(&event.community_id)
     .bind(event.seq)
     .bind(&event.id)
-    .bind(event.at.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)).unwrap_or_default())
+    .bind(event.at.as_ref().map(crate::time::micros).unwrap_or_default())
     .bind(&event.actor)
     .bind(&event.action)
     .bind(&event.entity)

@@ -22,6 +22,12 @@ pub fn opt_timestamp(micros: Option<Micros>) -> Option<Timestamp> {
     micros.map(to_timestamp)
 }
 
+/// A timestamp this suite made (a stored record's), in microseconds. Request
+/// timestamps go through [`from_timestamp`], which checks them.
+pub fn micros(ts: &Timestamp) -> Micros {
+    ts.seconds * 1_000_000 + i64::from(ts.nanos / 1000)
+}
+
 /// Reads a request timestamp, naming `field` if it is out of range.
 pub fn from_timestamp(field: &str, ts: &Timestamp) -> Result<Micros> {
     if !(0..1_000_000_000).contains(&ts.nanos) {

@@ -408,7 +408,7 @@ impl Store {
                 if before
                     .checked_in_at
                     .as_ref()
-                    .is_some_and(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000) > at)
+                    .is_some_and(|t| linli_core::time::micros(t) > at)
                 {
                     return Err(Error::invalid("at", "is before the check-in"));
                 }

@@ -121,8 +121,7 @@ impl Store {
             .iter()
             .map(|g| {
                 let at = |t: &Option<prost_types::Timestamp>| {
-                    t.as_ref()
-                        .map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
+                    t.as_ref().map_or(0, linli_core::time::micros)
                 };
                 (at(&g.starts_at), at(&g.ends_at))
             })

@@ -342,7 +342,7 @@ pub async fn import_roster(
         let existed = household
             .created_at
             .as_ref()
-            .is_some_and(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000) < started);
+            .is_some_and(|t| linli_core::time::micros(t) < started);
         let mut added = 0;
         for row in rows {
             let r = &row.resident;

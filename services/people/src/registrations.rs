@@ -182,23 +182,21 @@ impl Store {
         row.as_ref().map(registration_from_row).transpose()
     }
 
+    /// The cadre's active registration with the community, or why there is none.
     pub(crate) async fn require_registered(
         &self,
         conn: &mut AnyConnection,
         cadre_id: &str,
         community_id: &str,
-    ) -> Result<()> {
+    ) -> Result<pb::Registration> {
         self.load_cadre(conn, cadre_id).await?;
-        if self
-            .active_registration(conn, cadre_id, community_id)
+        self.active_registration(conn, cadre_id, community_id)
             .await?
-            .is_none()
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "cadre {cadre_id} is not actively registered with community {community_id} (双报到)"
-            )));
-        }
-        Ok(())
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "cadre {cadre_id} is not actively registered with community {community_id} (双报到)"
+                ))
+            })
     }
 
     /// As [`Store::require_registered`], and the registration had taken effect by `at`.
@@ -209,17 +207,13 @@ impl Store {
         community_id: &str,
         at: Micros,
     ) -> Result<()> {
-        self.require_registered(conn, cadre_id, community_id)
-            .await?;
         let registration = self
-            .active_registration(conn, cadre_id, community_id)
-            .await?
-            .ok_or_else(|| Error::not_found("registration", cadre_id))?;
+            .require_registered(conn, cadre_id, community_id)
+            .await?;
         let from = registration
             .activated_at
             .as_ref()
-            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
-            .unwrap_or(i64::MAX);
+            .map_or(i64::MAX, linli_core::time::micros);
         if at < from {
             return Err(Error::FailedPrecondition(format!(
                 "cadre {cadre_id} was not yet registered with community {community_id} then: the registration took effect {}; a worker can approve it with an earlier active_from",
