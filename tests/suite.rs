@@ -576,8 +576,7 @@ async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, communit
 /// lost, and a retry of every key after the restart gives one report per key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_loses_no_acknowledged_write() {
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::sync::{Arc, Mutex};
+    use linli_core::testing::writers::Writers;
 
     let dir = std::env::temp_dir().join(format!("linli-e2e-{}", linli_core::new_id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -635,49 +634,31 @@ async fn a_killed_service_loses_no_acknowledged_write() {
             admin,
         )
     };
-    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-    let tried: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let slowest: Arc<Mutex<Duration>> = Arc::default();
-    let stop_at = Instant::now() + Duration::from_secs(6);
-    let mut writers = Vec::new();
-    for w in 0..6 {
-        let mut client = IssuesServiceClient::new(channel.clone());
-        let (acked, tried, slowest) = (acked.clone(), tried.clone(), slowest.clone());
-        let report = report.clone();
-        writers.push(tokio::spawn(async move {
-            let mut n = 0;
-            while Instant::now() < stop_at {
-                let key = format!("k{w}-{n}");
-                n += 1;
-                tried.lock().unwrap().insert(key.clone());
-                let started = Instant::now();
-                match client.report_issue(report(&key)).await {
-                    Ok(r) => {
-                        let id = r.into_inner().issue.unwrap().id;
-                        acked.lock().unwrap().insert(key, id);
-                    }
-                    Err(s) => {
-                        assert!(
-                            matches!(
-                                s.code(),
-                                tonic::Code::Unavailable
-                                    | tonic::Code::Unknown
-                                    | tonic::Code::Cancelled
-                            ),
-                            "{key}: {s:?}"
-                        );
-                        {
-                            let mut worst = slowest.lock().unwrap();
-                            *worst = (*worst).max(started.elapsed());
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+    let create = {
+        let (channel, report) = (channel.clone(), report.clone());
+        move |key: String| {
+            let (mut client, report) = (IssuesServiceClient::new(channel.clone()), report.clone());
+            async move {
+                client
+                    .report_issue(report(&key))
+                    .await
+                    .map(|r| r.into_inner().issue.unwrap_or_default().id)
             }
-        }));
-    }
+        }
+    };
+    let retryable = &[
+        tonic::Code::Unavailable,
+        tonic::Code::Unknown,
+        tonic::Code::Cancelled,
+    ];
+    let writers = Writers::start(
+        6,
+        Instant::now() + Duration::from_secs(6),
+        retryable,
+        create.clone(),
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_kill = acked.lock().unwrap().len();
+    let before_kill = writers.acknowledged();
     let child = issues.child.take().unwrap();
     Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -702,39 +683,22 @@ async fn a_killed_service_loses_no_acknowledged_write() {
         .unwrap();
     issues.child = Some(restarted);
     issues.channel("linli.issues.v1.IssuesService").await;
-    for w in writers {
-        w.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let tried = tried.lock().unwrap().clone();
-    let slowest = *slowest.lock().unwrap();
+    let seen = writers.finish().await;
     assert!(
-        before_kill > 0 && acked.len() > before_kill,
+        before_kill > 0 && seen.acked.len() > before_kill,
         "writes before and after the kill"
     );
-    assert!(tried.len() > acked.len(), "some writes met the outage");
     assert!(
-        slowest < Duration::from_millis(1500),
-        "a failure took {slowest:?}"
+        seen.tried.len() > seen.acked.len(),
+        "some writes met the outage"
     );
-
+    assert!(
+        seen.slowest_failure < Duration::from_millis(1500),
+        "a failure took {:?}",
+        seen.slowest_failure
+    );
+    seen.assert_each_key_once(create).await;
     let mut client = IssuesServiceClient::new(channel.clone());
-    let mut ids = BTreeSet::new();
-    for key in &tried {
-        let id = client
-            .report_issue(report(key))
-            .await
-            .unwrap()
-            .into_inner()
-            .issue
-            .unwrap()
-            .id;
-        if let Some(first) = acked.get(key) {
-            assert_eq!(&id, first, "{key}: an acknowledged report changed");
-        }
-        ids.insert(id);
-    }
-    assert_eq!(ids.len(), tried.len(), "one report per key");
     let mut listed = 0;
     let mut page_token = String::new();
     loop {
@@ -742,7 +706,7 @@ async fn a_killed_service_loses_no_acknowledged_write() {
             .list_issues(linli_core::testing::with_token(
                 ipb::ListIssuesRequest {
                     community_id: community.clone(),
-                    title_contains: "路灯不亮 k".into(),
+                    title_contains: "路灯不亮 w".into(),
                     page_size: 500,
                     page_token,
                     ..Default::default()
@@ -758,11 +722,12 @@ async fn a_killed_service_loses_no_acknowledged_write() {
         }
         page_token = page.next_page_token;
     }
-    assert_eq!(listed, tried.len(), "no report twice, none lost");
+    assert_eq!(listed, seen.tried.len(), "no report twice, none lost");
     println!(
-        "kill -9: {} keys, {} acknowledged ({before_kill} before the kill), slowest failure {slowest:?}",
-        tried.len(),
-        acked.len()
+        "kill -9: {} keys, {} acknowledged ({before_kill} before the kill), slowest failure {:?}",
+        seen.tried.len(),
+        seen.acked.len(),
+        seen.slowest_failure
     );
     drop(people.stop());
     let _ = std::fs::remove_dir_all(dir);

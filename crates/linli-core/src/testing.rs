@@ -552,3 +552,110 @@ impl Drop for FaultyLink {
         }
     }
 }
+
+/// Writers creating records with idempotency keys while a test injects a
+/// fault, and the check after it: no acknowledged record lost, none doubled.
+pub mod writers {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tonic::{Code, Status};
+
+    /// What the writers saw.
+    #[derive(Debug, Default, Clone)]
+    pub struct Outcome {
+        /// Every key a writer sent.
+        pub tried: BTreeSet<String>,
+        /// The keys answered OK, with the id each got.
+        pub acked: BTreeMap<String, String>,
+        /// The longest a refused call took to be refused.
+        pub slowest_failure: Duration,
+    }
+
+    pub struct Writers {
+        log: Arc<Mutex<Outcome>>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Writers {
+        /// `count` writers, each sending keys `w<i>-<n>` through `create` (which answers
+        /// the new record's id) until `until`. A refusal must carry one of `retryable`.
+        pub fn start<F, Fut>(
+            count: usize,
+            until: Instant,
+            retryable: &'static [Code],
+            create: F,
+        ) -> Writers
+        where
+            F: Fn(String) -> Fut + Clone + Send + 'static,
+            Fut: Future<Output = Result<String, Status>> + Send,
+        {
+            let log: Arc<Mutex<Outcome>> = Arc::default();
+            let tasks = (0..count)
+                .map(|w| {
+                    let (log, create) = (log.clone(), create.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0;
+                        while Instant::now() < until {
+                            let key = format!("w{w}-{n}");
+                            n += 1;
+                            log.lock().unwrap().tried.insert(key.clone());
+                            let started = Instant::now();
+                            match create(key.clone()).await {
+                                Ok(id) => {
+                                    log.lock().unwrap().acked.insert(key, id);
+                                }
+                                Err(s) => {
+                                    assert!(retryable.contains(&s.code()), "{key}: {s:?}");
+                                    {
+                                        let mut l = log.lock().unwrap();
+                                        l.slowest_failure =
+                                            l.slowest_failure.max(started.elapsed());
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            Writers { log, tasks }
+        }
+
+        /// How many writes were acknowledged so far.
+        pub fn acknowledged(&self) -> usize {
+            self.log.lock().unwrap().acked.len()
+        }
+
+        /// Waits for the writers to stop, and what they saw.
+        pub async fn finish(self) -> Outcome {
+            for t in self.tasks {
+                t.await.expect("a writer");
+            }
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl Outcome {
+        /// Sends every key once more, as a client retrying would: an acknowledged key
+        /// answers with its first id, one that failed makes its record now (or answers
+        /// with it, if it was committed), and every key has a record of its own.
+        pub async fn assert_each_key_once<F, Fut>(&self, create: F)
+        where
+            F: Fn(String) -> Fut,
+            Fut: Future<Output = Result<String, Status>>,
+        {
+            let mut ids = BTreeSet::new();
+            for key in &self.tried {
+                let id = create(key.clone()).await.expect("a retry after the fault");
+                if let Some(first) = self.acked.get(key) {
+                    assert_eq!(&id, first, "{key}: an acknowledged record changed");
+                }
+                ids.insert(id);
+            }
+            assert_eq!(ids.len(), self.tried.len(), "one record per key");
+        }
+    }
+}
