@@ -1,6 +1,6 @@
 //! Times are stored as microseconds since the Unix epoch (a BIGINT both SQLite
 //! and PostgreSQL sort and compare natively) and travel as protobuf Timestamps.
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use prost_types::Timestamp;
 
 use crate::{Error, Result};
@@ -78,6 +78,19 @@ pub fn local(at: Micros, offset: chrono::FixedOffset) -> String {
         .with_timezone(&offset)
         .format("%Y-%m-%d %H:%M %:z")
         .to_string()
+}
+
+/// The week (Monday 00:00 to the next Monday 00:00, local time) containing `at`.
+pub fn week_bounds(at: Micros, offset: chrono::FixedOffset) -> (Micros, Micros) {
+    let local = to_datetime(at).with_timezone(&offset);
+    let monday = local.date_naive()
+        - chrono::Duration::days(i64::from(local.weekday().num_days_from_monday()));
+    let start = offset
+        .from_local_datetime(&monday.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .single()
+        .map(|d| d.with_timezone(&Utc).timestamp_micros())
+        .unwrap_or(at);
+    (start, start + 7 * 86_400_000_000)
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ type Part<T> = Result<T, pb::MissingPart>;
 
 /// How many communities the county overview asks about at once, per service.
 const OVERVIEW_CONCURRENCY: usize = 16;
+/// Weeks of reported and resolved issues on a dashboard.
+const DASHBOARD_WEEKS: i32 = 8;
+/// Open issues listed on a dashboard (the summary counts them all).
+const OPEN_ISSUES_SHOWN: i32 = 100;
 /// Visits shown on a household profile.
 const RECENT_VISITS: usize = 10;
 
@@ -231,7 +235,23 @@ impl GatewayService for ViewsApi {
         }
         let c = || community_id.clone();
         let a = &actor;
-        let (people, compliance, attendance, issues, stats, overdue, logistics, report, stock) = tokio::join!(
+        // The roster's next 24 whole hours, from the start of this one.
+        let hour = 3_600_000_000;
+        let this_hour = linli_core::time::now_micros().div_euclid(hour) * hour;
+        let (
+            people,
+            compliance,
+            attendance,
+            issues,
+            stats,
+            overdue,
+            open,
+            logistics,
+            report,
+            stock,
+            roster,
+            checkpoints,
+        ) = tokio::join!(
             self.part("people.summary", async {
                 self.people()
                     .get_community_summary(
@@ -275,6 +295,7 @@ impl GatewayService for ViewsApi {
                         a,
                         ipb::GetStatisticsRequest {
                             community_id: c(),
+                            weeks: DASHBOARD_WEEKS,
                             ..Default::default()
                         },
                     ))
@@ -287,6 +308,19 @@ impl GatewayService for ViewsApi {
                         ipb::ListOverdueIssuesRequest {
                             community_id: c(),
                             as_of: None,
+                        },
+                    ))
+                    .await
+            }),
+            self.part("issues.open", async {
+                self.issues()
+                    .list_issues(self.req(
+                        a,
+                        ipb::ListIssuesRequest {
+                            community_id: c(),
+                            open_only: true,
+                            page_size: OPEN_ISSUES_SHOWN,
+                            ..Default::default()
                         },
                     ))
                     .await
@@ -310,6 +344,25 @@ impl GatewayService for ViewsApi {
                     .await
             }),
             self.part("logistics.stock", self.stock(a, &community_id)),
+            self.part("logistics.roster", async {
+                self.logistics()
+                    .get_roster_report(self.req(
+                        a,
+                        lpb::GetRosterReportRequest {
+                            community_id: c(),
+                            from: Some(linli_core::time::to_timestamp(this_hour)),
+                            to: Some(linli_core::time::to_timestamp(this_hour + 24 * hour)),
+                        },
+                    ))
+                    .await
+            }),
+            self.part("logistics.checkpoints", async {
+                self.logistics()
+                    .list_checkpoints(
+                        self.req(a, lpb::ListCheckpointsRequest { community_id: c() }),
+                    )
+                    .await
+            }),
         );
         // The community itself is people's: if people says there is none, there is none.
         if let Err(m) = &people
@@ -337,6 +390,11 @@ impl GatewayService for ViewsApi {
             logistics: take(&mut gaps, logistics),
             logistics_report: take(&mut gaps, report),
             stock: take(&mut gaps, stock).unwrap_or_default(),
+            roster_next_24h: take(&mut gaps, roster),
+            checkpoints: take(&mut gaps, checkpoints)
+                .map(|c| c.checkpoints)
+                .unwrap_or_default(),
+            open_issues: take(&mut gaps, open).map(|o| o.issues).unwrap_or_default(),
             missing: gaps,
         };
         Ok(Response::new(resp))

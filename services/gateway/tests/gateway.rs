@@ -280,11 +280,21 @@ async fn views_are_whole_for_a_worker_and_kept_to_their_reach(backend: Backend) 
     assert_eq!(d.community_name, "双泉社区");
     let people = d.people.unwrap();
     assert!(people.households > 0 && people.residents > 0);
-    assert!(d.issues.unwrap().open_issues > 0);
-    assert!(d.issue_statistics.unwrap().total > 0);
+    assert!(d.issues.as_ref().unwrap().open_issues > 0);
+    assert!(d.issue_statistics.as_ref().unwrap().total > 0);
     assert!(d.logistics.is_some() && d.logistics_report.is_some());
     assert!(d.visit_compliance.is_some() && d.attendance.is_some());
     assert!(!d.stock.is_empty());
+    let stats = d.issue_statistics.as_ref().unwrap();
+    assert_eq!(stats.weeks.len(), 8, "eight weeks reported and resolved");
+    assert!(stats.weeks.iter().map(|w| w.reported).sum::<i32>() > 0);
+    let open = d.issues.as_ref().unwrap().open_issues;
+    assert_eq!(d.open_issues.len() as i32, open.min(100));
+    // The roster's next 24 hours at every checkpoint, names alongside.
+    assert!(!d.checkpoints.is_empty());
+    let roster = d.roster_next_24h.as_ref().unwrap();
+    assert_eq!(roster.coverage.len(), d.checkpoints.len());
+    assert!(roster.coverage.iter().all(|c| c.hours == 24));
 
     // Another community's dashboard is NOT_FOUND to a worker; a county supervisor sees it.
     let other = views(&s)
@@ -418,7 +428,12 @@ async fn a_service_down_leaves_the_dashboard_partial_in_time_and_whole_when_back
     let parts: Vec<&str> = partial.missing.iter().map(|m| m.part.as_str()).collect();
     assert_eq!(
         parts,
-        ["issues.summary", "issues.statistics", "issues.overdue"],
+        [
+            "issues.summary",
+            "issues.statistics",
+            "issues.overdue",
+            "issues.open"
+        ],
         "{:?}",
         partial.missing
     );

@@ -106,6 +106,7 @@ pub(crate) async fn list_issues(
         three_most: optional_enum("three_most", r.three_most, ThreeMost::from_proto)?,
         claimant_id: parse_opt_id("claimant_id", &r.claimant_id)?.unwrap_or_default(),
         overdue_only: r.overdue_only,
+        open_only: r.open_only,
         title_contains: parse_text("title_contains", &r.title_contains, 100)?,
         household_id: match actor.role {
             Role::Resident => actor.household.clone().unwrap_or_else(|| "-".into()),
@@ -239,7 +240,8 @@ impl Store {
             "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3) \
              AND ($4 = '' OR three_most = $4) AND ($5 = '' OR claim_cadre_id = $5 OR claim_unit_id = $5 OR claim_participants LIKE $6) \
              AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $8)) \
-             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND ($11 = '' OR household_id = $11) AND id > $12 ORDER BY id LIMIT $13"
+             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND ($11 = '' OR household_id = $11) \
+             AND ($12 = 0 OR state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened')) AND id > $13 ORDER BY id LIMIT $14"
         );
         let binds = vec![
             filter.community_id.as_str().into(),
@@ -253,6 +255,7 @@ impl Store {
             title.as_str().into(),
             filter.household_id.as_str().into(),
             filter.reported_by.as_str().into(),
+            i64::from(filter.open_only).into(),
         ];
         let (records, next) =
             fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;

@@ -48,8 +48,14 @@ pub(crate) async fn get_statistics(
         actor.community_filter("community_id", &r.community_id)?
     };
     let (from, to) = period(r.from.as_ref(), r.to.as_ref())?;
+    if !(0..=MAX_WEEKS).contains(&r.weeks) {
+        return Err(Error::invalid("weeks", format!("must be 0 to {MAX_WEEKS}")).into());
+    }
     let records = api.store.records_in(&community, &unit, from, to).await?;
-    Ok(Response::new(statistics(&records, now_micros())))
+    let now = now_micros();
+    let mut out = statistics(&records, now);
+    out.weeks = weekly(&records, now, r.weeks as usize, api.store.utc_offset);
+    Ok(Response::new(out))
 }
 
 pub(crate) async fn get_ranking(
@@ -83,11 +89,51 @@ pub(crate) async fn get_community_summary(
     Ok(Response::new(api.store.summary(&community).await?))
 }
 
+/// The most weeks statistics break down.
+const MAX_WEEKS: i32 = 52;
+
+/// Issues reported and resolved in each of the `weeks` local weeks up to the one holding `as_of`.
+pub(crate) fn weekly(
+    records: &[IssueRecord],
+    as_of: Micros,
+    weeks: usize,
+    offset: chrono::FixedOffset,
+) -> Vec<pb::WeekFigures> {
+    const WEEK: Micros = 7 * 86_400_000_000;
+    if weeks == 0 {
+        return Vec::new();
+    }
+    let (this_week, _) = linli_core::time::week_bounds(as_of, offset);
+    let first = this_week - (weeks as i64 - 1) * WEEK;
+    let index = |at: Micros| {
+        let i = at.checked_sub(first)?.div_euclid(WEEK);
+        usize::try_from(i).ok().filter(|&i| i < weeks)
+    };
+    let mut out: Vec<pb::WeekFigures> = (0..weeks)
+        .map(|i| pb::WeekFigures {
+            week_start: Some(linli_core::time::to_timestamp(first + i as i64 * WEEK)),
+            ..Default::default()
+        })
+        .collect();
+    for r in records {
+        if let Some(i) = index(r.reported_at) {
+            out[i].reported += 1;
+        }
+        if let (Some(at), true) = (r.domain.resolved_at, r.domain.state.is_resolved())
+            && let Some(i) = index(at)
+        {
+            out[i].resolved += 1;
+        }
+    }
+    out
+}
+
 /// Statistics over a set of issues, as of `as_of` (see the proto for the definitions).
 pub(crate) fn statistics(records: &[IssueRecord], as_of: Micros) -> pb::GetStatisticsResponse {
     let mut by_state: BTreeMap<&str, i32> = BTreeMap::new();
     let mut by_category: BTreeMap<&str, i32> = BTreeMap::new();
     let mut by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut open_by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
     let (mut resp_num, mut resp_den, mut res_num, mut res_den, mut sat_num, mut sat_den) =
         (0, 0, 0, 0, 0, 0);
     let mut to_claim = Vec::new();
@@ -100,9 +146,11 @@ pub(crate) fn statistics(records: &[IssueRecord], as_of: Micros) -> pb::GetStati
         let d = &r.domain;
         *by_state.entry(d.state.as_str()).or_default() += 1;
         *by_category.entry(r.category.as_str()).or_default() += 1;
-        *by_three_most
-            .entry(r.three_most.map_or("none", ThreeMost::as_str))
-            .or_default() += 1;
+        let mark = r.three_most.map_or("none", ThreeMost::as_str);
+        *by_three_most.entry(mark).or_default() += 1;
+        if d.state.is_open() {
+            *open_by_three_most.entry(mark).or_default() += 1;
+        }
         match d.state {
             IssueState::Verified => out.verified += 1,
             IssueState::ClosedUnconfirmed => out.closed_unconfirmed += 1,
@@ -162,6 +210,7 @@ pub(crate) fn statistics(records: &[IssueRecord], as_of: Micros) -> pb::GetStati
     out.by_state = counts(by_state);
     out.by_category = counts(by_category);
     out.by_three_most = counts(by_three_most);
+    out.open_by_three_most = counts(open_by_three_most);
     out.response_rate = Some(rate(resp_num, resp_den));
     out.resolution_rate = Some(rate(res_num, res_den));
     out.satisfaction_rate = Some(rate(sat_num, sat_den));

@@ -340,6 +340,8 @@ pub struct IssueFilter {
     pub three_most: Option<ThreeMost>,
     pub claimant_id: String,
     pub overdue_only: bool,
+    /// Only issues still waiting for someone to act.
+    pub open_only: bool,
     pub title_contains: String,
     /// A resident's view: only their household's issues and those of no household.
     pub household_id: String,

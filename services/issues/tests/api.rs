@@ -1487,6 +1487,61 @@ async fn three_rates_on_a_hand_computed_fixture(backend: Backend) {
         ),
         (2, 1, 5)
     );
+    // Open issues by 三最 mark: C and E are the two still waiting.
+    assert_eq!(s.open_by_three_most.iter().map(|c| c.count).sum::<i32>(), 2);
+    assert!(s.weeks.is_empty(), "weeks are counted only when asked");
+    let open = c
+        .list_issues(pb::ListIssuesRequest {
+            community_id: w.community.clone(),
+            open_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issues;
+    assert_eq!(open.len(), 2);
+    assert!(
+        open.iter()
+            .all(|i| i.state == pb::IssueState::Reported as i32)
+    );
+    let weekly = c
+        .get_statistics(pb::GetStatisticsRequest {
+            community_id: w.community.clone(),
+            weeks: 52,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(weekly.weeks.len(), 52);
+    let (this_week, _) = linli_core::time::week_bounds(
+        linli_core::time::now_micros(),
+        linli_core::time::china_standard_time(),
+    );
+    let starts: Vec<i64> = weekly
+        .weeks
+        .iter()
+        .map(|w| linli_core::time::micros(w.week_start.as_ref().unwrap()))
+        .collect();
+    assert_eq!(*starts.last().unwrap(), this_week, "this week comes last");
+    assert!(
+        starts
+            .windows(2)
+            .all(|p| p[1] - p[0] == 7 * DAY * 1_000_000)
+    );
+    // Every issue was reported within the year; A, B and F were resolved in it.
+    let sum = |f: fn(&pb::WeekFigures) -> i32| weekly.weeks.iter().map(f).sum::<i32>();
+    assert_eq!((sum(|w| w.reported), sum(|w| w.resolved)), (6, 3));
+    assert_status(
+        c.get_statistics(pb::GetStatisticsRequest {
+            weeks: 53,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "weeks",
+    );
     // A period filter: only issues reported in the last 15 days.
     let recent = c
         .get_statistics(pb::GetStatisticsRequest {

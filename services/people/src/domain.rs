@@ -2,7 +2,7 @@
 //! ID number and birth date are; how members' vulnerability sets a household's
 //! care level and visit cadence; how many may look after one household; how
 //! registrations move; when a visit is overdue; which days make a duty week.
-use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, FixedOffset, NaiveDate};
 
 use linli_core::time::Micros;
 use linli_core::{Error, Result};
@@ -10,6 +10,7 @@ use linli_core::{Error, Result};
 use linli_core::text_enum;
 
 pub use crate::care::*;
+pub use linli_core::time::week_bounds;
 pub use linli_core::validate::{
     MAX_NAME_CHARS, MAX_TEXT_CHARS, check_version, parse_id, parse_name, parse_opt_id, parse_text,
 };
@@ -289,19 +290,6 @@ pub fn check_registration_move(from: RegistrationState, to: RegistrationState) -
     }
 }
 
-/// The duty week (Monday 00:00 to the next Monday 00:00, local time) containing `at`.
-pub fn week_bounds(at: Micros, offset: FixedOffset) -> (Micros, Micros) {
-    let local = linli_core::time::to_datetime(at).with_timezone(&offset);
-    let monday =
-        local.date_naive() - Duration::days(i64::from(local.weekday().num_days_from_monday()));
-    let start = offset
-        .from_local_datetime(&monday.and_hms_opt(0, 0, 0).unwrap_or_default())
-        .single()
-        .map(|d| d.with_timezone(&Utc).timestamp_micros())
-        .unwrap_or(at);
-    (start, start + 7 * 86_400_000_000)
-}
-
 /// The local calendar day of `at`, for counting distinct days present.
 pub fn local_day(at: Micros, offset: FixedOffset) -> NaiveDate {
     linli_core::time::to_datetime(at)
@@ -403,6 +391,7 @@ pub fn check_password(field: &str, v: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Duration, TimeZone};
 
     #[test]
     fn enums_cross_the_wire_both_ways() {
