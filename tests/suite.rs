@@ -554,6 +554,7 @@ async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, communit
                             gpb::WatchCommunityRequest {
                                 community_id: c,
                                 after_cursor: String::new(),
+                                from_now: false,
                             },
                             token,
                         ))

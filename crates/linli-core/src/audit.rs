@@ -299,6 +299,17 @@ pub async fn events_after(
     rows.iter().map(event_from_row).collect()
 }
 
+/// The position of a community's newest audit record (0 for none): where a
+/// watch that wants only what happens from now on starts.
+pub async fn head_seq(db: &Db, community_id: &str) -> Result<i64> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM audit_heads WHERE community_id = $1")
+            .bind(community_id)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(seq.unwrap_or(0))
+}
+
 /// Walks a community's chain from the start and reports the first broken link.
 pub async fn verify(db: &Db, community_id: &str) -> Result<AuditVerification> {
     let mut result = AuditVerification {

@@ -53,35 +53,7 @@ impl AuthService for AuthApi {
         if r.password.is_empty() {
             return Err(Error::required("password").into());
         }
-        // Usernames are matched as people stores them; count by the trimmed, lowercased form.
-        let user = r.username.trim().to_lowercase();
-        match self.throttle.check(&user, &client) {
-            Verdict::Locked(left) => {
-                return Err(Status::resource_exhausted(format!(
-                    "too many failed logins; try again in {} s",
-                    left.as_secs().max(1)
-                )));
-            }
-            Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
-            Verdict::Proceed(_) => {}
-        }
-        let verified = self
-            .people_call(|mut c, req| async move { c.verify_password(req).await }, {
-                ppb::VerifyPasswordRequest {
-                    username: r.username,
-                    password: r.password,
-                }
-            })
-            .await;
-        let account = match verified {
-            Ok(resp) => resp.account.ok_or_else(|| Status::internal("no account"))?,
-            Err(s) if s.code() == tonic::Code::Unauthenticated => {
-                self.throttle.failed(&user, &client);
-                return Err(Status::unauthenticated(WRONG));
-            }
-            Err(s) => return Err(s),
-        };
-        self.throttle.succeeded(&user);
+        let account = self.check_password(r.username, r.password, &client).await?;
         let family = linli_core::new_id();
         let session = self.issue(&account, &family, "session.login").await?;
         Ok(Response::new(pb::LoginResponse {
@@ -120,19 +92,7 @@ impl AuthService for AuthApi {
             ));
         }
         // The account as it is now: a changed role or community takes effect here.
-        let account = self
-            .people_call(|mut c, req| async move { c.get_account(req).await }, {
-                ppb::GetAccountRequest {
-                    account_id: row.account_id.clone(),
-                }
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound => Status::unauthenticated("the account no longer exists"),
-                _ => s,
-            })?
-            .account
-            .ok_or_else(|| Status::internal("no account"))?;
+        let account = self.account(&row.account_id).await?;
         let session = self.issue(&account, &row.family, "session.refresh").await?;
         Ok(Response::new(pb::RefreshResponse {
             session: Some(session),
@@ -159,7 +119,26 @@ struct TokenRow {
     revoked: bool,
 }
 
-fn hash(token: &str) -> String {
+/// The claims of a token for `identity`, good for `ttl`.
+pub(crate) fn claims(identity: &pb::Identity, ttl: Duration) -> Result<Claims, Status> {
+    let role = Role::from_proto(identity.role)
+        .ok_or_else(|| Status::internal("the account has no known role"))?;
+    let mut claims = Claims::new(format!("account:{}", identity.account_id), role, ttl);
+    claims = if identity.community_id.is_empty() {
+        claims.county()
+    } else {
+        claims.community(&identity.community_id)
+    };
+    if !identity.cadre_id.is_empty() {
+        claims = claims.cadre(&identity.cadre_id);
+    }
+    if !identity.household_id.is_empty() {
+        claims = claims.household(&identity.household_id);
+    }
+    Ok(claims)
+}
+
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -245,20 +224,7 @@ impl AuthApi {
         action: &str,
     ) -> Result<pb::Session, Status> {
         let identity = self.identity(account).await?;
-        let role = Role::from_proto(account.role)
-            .ok_or_else(|| Status::internal("the account has no known role"))?;
-        let mut claims = Claims::new(format!("account:{}", account.id), role, self.access_ttl);
-        claims = if identity.community_id.is_empty() {
-            claims.county()
-        } else {
-            claims.community(&identity.community_id)
-        };
-        if !identity.cadre_id.is_empty() {
-            claims = claims.cadre(&identity.cadre_id);
-        }
-        if !identity.household_id.is_empty() {
-            claims = claims.household(&identity.household_id);
-        }
+        let claims = claims(&identity, self.access_ttl)?;
         let access_token = self.keys.sign(&claims);
 
         let mut raw = [0u8; 32];
@@ -283,7 +249,7 @@ impl AuthApi {
             action,
             "session",
             family,
-            json!({"account_id": account.id, "username": account.username, "role": role.as_str()}),
+            json!({"account_id": account.id, "username": account.username, "role": claims.role.as_str()}),
         );
         audit::record(
             &mut tx,
@@ -301,8 +267,64 @@ impl AuthApi {
         })
     }
 
+    /// Checks a username and password, throttled: from the third failure in a
+    /// while each attempt waits longer, and many failures lock the name (and,
+    /// with more, the client address) out for a while. The account on success.
+    pub(crate) async fn check_password(
+        &self,
+        username: String,
+        password: String,
+        client: &str,
+    ) -> Result<ppb::Account, Status> {
+        // Usernames are matched as people stores them; count by the trimmed, lowercased form.
+        let user = username.trim().to_lowercase();
+        match self.throttle.check(&user, client) {
+            Verdict::Locked(left) => {
+                return Err(Status::resource_exhausted(format!(
+                    "too many failed logins; try again in {} s",
+                    left.as_secs().max(1)
+                )));
+            }
+            Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+            Verdict::Proceed(_) => {}
+        }
+        let verified = self
+            .people_call(
+                |mut c, req| async move { c.verify_password(req).await },
+                ppb::VerifyPasswordRequest { username, password },
+            )
+            .await;
+        let account = match verified {
+            Ok(resp) => resp.account.ok_or_else(|| Status::internal("no account"))?,
+            Err(s) if s.code() == tonic::Code::Unauthenticated => {
+                self.throttle.failed(&user, client);
+                return Err(Status::unauthenticated(WRONG));
+            }
+            Err(s) => return Err(s),
+        };
+        self.throttle.succeeded(&user);
+        Ok(account)
+    }
+
+    /// The account as people has it now; one that is gone is UNAUTHENTICATED.
+    pub(crate) async fn account(&self, account_id: &str) -> Result<ppb::Account, Status> {
+        self.people_call(
+            |mut c, req| async move { c.get_account(req).await },
+            ppb::GetAccountRequest {
+                account_id: account_id.to_owned(),
+            },
+        )
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::NotFound => Status::unauthenticated("the account no longer exists"),
+            _ => s,
+        })?
+        .account
+        .ok_or_else(|| Status::internal("no account"))
+    }
+
     /// Who the account speaks for; a resident's household is looked up from their record.
-    async fn identity(&self, account: &ppb::Account) -> Result<pb::Identity, Status> {
+    pub(crate) async fn identity(&self, account: &ppb::Account) -> Result<pb::Identity, Status> {
         let household_id = if account.resident_id.is_empty() {
             String::new()
         } else {

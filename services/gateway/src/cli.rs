@@ -38,14 +38,30 @@ pub struct Cli {
     /// Lifetime of an unused refresh token [default: 604800, a week].
     #[arg(long, env = "LINLI_REFRESH_TTL_SECS", global = true)]
     pub refresh_ttl_secs: Option<u64>,
+    /// Where the HTTP side (dashboard, JSON API, gRPC-Web, Open311, /metrics) listens [default: 127.0.0.1:8080].
+    #[arg(long, env = "LINLI_HTTP_LISTEN", global = true)]
+    pub http_listen: Option<String>,
+    /// Mark the dashboard's cookies Secure, for serving behind TLS [default: false].
+    #[arg(long, env = "LINLI_SECURE_COOKIES", global = true)]
+    pub secure_cookies: Option<bool>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve gRPC (the default).
+    /// Serve gRPC and the HTTP side (the default).
     Serve,
+    /// Make an API key for an Open311 client (a civic reporting app) that
+    /// reports into one community; the key is printed once and kept only as a hash.
+    Open311Key {
+        /// The app's name, as the audit trail will name it (`open311:<name>`).
+        #[arg(long)]
+        name: String,
+        /// The community it reports into: its id, or its administrative code.
+        #[arg(long)]
+        community: String,
+    },
     /// Bring the database schema (refresh tokens, audit trail) up to date and exit.
     Migrate,
 }
@@ -62,7 +78,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve => {
                 let app = Application::build(settings, Keys::load(&common.auth)?).await?;
                 let _jobs = app.spawn_jobs();
-                linli_core::cli::serve("gateway", &common, app.grpc_server()).await
+                let http = tokio::net::TcpListener::bind(app.settings.http_listen)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot listen on {}: {e}", app.settings.http_listen)
+                    })?;
+                tracing::info!(address = %http.local_addr()?, "gateway HTTP side listening");
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let web = app.serve_web(http, async move {
+                    let mut stopped = stopped;
+                    let _ = stopped.wait_for(|s| *s).await;
+                });
+                let grpc = async {
+                    let code = linli_core::cli::serve("gateway", &common, app.grpc_server()).await;
+                    // The signal that stopped gRPC stops the HTTP side too.
+                    let _ = stop.send(true);
+                    code
+                };
+                let (code, web) = tokio::join!(grpc, web);
+                web?;
+                code
+            }
+            Command::Open311Key { name, community } => {
+                let keys = Keys::load(&common.auth)?;
+                let app = Application::build(settings, keys).await?;
+                let community_id = app.community_id(&community).await?;
+                let key = crate::web::open311::add_key(&app.db, &name, &community_id).await?;
+                println!("{key}");
+                eprintln!(
+                    "Open311 API key for {name:?}, reporting into community {community_id}; it is shown only now."
+                );
+                Ok(ExitCode::SUCCESS)
             }
             Command::Migrate => {
                 crate::open_db(&settings).await?;

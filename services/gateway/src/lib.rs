@@ -12,6 +12,7 @@ pub mod policy;
 mod settings;
 pub mod throttle;
 pub mod views;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -36,6 +37,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "gateway/0001_sessions",
         sql: include_str!("../migrations/0001_sessions.sql"),
     });
+    all.push(Migration {
+        id: "gateway/0002_web",
+        sql: include_str!("../migrations/0002_web.sql"),
+    });
     all
 }
 
@@ -54,7 +59,9 @@ pub struct Application {
     pub people: Backend,
     pub issues: Backend,
     pub logistics: Backend,
-    throttle: Arc<throttle::LoginThrottle>,
+    auth: Arc<auth::AuthApi>,
+    views: Arc<views::ViewsApi>,
+    web: web::State,
 }
 
 impl Application {
@@ -64,8 +71,44 @@ impl Application {
         let people = Backend::new(backend::PEOPLE, &settings.people_addrs, b)?;
         let issues = Backend::new(backend::ISSUES, &settings.issues_addrs, b)?;
         let logistics = Backend::new(backend::LOGISTICS, &settings.logistics_addrs, b)?;
-        Ok(Application {
+        let auth = Arc::new(auth::AuthApi {
+            db: db.clone(),
+            keys: keys.clone(),
+            people: people.clone(),
             throttle: Arc::new(throttle::LoginThrottle::new(settings.throttle.clone())),
+            access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
+            call_timeout: settings.common.call_timeout,
+        });
+        let views = Arc::new(views::ViewsApi {
+            people: people.clone(),
+            issues: issues.clone(),
+            logistics: logistics.clone(),
+            part_timeout: settings.part_timeout,
+        });
+        let web = Arc::new(web::WebState {
+            db: db.clone(),
+            keys: keys.clone(),
+            auth: auth.clone(),
+            views: views.clone(),
+            people: people.clone(),
+            issues: issues.clone(),
+            logistics: logistics.clone(),
+            sessions: web::SessionSettings {
+                ttl: settings.refresh_ttl,
+                recheck: settings.access_ttl,
+                secure_cookies: settings.secure_cookies,
+            },
+            // Bound to the signing key, so every replica accepts every other's forms.
+            csrf_key: linli_core::audit::hmac_sha256(&keys.audit_key(), b"linli web csrf"),
+            metrics: web::metrics::Metrics::default(),
+            call_timeout: settings.common.call_timeout,
+            stop: tokio::sync::watch::channel(false).0,
+        });
+        Ok(Application {
+            auth,
+            views,
+            web,
             settings,
             db,
             keys,
@@ -91,6 +134,37 @@ impl Application {
         .await
     }
 
+    /// A community named by its id or its administrative code, as people has it.
+    pub async fn community_id(&self, id_or_code: &str) -> anyhow::Result<String> {
+        use linli_proto::people::v1 as ppb;
+        let mut people = ppb::people_service_client::PeopleServiceClient::new(self.people.clone());
+        let actor = self.keys.service_actor("gateway");
+        let mut page_token = String::new();
+        loop {
+            let page = people
+                .list_places(actor.request(ppb::ListPlacesRequest {
+                    kind: ppb::PlaceKind::Community as i32,
+                    page_size: 500,
+                    page_token,
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|s| anyhow::anyhow!("cannot ask people for communities: {}", s.message()))?
+                .into_inner();
+            if let Some(p) = page
+                .places
+                .iter()
+                .find(|p| p.id == id_or_code || (!p.code.is_empty() && p.code == id_or_code))
+            {
+                return Ok(p.id.clone());
+            }
+            if page.next_page_token.is_empty() {
+                anyhow::bail!("people knows no community with id or code {id_or_code:?}");
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     /// Health probes of every backend replica, stopped when dropped.
     pub fn spawn_jobs(&self) -> Jobs {
         let b = &self.settings.backends;
@@ -101,41 +175,49 @@ impl Application {
         ])
     }
 
-    /// The gRPC server: login, the views (every call verified with the
-    /// application's keys), and the three services' APIs forwarded.
-    pub fn grpc_server(&self) -> GrpcServer {
-        let auth = AuthServiceServer::new(auth::AuthApi {
-            db: self.db.clone(),
-            keys: self.keys.clone(),
-            people: self.people.clone(),
-            throttle: self.throttle.clone(),
-            access_ttl: self.settings.access_ttl,
-            refresh_ttl: self.settings.refresh_ttl,
-            call_timeout: self.settings.common.call_timeout,
-        });
-        let views = GatewayServiceServer::with_interceptor(
-            views::ViewsApi {
-                people: self.people.clone(),
-                issues: self.issues.clone(),
-                logistics: self.logistics.clone(),
-                part_timeout: self.settings.part_timeout,
-            },
-            self.keys.interceptor(),
-        );
-        let routes = Routes::new(views)
+    /// Login, the views (every call verified with the application's keys),
+    /// and the three services' APIs forwarded.
+    fn grpc_routes(&self) -> Routes {
+        let auth = AuthServiceServer::from_arc(self.auth.clone());
+        let views = GatewayServiceServer::from_arc(self.views.clone());
+        let views =
+            tonic::service::interceptor::InterceptedService::new(views, self.keys.interceptor());
+        Routes::new(views)
             .add_service(auth)
             .add_service(Forward::<backend::PeopleApi>::new(self.people.clone()))
             .add_service(Forward::<backend::IssuesApi>::new(self.issues.clone()))
             .add_service(Forward::<backend::LogisticsApi>::new(
                 self.logistics.clone(),
-            ));
-        GrpcServer::new(SERVICE_NAME, routes, self.settings.common.serve.clone())
-            .also_serving(&[
-                AUTH_SERVICE_NAME,
-                backend::PEOPLE,
-                backend::ISSUES,
-                backend::LOGISTICS,
-            ])
-            .ready_with(self.db.clone())
+            ))
+    }
+
+    /// The gRPC server on the gRPC port.
+    pub fn grpc_server(&self) -> GrpcServer {
+        GrpcServer::new(
+            SERVICE_NAME,
+            self.grpc_routes(),
+            self.settings.common.serve.clone(),
+        )
+        .also_serving(&[
+            AUTH_SERVICE_NAME,
+            backend::PEOPLE,
+            backend::ISSUES,
+            backend::LOGISTICS,
+        ])
+        .ready_with(self.db.clone())
+    }
+
+    /// The HTTP side: the dashboard, its JSON API, gRPC-Web, Open311, metrics.
+    pub fn web_router(&self) -> axum::Router {
+        web::router(self.web.clone(), self.grpc_routes().into_axum_router())
+    }
+
+    /// Serves the HTTP side on `listener` until `shutdown` completes.
+    pub fn serve_web(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+        web::serve(listener, self.web_router(), self.web.clone(), shutdown)
     }
 }

@@ -13,6 +13,8 @@ pub const DEFAULTS: Defaults = Defaults {
     listen: "127.0.0.1:50051",
 };
 
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: linli_core::config::Settings,
@@ -28,6 +30,10 @@ pub struct Settings {
     /// How long a refresh token is good for, if not used.
     pub refresh_ttl: Duration,
     pub throttle: ThrottleSettings,
+    /// Where the HTTP side (dashboard, JSON, Open311, metrics) listens.
+    pub http_listen: std::net::SocketAddr,
+    /// Mark the dashboard's cookies Secure (when served behind TLS).
+    pub secure_cookies: bool,
 }
 
 const SECTIONS: &[&str] = &[
@@ -37,6 +43,8 @@ const SECTIONS: &[&str] = &[
     "part_timeout_ms",
     "access_ttl_secs",
     "refresh_ttl_secs",
+    "http_listen",
+    "secure_cookies",
 ];
 
 impl Settings {
@@ -74,6 +82,13 @@ impl Settings {
                 7 * 24 * 3600,
             )?),
             throttle: ThrottleSettings::default(),
+            http_listen: {
+                let addr: String =
+                    file.setting(cli.http_listen.clone(), "http_listen", DEFAULT_HTTP.into())?;
+                addr.parse()
+                    .map_err(|e| anyhow::anyhow!("http_listen {addr:?}: {e}"))?
+            },
+            secure_cookies: file.setting(cli.secure_cookies, "secure_cookies", false)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -97,6 +112,8 @@ impl Settings {
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(7 * 24 * 3600),
             throttle: ThrottleSettings::default(),
+            http_listen: DEFAULT_HTTP.parse().expect("a valid address"),
+            secure_cookies: false,
         })
     }
 

@@ -571,17 +571,23 @@ impl GatewayService for ViewsApi {
         if community_id.is_empty() {
             return Err(Error::required("community_id").into());
         }
-        let cursor = Cursor::parse(&r.after_cursor)?;
+        let cursor = if r.from_now {
+            Cursor::default()
+        } else {
+            Cursor::parse(&r.after_cursor)?
+        };
         // No deadline: the streams live as long as the caller watches.
         let (mut issues_client, mut logistics_client) = (self.issues(), self.logistics());
         let (issues, logistics) = tokio::join!(
             issues_client.watch_issues(actor.request(ipb::WatchIssuesRequest {
                 community_id: community_id.clone(),
                 after_seq: cursor.issues,
+                from_now: r.from_now,
             })),
             logistics_client.watch_logistics(actor.request(lpb::WatchLogisticsRequest {
                 community_id,
                 after_seq: cursor.logistics,
+                from_now: r.from_now,
             })),
         );
         use pb::watch_community_response::Event;

@@ -117,6 +117,7 @@ async fn every_view_every_role_both_communities() {
                             pb::WatchCommunityRequest {
                                 community_id: t.community.clone(),
                                 after_cursor: String::new(),
+                                from_now: false,
                             },
                             token,
                         ))

@@ -510,6 +510,7 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
                 pb::WatchCommunityRequest {
                     community_id: String::new(),
                     after_cursor: after.into(),
+                    from_now: false,
                 },
                 &token,
             ))
@@ -595,6 +596,7 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
             pb::WatchCommunityRequest {
                 community_id: String::new(),
                 after_cursor: "yesterday".into(),
+                from_now: false,
             },
             &token,
         ))

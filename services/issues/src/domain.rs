@@ -41,6 +41,7 @@ text_enum!(Source: linli_proto::issues::v1::Source {
     CommunityCollection = "community_collection",
     Hotline = "hotline",
     Inspection = "inspection",
+    CivicApp = "civic_app",
 });
 
 text_enum!(PhotoPhase: linli_proto::issues::v1::PhotoPhase { Before = "before", After = "after" });

@@ -23,13 +23,18 @@ pub(crate) async fn watch_issues(
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }
     let store = api.store.clone();
+    let after = if r.from_now {
+        store.latest_event_seq(&community).await?
+    } else {
+        r.after_seq
+    };
     let written = store.events_written.clone();
     let fetch = move |after: i64, limit: i64| {
         let (store, community) = (store.clone(), community.clone());
         async move { store.events_after(&community, after, limit).await }
     };
     Ok(Response::new(linli_core::feed::serve(
-        r.after_seq,
+        after,
         Some(written),
         fetch,
         |e| e.seq,
@@ -38,6 +43,16 @@ pub(crate) async fn watch_issues(
 }
 
 impl Store {
+    /// The seq of a community's newest event, 0 when it has none.
+    pub async fn latest_event_seq(&self, community_id: &str) -> Result<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM issue_events WHERE community_id = $1")
+                .bind(community_id)
+                .fetch_one(&self.db.pool)
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// A community's events after `after_seq`, in order.
     pub async fn events_after(
         &self,

@@ -204,6 +204,7 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
                 pb::WatchIssuesRequest {
                     community_id: community(),
                     after_seq: 0,
+                    from_now: false,
                 },
                 token,
             ))

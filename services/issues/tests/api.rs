@@ -1236,6 +1236,7 @@ async fn watch_resumes_from_a_cursor(backend: Backend) {
         .watch_issues(pb::WatchIssuesRequest {
             community_id: community.clone(),
             after_seq: 0,
+            from_now: false,
         })
         .await
         .unwrap()
@@ -1295,6 +1296,7 @@ async fn watch_resumes_from_a_cursor(backend: Backend) {
         .watch_issues(pb::WatchIssuesRequest {
             community_id: community.clone(),
             after_seq: first.seq,
+            from_now: false,
         })
         .await
         .unwrap()
@@ -1353,6 +1355,7 @@ async fn watch_resumes_from_a_cursor(backend: Backend) {
             .watch_issues(pb::WatchIssuesRequest {
                 community_id: community,
                 after_seq: -1,
+                from_now: false,
             })
             .await,
         Code::InvalidArgument,

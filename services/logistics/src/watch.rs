@@ -26,12 +26,17 @@ pub(crate) async fn watch_logistics(
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }
     let db = api.store.db.clone();
+    let after = if r.from_now {
+        linli_core::audit::head_seq(&db, &community).await?
+    } else {
+        r.after_seq
+    };
     let fetch = move |after: i64, limit: i64| {
         let (db, community) = (db.clone(), community.clone());
         async move { linli_core::audit::events_after(&db, &community, after, STREAMED, limit).await }
     };
     Ok(Response::new(linli_core::feed::serve(
-        r.after_seq,
+        after,
         None,
         fetch,
         |e| e.seq,

@@ -480,6 +480,7 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
                     pb::WatchLogisticsRequest {
                         community_id: community(),
                         after_seq: 0,
+                        from_now: false,
                     },
                     token,
                 ))

@@ -1,0 +1,226 @@
+//! The gateway's HTTP side (127.0.0.1:8080 by default), in the same process
+//! as its gRPC side and on the same identity and policy: the ops dashboard
+//! (server-rendered pages with SVG charts, live over Server-Sent Events), the
+//! JSON API the pages' data also comes as, gRPC-Web for browser apps, Open311
+//! GeoReport v2 for civic reporting apps, `/metrics` and `/healthz`.
+//!
+//! Every page and JSON answer is made by calling the views and the services
+//! with the signed-in person's own (short, freshly signed) token, so what a
+//! person sees here is exactly what their gRPC calls would show them.
+mod api;
+mod charts;
+mod i18n;
+pub mod metrics;
+pub mod open311;
+mod pages;
+mod render;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tonic::{Code, Status};
+
+use linli_core::Db;
+use linli_core::auth::Keys;
+
+use crate::auth::AuthApi;
+use crate::backend::Backend;
+use crate::views::ViewsApi;
+
+pub use i18n::Lang;
+pub use session::SessionSettings;
+
+/// What the HTTP handlers share.
+pub struct WebState {
+    pub(crate) db: Db,
+    pub(crate) keys: Keys,
+    pub(crate) auth: Arc<AuthApi>,
+    pub(crate) views: Arc<ViewsApi>,
+    pub(crate) people: Backend,
+    pub(crate) issues: Backend,
+    pub(crate) logistics: Backend,
+    pub(crate) sessions: SessionSettings,
+    /// Form tokens are an HMAC of the session under this key.
+    pub(crate) csrf_key: [u8; 32],
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) call_timeout: Duration,
+    /// Set when the gateway is stopping, so open event streams end.
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub type State = Arc<WebState>;
+
+/// How a web request went wrong, as a browser or HTTP client is told.
+#[derive(Debug)]
+pub enum WebError {
+    /// Not signed in: to the login page.
+    SignIn,
+    NotFound(String),
+    Forbidden(String),
+    BadRequest(String),
+    TooMany(String),
+    Unavailable(String),
+    Internal,
+}
+
+impl From<Status> for WebError {
+    fn from(s: Status) -> WebError {
+        let m = s.message().to_owned();
+        match s.code() {
+            Code::Unauthenticated => WebError::SignIn,
+            Code::NotFound => WebError::NotFound(m),
+            Code::PermissionDenied => WebError::Forbidden(m),
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                WebError::BadRequest(m)
+            }
+            Code::ResourceExhausted => WebError::TooMany(m),
+            Code::Unavailable | Code::DeadlineExceeded => WebError::Unavailable(m),
+            _ => {
+                tracing::warn!(code = ?s.code(), message = %m, "web request failed");
+                WebError::Internal
+            }
+        }
+    }
+}
+
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::SignIn => StatusCode::SEE_OTHER,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            WebError::SignIn => "sign in first",
+            WebError::NotFound(m)
+            | WebError::Forbidden(m)
+            | WebError::BadRequest(m)
+            | WebError::TooMany(m)
+            | WebError::Unavailable(m) => m,
+            WebError::Internal => "something went wrong on our side",
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::SignIn => Redirect::to("/login").into_response(),
+            e => {
+                let status = e.status();
+                (status, render::error_page(Lang::Zh, status, e.message())).into_response()
+            }
+        }
+    }
+}
+
+/// The HTTP side's routes. `grpc` is the gateway's gRPC router, served here
+/// to gRPC-Web clients (and HTTP/2 gRPC clients) under the services' paths.
+pub fn router(state: State, grpc: Router) -> Router {
+    // gRPC-Web requests become gRPC before the services see them.
+    let grpc = grpc.layer(tonic_web::GrpcWebLayer::new());
+    let mut app = Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/county", get(pages::county))
+        .route("/c/{community_id}", get(pages::community))
+        .route("/c/{community_id}/live", get(pages::community_live))
+        .route("/c/{community_id}/events", get(pages::community_events))
+        .route("/issues/{issue_id}", get(pages::issue))
+        .route("/h/{household_id}", get(pages::household))
+        .route("/static/{file}", get(pages::static_file))
+        .route("/api/v1/me", get(api::me))
+        .route(
+            "/api/v1/communities/{community_id}/dashboard",
+            get(api::dashboard),
+        )
+        .route("/api/v1/county", get(api::county))
+        .route("/api/v1/households/{household_id}", get(api::household))
+        .route("/api/v1/issues/{issue_id}", get(api::issue))
+        .route("/open311/v2/services.json", get(open311::services))
+        .route(
+            "/open311/v2/requests.json",
+            get(open311::list_requests).post(open311::post_request),
+        )
+        .route("/open311/v2/requests/{file}", get(open311::get_request))
+        .route("/metrics", get(metrics::scrape))
+        .route("/healthz", get(healthz));
+    for service in [
+        crate::SERVICE_NAME,
+        crate::AUTH_SERVICE_NAME,
+        crate::backend::PEOPLE,
+        crate::backend::ISSUES,
+        crate::backend::LOGISTICS,
+    ] {
+        app = app.route_service(&format!("/{service}/{{*method}}"), grpc.clone());
+    }
+    app.fallback(|| async { WebError::NotFound("there is no page at this address".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Liveness and readiness for load balancers: 200 while the gateway's own
+/// database answers, with each backend's state; 503 otherwise.
+async fn healthz(axum::extract::State(state): axum::extract::State<State>) -> Response {
+    let db = state.db.is_reachable(Duration::from_millis(800)).await;
+    let backends: Vec<String> = [&state.people, &state.issues, &state.logistics]
+        .iter()
+        .map(|b| {
+            format!(
+                "\"{}\":\"{}\"",
+                b.service(),
+                if b.is_up() { "up" } else { "down" }
+            )
+        })
+        .collect();
+    let body = format!(
+        "{{\"status\":\"{}\",\"database\":\"{}\",\"backends\":{{{}}}}}",
+        if db { "ok" } else { "unavailable" },
+        if db { "up" } else { "down" },
+        backends.join(",")
+    );
+    let status = if db {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then ends the
+/// open event streams and lets other requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    state: State,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = async move {
+        shutdown.await;
+        let _ = state.stop.send(true);
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,544 @@
+//! Open311 GeoReport v2 (JSON) over the issues service, so civic reporting
+//! apps can report problems into a community and follow them:
+//! - services: the issue categories (`service_code` = `road`, `drainage`, …);
+//! - requests: issues, `open` while someone still has to act, `closed` once
+//!   resolved, verified, rejected or merged, with the state in `status_notes`.
+//!
+//! Every call but the service list needs an `api_key`; each key belongs to one
+//! community and reports as `open311:<name>` in the audit trail. Errors come
+//! in GeoReport's format, `[{"code": 400, "description": "…"}]`, with the same
+//! HTTP status, and a refused report writes nothing.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, RawForm, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tonic::Code;
+
+use linli_core::auth::Claims;
+use linli_core::time::now_micros;
+use linli_core::{Actor, Db, Role};
+use linli_proto::issues::v1 as ipb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+
+use super::{Lang, State, session};
+use crate::auth::hash;
+
+/// How long the token an Open311 call is made with lives.
+const TOKEN_TTL: Duration = Duration::from_secs(120);
+/// The most requests one list answers (GeoReport's suggested limit is 1000).
+const LIST_LIMIT: i32 = 500;
+
+/// Categories as GeoReport services, with both names.
+const SERVICES: &[(&str, ipb::Category, &str, &str)] = &[
+    ("road", ipb::Category::Road, "道路", "Roads and paths"),
+    (
+        "drainage",
+        ipb::Category::Drainage,
+        "排水",
+        "Drains and flooding",
+    ),
+    (
+        "sanitation",
+        ipb::Category::Sanitation,
+        "环境卫生",
+        "Rubbish and cleanliness",
+    ),
+    (
+        "public_safety",
+        ipb::Category::PublicSafety,
+        "公共安全",
+        "Public safety",
+    ),
+    (
+        "housing_repair",
+        ipb::Category::HousingRepair,
+        "房屋维修",
+        "Housing repairs",
+    ),
+    (
+        "epidemic",
+        ipb::Category::Epidemic,
+        "疫情防控",
+        "Epidemic control",
+    ),
+    (
+        "livelihood",
+        ipb::Category::Livelihood,
+        "民生保障",
+        "Livelihood and welfare",
+    ),
+    ("other", ipb::Category::Other, "其他", "Anything else"),
+];
+
+/// A GeoReport error answer.
+pub struct GeoError(StatusCode, String);
+
+impl GeoError {
+    fn bad(m: impl Into<String>) -> GeoError {
+        GeoError(StatusCode::BAD_REQUEST, m.into())
+    }
+}
+
+impl IntoResponse for GeoError {
+    fn into_response(self) -> Response {
+        let body = json!([{ "code": self.0.as_u16(), "description": self.1 }]);
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+impl From<tonic::Status> for GeoError {
+    fn from(s: tonic::Status) -> GeoError {
+        let status = match s.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::PermissionDenied | Code::Unauthenticated => StatusCode::FORBIDDEN,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            "something went wrong on our side".to_owned()
+        } else {
+            s.message().to_owned()
+        };
+        GeoError(status, message)
+    }
+}
+
+type Answer = Result<Response, GeoError>;
+
+/// A new API key for an app reporting into `community_id`; only its hash is kept.
+pub async fn add_key(db: &Db, name: &str, community_id: &str) -> anyhow::Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        anyhow::bail!("an Open311 client needs a name of 1 to 64 bytes");
+    }
+    let key = session::random_token();
+    sqlx::query(
+        "INSERT INTO open311_keys (key_hash, name, community_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash(&key))
+    .bind(name)
+    .bind(community_id)
+    .bind(now_micros())
+    .execute(&db.pool)
+    .await?;
+    Ok(key)
+}
+
+/// The app a key belongs to, acting in its community.
+struct Client {
+    actor: Actor,
+    community_id: String,
+}
+
+async fn client(state: &State, params: &HashMap<String, String>) -> Result<Client, GeoError> {
+    let key = params
+        .get("api_key")
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| GeoError(StatusCode::FORBIDDEN, "api_key is required".into()))?;
+    let row = sqlx::query(
+        "SELECT name, community_id FROM open311_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash(key))
+    .fetch_optional(&state.db.pool)
+    .await
+    .map_err(|e| GeoError::from(tonic::Status::from(linli_core::Error::from(e))))?
+    .ok_or_else(|| GeoError(StatusCode::FORBIDDEN, "api_key is not valid".into()))?;
+    let name: String = row.try_get("name").unwrap_or_default();
+    let community_id: String = row.try_get("community_id").unwrap_or_default();
+    if let Some(j) = params.get("jurisdiction_id").filter(|j| !j.is_empty())
+        && *j != community_id
+    {
+        return Err(GeoError(
+            StatusCode::NOT_FOUND,
+            format!("jurisdiction_id {j} is not this key's community"),
+        ));
+    }
+    let claims = Claims::new(format!("open311:{name}"), Role::CommunityWorker, TOKEN_TTL)
+        .community(&community_id);
+    let token = state.keys.sign(&claims);
+    let actor = session::actor_from_token(state, &token)?;
+    Ok(Client {
+        actor,
+        community_id,
+    })
+}
+
+fn issues(state: &State) -> IssuesServiceClient<crate::backend::Backend> {
+    IssuesServiceClient::new(state.issues.clone())
+}
+
+fn service_code(category: i32) -> &'static str {
+    SERVICES
+        .iter()
+        .find(|s| s.1 as i32 == category)
+        .map_or("other", |s| s.0)
+}
+
+pub async fn services(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let lang = Lang::of(&headers, q.get("locale").map(|l| l.get(..2).unwrap_or(l)));
+    let list: Vec<Value> = SERVICES
+        .iter()
+        .map(|(code, _, zh, en)| {
+            json!({
+                "service_code": code,
+                "service_name": if lang == Lang::En { *en } else { *zh },
+                "description": format!("{zh} / {en}"),
+                "metadata": false,
+                "type": "realtime",
+                "keywords": "",
+                "group": "linli",
+            })
+        })
+        .collect();
+    axum::Json(Value::Array(list)).into_response()
+}
+
+fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Value {
+    match ts {
+        Some(t) if t.seconds != 0 => Value::String(
+            linli_core::time::to_datetime(linli_core::time::micros(t))
+                .with_timezone(&linli_core::time::china_standard_time())
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// An issue as a GeoReport request.
+fn request_json(i: &ipb::Issue) -> Value {
+    use ipb::IssueState as S;
+    let state = S::try_from(i.state).unwrap_or(S::Unspecified);
+    let open = matches!(
+        state,
+        S::Reported | S::Acknowledged | S::Claimed | S::InProgress | S::Reopened
+    );
+    let mut notes = format!("{} / {}", Lang::Zh.state(i.state), Lang::En.state(i.state));
+    if !i.reject_reason.is_empty() {
+        notes.push_str(&format!(": {}", i.reject_reason));
+    }
+    if !i.duplicate_of.is_empty() {
+        notes.push_str(&format!(": {}", i.duplicate_of));
+    }
+    let updated = [
+        &i.closed_at,
+        &i.resolved_at,
+        &i.responded_at,
+        &i.reported_at,
+    ]
+    .into_iter()
+    .flatten()
+    .max_by_key(|t| (t.seconds, t.nanos));
+    let location = i.location.clone().unwrap_or_default();
+    let has_point = location.latitude != 0.0 || location.longitude != 0.0;
+    json!({
+        "service_request_id": i.id,
+        "status": if open { "open" } else { "closed" },
+        "status_notes": notes,
+        "service_name": SERVICES.iter().find(|s| s.1 as i32 == i.category).map_or("其他", |s| s.2),
+        "service_code": service_code(i.category),
+        "description": i.description,
+        "agency_responsible": i.claim.as_ref().map(|c| if c.unit_id.is_empty() { c.cadre_id.clone() } else { c.unit_id.clone() }),
+        "service_notice": Value::Null,
+        "requested_datetime": rfc3339(i.reported_at.as_ref()),
+        "updated_datetime": rfc3339(updated),
+        "expected_datetime": if open { rfc3339(i.resolution_due_at.as_ref()) } else { Value::Null },
+        "address": location.text,
+        "address_id": Value::Null,
+        "zipcode": Value::Null,
+        "lat": if has_point { json!(location.latitude) } else { Value::Null },
+        "long": if has_point { json!(location.longitude) } else { Value::Null },
+        "media_url": i.attachments.first().map(|a| a.url.clone()),
+    })
+}
+
+fn parse_coordinate(
+    params: &HashMap<String, String>,
+    name: &str,
+    limit: f64,
+) -> Result<Option<f64>, GeoError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x.abs() <= limit => Ok(Some(x)),
+            _ => Err(GeoError::bad(format!(
+                "{name} must be a number between -{limit} and {limit}"
+            ))),
+        },
+    }
+}
+
+/// The first line of a description, shortened, as the issue's title.
+fn title_from(description: &str) -> String {
+    let line = description.lines().next().unwrap_or("").trim();
+    let mut title: String = line.chars().take(40).collect();
+    if line.chars().count() > 40 {
+        title.push('…');
+    }
+    title
+}
+
+pub async fn post_request(
+    Extract(state): Extract<State>,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Answer {
+    let params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let client = client(&state, &params).await?;
+    let code = params
+        .get("service_code")
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| GeoError::bad("service_code is required"))?;
+    let category = SERVICES
+        .iter()
+        .find(|s| s.0 == code)
+        .map(|s| s.1)
+        .ok_or_else(|| {
+            GeoError::bad(format!(
+                "service_code {code} is not a known service (see services.json)"
+            ))
+        })?;
+    let description = params
+        .get("description")
+        .map(|d| d.trim())
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| GeoError::bad("description is required"))?;
+    let lat = parse_coordinate(&params, "lat", 90.0)?;
+    let long = parse_coordinate(&params, "long", 180.0)?;
+    let address = params.get("address_string").map(|a| a.trim()).unwrap_or("");
+    if lat.is_some() != long.is_some() {
+        return Err(GeoError::bad("lat and long go together"));
+    }
+    if lat.is_none() && address.is_empty() {
+        return Err(GeoError::bad(
+            "a location is required: lat and long, or address_string",
+        ));
+    }
+    // Contact details reach the people who will call back, not any log.
+    let contact: Vec<String> = ["first_name", "last_name", "phone", "email"]
+        .iter()
+        .filter_map(|k| params.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty()))
+        .map(str::to_owned)
+        .collect();
+    let mut text = description.to_owned();
+    if !contact.is_empty() {
+        text.push_str(&format!("\n\n联系人 / Contact: {}", contact.join(" ")));
+    }
+    // A client's retry is the same report: its own key if it sends one, or
+    // the report's contents.
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| params.get("idempotency_key").cloned())
+        .unwrap_or_else(|| {
+            let mut h = Sha256::new();
+            for part in [
+                code,
+                description,
+                address,
+                &format!("{lat:?}{long:?}"),
+                &contact.join(" "),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            format!("open311:{}", &hex::encode(h.finalize())[..32])
+        });
+    let media = params
+        .get("media_url")
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty());
+    let mut req = client.actor.request(ipb::ReportIssueRequest {
+        idempotency_key: key,
+        community_id: client.community_id.clone(),
+        title: title_from(description),
+        description: text,
+        category: category as i32,
+        location: Some(ipb::Location {
+            text: address.to_owned(),
+            latitude: lat.unwrap_or(0.0),
+            longitude: long.unwrap_or(0.0),
+        }),
+        source: ipb::Source::CivicApp as i32,
+        attachments: media
+            .map(|url| ipb::Attachment {
+                url: url.to_owned(),
+                phase: ipb::PhotoPhase::Before as i32,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    });
+    req.set_timeout(state.call_timeout);
+    let issue = issues(&state)
+        .report_issue(req)
+        .await?
+        .into_inner()
+        .issue
+        .unwrap_or_default();
+    let body = json!([{
+        "service_request_id": issue.id,
+        "service_notice": "已收到，社区将在响应期限内受理 / Received; the community will respond by the deadline",
+        "account_id": Value::Null,
+    }]);
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+pub async fn get_request(
+    Extract(state): Extract<State>,
+    Path(file): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    let id = file.strip_suffix(".json").ok_or_else(|| {
+        GeoError(
+            StatusCode::NOT_FOUND,
+            "only the .json format is served".into(),
+        )
+    })?;
+    let client = client(&state, &params).await?;
+    let issue = issues(&state)
+        .get_issue(client.actor.request(ipb::GetIssueRequest {
+            issue_id: id.to_owned(),
+        }))
+        .await?
+        .into_inner()
+        .issue
+        .unwrap_or_default();
+    Ok(axum::Json(json!([request_json(&issue)])).into_response())
+}
+
+fn parse_date(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, GeoError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => chrono::DateTime::parse_from_rfc3339(v)
+            .map(|d| Some(d.timestamp()))
+            .map_err(|_| {
+                GeoError::bad(format!(
+                    "{name} must be a date and time in RFC 3339 (e.g. 2026-11-20T09:00:00+08:00)"
+                ))
+            }),
+    }
+}
+
+pub async fn list_requests(
+    Extract(state): Extract<State>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    let client = client(&state, &params).await?;
+    let status = params.get("status").map(|s| s.trim()).unwrap_or("");
+    if !matches!(status, "" | "open" | "closed") {
+        return Err(GeoError::bad("status must be open or closed"));
+    }
+    let (start, end) = (
+        parse_date(&params, "start_date")?,
+        parse_date(&params, "end_date")?,
+    );
+    let wanted = |i: &ipb::Issue| {
+        let at = i.reported_at.as_ref().map_or(0, |t| t.seconds);
+        start.is_none_or(|s| at >= s) && end.is_none_or(|e| at <= e)
+    };
+    if let Some(ids) = params.get("service_request_id").filter(|v| !v.is_empty()) {
+        let mut out = Vec::new();
+        for id in ids.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let found = issues(&state)
+                .get_issue(client.actor.request(ipb::GetIssueRequest {
+                    issue_id: id.to_owned(),
+                }))
+                .await;
+            match found {
+                Ok(r) => out.extend(r.into_inner().issue.as_ref().map(request_json)),
+                Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => {}
+                Err(s) => return Err(s.into()),
+            }
+        }
+        return Ok(axum::Json(Value::Array(out)).into_response());
+    }
+    let category = match params
+        .get("service_code")
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+    {
+        None => ipb::Category::Unspecified,
+        Some(code) => SERVICES
+            .iter()
+            .find(|s| s.0 == code)
+            .map(|s| s.1)
+            .ok_or_else(|| {
+                GeoError::bad(format!(
+                    "service_code {code} is not a known service (see services.json)"
+                ))
+            })?,
+    };
+    let listed = issues(&state)
+        .list_issues(client.actor.request(ipb::ListIssuesRequest {
+            community_id: client.community_id.clone(),
+            category: category as i32,
+            open_only: status == "open",
+            page_size: LIST_LIMIT,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .issues;
+    let out: Vec<Value> = listed
+        .iter()
+        .filter(|i| wanted(i))
+        .map(request_json)
+        .filter(|r| status.is_empty() || r["status"] == status)
+        .collect();
+    Ok(axum::Json(Value::Array(out)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_is_a_service_once() {
+        let mut codes: Vec<&str> = SERVICES.iter().map(|s| s.0).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), 8);
+        for s in SERVICES {
+            assert_eq!(service_code(s.1 as i32), s.0);
+        }
+    }
+
+    #[test]
+    fn titles_are_the_first_line_shortened() {
+        assert_eq!(title_from("路灯不亮\n三号楼前"), "路灯不亮");
+        let long = "很".repeat(50);
+        assert_eq!(title_from(&long).chars().count(), 41);
+    }
+
+    #[test]
+    fn states_map_to_open_and_closed() {
+        let mut i = ipb::Issue {
+            state: ipb::IssueState::InProgress as i32,
+            ..Default::default()
+        };
+        assert_eq!(request_json(&i)["status"], "open");
+        i.state = ipb::IssueState::Rejected as i32;
+        i.reject_reason = "不属于社区事务".into();
+        let r = request_json(&i);
+        assert_eq!(r["status"], "closed");
+        assert!(
+            r["status_notes"]
+                .as_str()
+                .unwrap()
+                .contains("不属于社区事务")
+        );
+    }
+}
