@@ -3,6 +3,8 @@
 //! way `make run` seeds it, and the gateway in front of them.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 
 use linli_core::server::ServeSettings;
@@ -25,6 +27,10 @@ pub struct Suite {
     pub issues_db: TestDb,
     pub dbs: Vec<TestDb>,
     pub jobs: linli_core::server::Jobs,
+    /// The gateway's HTTP side.
+    pub web: SocketAddr,
+    /// The gateway's own database (sessions, Open311 keys).
+    pub gateway_store: linli_core::Db,
 }
 
 impl Suite {
@@ -89,8 +95,14 @@ impl Suite {
         let app = linli_gateway::Application::build(settings, keys().clone())
             .await
             .unwrap();
-        let jobs = app.spawn_jobs();
+        let mut jobs = app.spawn_jobs();
         let gateway = TestServer::spawn(app.grpc_server()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web = listener.local_addr().unwrap();
+        let serving = app.serve_web(listener, std::future::pending());
+        jobs.0.push(tokio::spawn(async move {
+            serving.await.expect("the HTTP side serves");
+        }));
         Suite {
             people,
             issues_addr: issues.addr,
@@ -100,6 +112,8 @@ impl Suite {
             issues_db,
             dbs: vec![people_db, logistics_db, gateway_db],
             jobs,
+            web,
+            gateway_store: app.db.clone(),
         }
     }
 
