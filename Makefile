@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run build test fuzz fmt fmt-check lint clippy proto-lint release
+.PHONY: run build test fuzz screenshots bench-web fmt fmt-check lint clippy proto-lint release
 
 ## make run: build and start the suite on the embedded default (SQLite under ./data) with demo data.
 run: build
@@ -21,6 +21,15 @@ test:
 ## make fuzz: the whole-API fuzz test, long form (make test runs a short one); LINLI_FUZZ_SEED=n replays a run.
 fuzz:
 	LINLI_FUZZ_ROUNDS=$${LINLI_FUZZ_ROUNDS:-200} $(CARGO) test -p linli-gateway --test fuzz -- --nocapture
+
+## make screenshots: drive the dashboard in headless Chromium and refresh the pictures in docs/screenshots/.
+screenshots:
+	$(CARGO) test -p linli-gateway --test browser
+	mkdir -p docs/screenshots && cp target/screenshots/*.png docs/screenshots/
+
+## make bench-web: server time of the dashboard's pages on the demo data (release build).
+bench-web:
+	$(CARGO) bench -p linli-gateway --bench web
 
 fmt:
 	$(CARGO) fmt --all

@@ -14,6 +14,7 @@ LOGISTICS_ADDR=${LINLI_LOGISTICS_LISTEN:-127.0.0.1:50054}
 LOGISTICS_DB=${LOGISTICS_DATABASE_URL:-sqlite://data/logistics.db}
 GATEWAY_ADDR=${LINLI_GATEWAY_LISTEN:-127.0.0.1:50051}
 GATEWAY_DB=${GATEWAY_DATABASE_URL:-sqlite://data/gateway.db}
+HTTP_ADDR=${LINLI_HTTP_LISTEN:-127.0.0.1:8080}
 
 pids=()
 stop() {
@@ -57,14 +58,23 @@ wait_for "$ISSUES_ADDR"
 pids+=($!)
 wait_for "$LOGISTICS_ADDR"
 
-"$BIN/linli-gateway" --database-url "$GATEWAY_DB" --listen "$GATEWAY_ADDR" \
+"$BIN/linli-gateway" --database-url "$GATEWAY_DB" --listen "$GATEWAY_ADDR" --http-listen "$HTTP_ADDR" \
   --people-addr "http://$PEOPLE_ADDR" --issues-addr "http://$ISSUES_ADDR" --logistics-addr "http://$LOGISTICS_ADDR" serve &
 pids+=($!)
 wait_for "$GATEWAY_ADDR"
+wait_for "$HTTP_ADDR"
+
+# A demo Open311 key for 双泉社区 (administrative code 421224100005), made once.
+if [ ! -s data/open311-demo.key ]; then
+  "$BIN/linli-gateway" --database-url "$GATEWAY_DB" --people-addr "http://$PEOPLE_ADDR" \
+    open311-key --name demo-app --community 421224100005 > data/open311-demo.key 2>/dev/null
+fi
+OPEN311_KEY=$(cat data/open311-demo.key)
 
 cat <<EOT
 
 linli is running:
+  dashboard  http://$HTTP_ADDR/  (log in as wujing, supervisor or chengguilan; password linli-demo-2021)
   gateway    grpc://$GATEWAY_ADDR  (linli.gateway.v1.AuthService, GatewayService, and the three APIs below)
   people     grpc://$PEOPLE_ADDR  (linli.people.v1.PeopleService)
   issues     grpc://$ISSUES_ADDR  (linli.issues.v1.IssuesService)
@@ -77,6 +87,9 @@ password linli-demo-2021), then call anything there with the access token:
   TOKEN=\$(b --data '{"username":"wujing","password":"linli-demo-2021"}' \\
     http://$GATEWAY_ADDR/linli.gateway.v1.AuthService/Login | sed -n 's/.*"accessToken": "\\([^"]*\\)".*/\\1/p')
   b -H "authorization: Bearer \$TOKEN" --data '{}' http://$GATEWAY_ADDR/linli.gateway.v1.GatewayService/GetCommunityDashboard
+Report a problem as a civic app would (Open311 GeoReport v2; demo key in data/open311-demo.key):
+  curl -d api_key=$OPEN311_KEY -d service_code=road -d description=路灯不亮 \
+    -d address_string=八角亭小区3栋 http://$HTTP_ADDR/open311/v2/requests.json
 Press Ctrl-C to stop.
 EOT
 wait "${pids[@]}"

@@ -87,6 +87,24 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// A plain HTTP/1.1 GET; the whole answer as text.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A service process that is stopped with SIGTERM when dropped.
 struct Service {
     child: Option<Child>,
@@ -366,10 +384,13 @@ async fn the_suite_runs_as_separate_processes() {
 
     // The gateway in front: a login and the dashboard, through one address.
     let gateway_db = dir.join("gateway.db");
+    let http_addr = free_addr();
     let mut gateway = Service::start(
         "linli-gateway",
         &gateway_db,
         &[
+            "--http-listen",
+            &http_addr,
             "--people-addr",
             &format!("http://{}", people.addr),
             "--issues-addr",
@@ -402,6 +423,15 @@ async fn the_suite_runs_as_separate_processes() {
     assert!(dashboard.missing.is_empty(), "{:?}", dashboard.missing);
     assert_eq!(dashboard.people.unwrap().residents, 1258);
     views_matrix(&gateway_channel, &keys, &community.id).await;
+    // The HTTP side of the same process: healthy, every backend up, a browser sent to log in.
+    let health = http_get(&http_addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(!health.contains("\"down\""), "{health}");
+    let home = http_get(&http_addr, "/").await;
+    assert!(
+        home.starts_with("HTTP/1.1 303") && home.contains("location: /login"),
+        "{home}"
+    );
 
     for (name, service) in [
         ("gateway", &mut gateway),

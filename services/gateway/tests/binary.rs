@@ -18,6 +18,8 @@ fn help_documents_every_setting() {
         "LINLI_ACCESS_TTL_SECS",
         "LINLI_REFRESH_TTL_SECS",
         "LINLI_CALL_TIMEOUT_MS",
+        "LINLI_HTTP_LISTEN",
+        "LINLI_SECURE_COOKIES",
     ] {
         assert!(help.contains(var), "--help does not mention {var}");
     }
@@ -29,6 +31,7 @@ fn bad_settings_are_refused_before_serving() {
         ("--access-ttl-secs", "86400", "access_ttl_secs"),
         ("--issues-addr", "localhost:50052", "issues_addr"),
         ("--part-timeout-ms", "0", "part_timeout_ms"),
+        ("--http-listen", "not-an-address", "http_listen"),
     ] {
         let out = Command::new(BIN)
             .args([flag, value, "--database-url", "sqlite::memory:", "migrate"])

@@ -20,35 +20,10 @@ struct Browser {
 
 impl Browser {
     async fn login(addr: SocketAddr, username: &str) -> Browser {
-        let form = http::get(addr, "/login", &[]).await;
-        assert_eq!(form.status, 200);
-        let nonce = attr(&form.body, "name=\"nonce\" value=\"");
-        let login_cookie = format!("linli_login={nonce}");
-        let done = http::post_form(
+        Browser {
             addr,
-            "/login",
-            &[("cookie", &login_cookie)],
-            &[
-                ("username", username),
-                ("password", common::PASSWORD),
-                ("nonce", &nonce),
-            ],
-        )
-        .await;
-        assert_eq!(done.status, 303, "{username}: {}", done.body);
-        let line = done
-            .set_cookie_line("linli_session")
-            .expect("a session cookie");
-        assert!(
-            line.contains("HttpOnly") && line.contains("SameSite=Lax"),
-            "{line}"
-        );
-        let cookie = done
-            .set_cookies()
-            .into_iter()
-            .find(|c| c.starts_with("linli_session="))
-            .unwrap();
-        Browser { addr, cookie }
+            cookie: http::login(addr, username).await,
+        }
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -134,18 +109,8 @@ async fn sessions_forms_and_reach(backend: Backend) {
         .strip_prefix("/c/")
         .expect("a community page")
         .to_owned();
+    let dashboard = s.dashboard_as("wujing", &community_id).await;
     let token = s.login("wujing").await.access_token;
-    let dashboard =
-        linli_proto::gateway::v1::gateway_service_client::GatewayServiceClient::new(s.channel())
-            .get_community_dashboard(common::with_token(
-                linli_proto::gateway::v1::GetCommunityDashboardRequest {
-                    community_id: community_id.clone(),
-                },
-                &token,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
     let page = worker.get(&home).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("双泉社区"));

@@ -272,27 +272,39 @@ pub(crate) async fn community_data(
 }
 
 pub async fn community(
-    Extract(state): Extract<State>,
+    state: Extract<State>,
     signed: Signed,
-    Path(community_id): Path<String>,
+    path: Path<String>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    q: Query<PageQuery>,
 ) -> Page {
-    let lang = lang_of(&headers, &q);
-    let data = community_data(&state, &signed, community_id).await?;
-    Ok(html(lang, &q, render::community(lang, &signed, &data)))
+    community_page(state, signed, path, headers, q, false).await
 }
 
 /// The live part of a community page, fetched again when something changes.
 pub async fn community_live(
+    state: Extract<State>,
+    signed: Signed,
+    path: Path<String>,
+    headers: HeaderMap,
+    q: Query<PageQuery>,
+) -> Page {
+    community_page(state, signed, path, headers, q, true).await
+}
+
+async fn community_page(
     Extract(state): Extract<State>,
     signed: Signed,
     Path(community_id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
+    live_part: bool,
 ) -> Page {
     let lang = lang_of(&headers, &q);
     let data = community_data(&state, &signed, community_id).await?;
+    if !live_part {
+        return Ok(html(lang, &q, render::community(lang, &signed, &data)));
+    }
     let mut resp = Html(render::community_live(lang, &data).into_string()).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));

@@ -127,7 +127,13 @@ pub fn login(lang: Lang, nonce: &str, error: Option<&str>) -> Markup {
     )
 }
 
+/// Parts that failed or were late. Those the person may not see by policy
+/// (a resident's view leaves out visits and deliveries) are not news to them.
 fn missing(lang: Lang, parts: &[pb::MissingPart]) -> Markup {
+    let parts: Vec<&pb::MissingPart> = parts
+        .iter()
+        .filter(|m| m.code != "PERMISSION_DENIED")
+        .collect();
     html! {
         @if !parts.is_empty() {
             div.missing role="status" {
@@ -191,21 +197,22 @@ pub fn community_live(lang: Lang, data: &CommunityData) -> Markup {
             .cloned()
             .unwrap_or_else(|| short(id).to_owned())
     };
-    let open_states: Vec<Bar> = stats
-        .by_state
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.key.as_str(),
-                "reported" | "acknowledged" | "claimed" | "in_progress" | "reopened"
-            )
-        })
-        .map(|c| Bar {
-            label: lang.state_key(&c.key).to_owned(),
-            value: i64::from(c.count),
-            class: if c.key == "reopened" { "warn" } else { "" },
-        })
-        .collect();
+    // In the order an issue moves through them.
+    let open_states: Vec<Bar> = [
+        "reported",
+        "acknowledged",
+        "claimed",
+        "in_progress",
+        "reopened",
+    ]
+    .iter()
+    .filter_map(|key| stats.by_state.iter().find(|c| c.key == *key))
+    .map(|c| Bar {
+        label: lang.state_key(&c.key).to_owned(),
+        value: i64::from(c.count),
+        class: if c.key == "reopened" { "warn" } else { "" },
+    })
+    .collect();
     let marks: Vec<Bar> = stats
         .open_by_three_most
         .iter()
@@ -267,7 +274,7 @@ pub fn community_live(lang: Lang, data: &CommunityData) -> Markup {
                     i64::from(b.delivered),
                     i64::from(b.delivered + b.pending),
                     &format!("{} / {} {}", b.delivered, b.delivered + b.pending, lang.t("户已送达", "households delivered")),
-                    "",
+                    "rest",
                 ))
             }
             figure.chart {

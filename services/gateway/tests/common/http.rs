@@ -82,8 +82,20 @@ pub async fn request(
             .write_all(&request_bytes(addr, method, path, headers, body))
             .await
             .unwrap();
+        // Read until the answer is whole: some servers keep the connection
+        // open despite `Connection: close`.
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if is_complete(&raw) {
+                break;
+            }
+        }
         parse(&raw)
     })
     .await
@@ -107,6 +119,26 @@ pub async fn post_form(
     let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
     all.extend_from_slice(headers);
     request(addr, "POST", path, &all, body.as_bytes()).await
+}
+
+/// Whether `raw` holds a whole answer (by Content-Length or the last chunk).
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
 }
 
 fn parse(raw: &[u8]) -> Reply {
@@ -221,4 +253,36 @@ impl Events {
             }
         }
     }
+}
+
+/// Logs in through the login form as a browser does; the session cookie (`name=value`).
+pub async fn login(addr: SocketAddr, username: &str) -> String {
+    let form = get(addr, "/login", &[]).await;
+    assert_eq!(form.status, 200);
+    let prefix = "name=\"nonce\" value=\"";
+    let start = form.body.find(prefix).expect("a login form") + prefix.len();
+    let nonce = form.body[start..].split('"').next().unwrap().to_owned();
+    let done = post_form(
+        addr,
+        "/login",
+        &[("cookie", &format!("linli_login={nonce}"))],
+        &[
+            ("username", username),
+            ("password", super::PASSWORD),
+            ("nonce", &nonce),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{username}: {}", done.body);
+    let line = done
+        .set_cookie_line("linli_session")
+        .expect("a session cookie");
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+        "{line}"
+    );
+    done.set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("linli_session="))
+        .unwrap()
 }

@@ -138,6 +138,25 @@ impl Suite {
             .expect("a session")
     }
 
+    /// A community's dashboard over gRPC, as `username` sees it.
+    pub async fn dashboard_as(
+        &self,
+        username: &str,
+        community_id: &str,
+    ) -> pb::GetCommunityDashboardResponse {
+        let token = self.login(username).await.access_token;
+        linli_proto::gateway::v1::gateway_service_client::GatewayServiceClient::new(self.channel())
+            .get_community_dashboard(with_token(
+                pb::GetCommunityDashboardRequest {
+                    community_id: community_id.to_owned(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Stops the issues service (as a crash would, to the gateway).
     pub async fn stop_issues(&mut self) {
         if let Some(s) = self.issues.take() {
