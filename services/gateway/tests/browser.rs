@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -34,6 +35,11 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver and the browsers it started share a process group: end them all,
+        // also when the test failed half-way.
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -52,6 +58,7 @@ impl Browser {
         };
         let child = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -191,6 +198,12 @@ impl Browser {
             json!({ "width": width, "height": height }),
         )
         .await;
+    }
+
+    /// Ends the session, closing the browser.
+    async fn quit(&self) {
+        let path = format!("/session/{}", self.session);
+        http::request(self.driver, "DELETE", &path, &[], b"").await;
     }
 
     async fn screenshot(&self, name: &str) {
@@ -375,4 +388,5 @@ async fn the_dashboard_in_a_real_browser() {
     if format!("/h/{}", household.household_id) != own {
         assert!(b.text("h1").await.starts_with("404"));
     }
+    b.quit().await;
 }
