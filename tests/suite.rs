@@ -105,27 +105,59 @@ async fn http_get(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A service process that is stopped with SIGTERM when dropped.
+/// A service process that is stopped with SIGTERM when dropped. What it
+/// logs (JSON lines) is read as it comes, so a busy service never blocks on a full pipe.
 struct Service {
     child: Option<Child>,
     addr: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// How a service ended, and what it logged.
+struct Stopped {
+    status: std::process::ExitStatus,
+    log: String,
 }
 
 impl Service {
     fn start(name: &str, db: &Path, extra: &[&str]) -> Service {
-        let addr = free_addr();
+        Service::start_at(name, db, extra, free_addr())
+    }
+
+    fn start_at(name: &str, db: &Path, extra: &[&str], addr: String) -> Service {
         let url = format!("sqlite://{}", db.display());
-        let child = linli(name)
-            .args(["--database-url", &url, "--listen", &addr])
+        let mut child = linli(name)
+            .args([
+                "--database-url",
+                &url,
+                "--listen",
+                &addr,
+                "--log-format",
+                "json",
+            ])
             .args(extra)
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
         Service {
             child: Some(child),
             addr,
+            log,
         }
     }
 
@@ -161,13 +193,20 @@ impl Service {
     }
 
     /// SIGTERM, then the exit status and what it logged.
-    fn stop(&mut self) -> Output {
-        let child = self.child.take().unwrap();
+    fn stop(&mut self) -> Stopped {
+        let mut child = self.child.take().unwrap();
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
-        child.wait_with_output().unwrap()
+        let status = child.wait().unwrap();
+        // The reader ends with the pipe; give it a moment to take the last lines.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::sync::Arc::strong_count(&self.log) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned();
+        Stopped { status, log }
     }
 }
 
@@ -357,17 +396,7 @@ async fn the_suite_runs_as_separate_processes() {
     );
 
     // People comes back on the same address and database.
-    let url = sqlite(&people_db);
-    let restarted = linli("linli-people")
-        .args(["--database-url", &url, "--listen", &people.addr, "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut people = Service {
-        child: Some(restarted),
-        addr: people.addr.clone(),
-    };
+    let mut people = Service::start_at("linli-people", &people_db, &[], people.addr.clone());
     people.channel("linli.people.v1.PeopleService").await;
     let claimed = i
         .claim_issue(claim)
@@ -422,7 +451,72 @@ async fn the_suite_runs_as_separate_processes() {
         .into_inner();
     assert!(dashboard.missing.is_empty(), "{:?}", dashboard.missing);
     assert_eq!(dashboard.people.unwrap().residents, 1258);
+    // Personal data sent with a request never reaches a log line, even when refused.
+    let refused = p
+        .add_resident(ppb::AddResidentRequest {
+            idempotency_key: "e2e-pii".into(),
+            household_id: household.id.clone(),
+            name: "测试".into(),
+            birth_date: "1950-01-01".into(),
+            phone: "1390715999x".into(),
+            id_number: "42122419500101999Q".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     views_matrix(&gateway_channel, &keys, &community.id).await;
+    // Every process's /metrics, on its gRPC port over HTTP/1.1: requests by RPC and
+    // code with latency, the pool, and its own figures.
+    let scrape = |addr: String| async move {
+        let text = http_get(&addr, "/metrics").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        samples(text.split("\r\n\r\n").nth(1).unwrap())
+    };
+    let m = scrape(people.addr.clone()).await;
+    assert!(
+        m["linli_grpc_server_requests_total{rpc=\"/linli.people.v1.PeopleService/ListPlaces\",code=\"OK\"}"]
+            >= 1.0
+    );
+    assert_eq!(
+        m["linli_grpc_server_requests_total{rpc=\"/linli.people.v1.PeopleService/AddResident\",code=\"INVALID_ARGUMENT\"}"],
+        1.0
+    );
+    assert!(
+        m["linli_grpc_server_request_duration_seconds_count{rpc=\"/linli.people.v1.PeopleService/ListPlaces\"}"]
+            >= 1.0
+    );
+    assert!(m["linli_db_pool_max_connections"] >= 1.0);
+    assert!(
+        m["linli_people_households"] >= 408.0,
+        "the demo's 408 and any made here"
+    );
+    assert!(m["linli_people_vulnerable_households"] >= 170.0);
+    let m = scrape(issues.addr.clone()).await;
+    assert!(
+        m["linli_grpc_server_requests_total{rpc=\"/linli.issues.v1.IssuesService/ReportIssue\",code=\"OK\"}"]
+            >= 1.0
+    );
+    assert!(m.keys().any(|k| k.starts_with("linli_issues_open{state=")));
+    assert!(
+        m["linli_issues_overdue"] >= 1.0,
+        "the demo has overdue issues"
+    );
+    assert!(m.contains_key("linli_issues_escalations"));
+    let m = scrape(logistics.addr.clone()).await;
+    assert!(m["linli_deliveries_pending"] >= 1.0);
+    assert_eq!(
+        m[&format!(
+            "linli_checkpoint_gap_hours_next_24h{{community_id=\"{}\"}}",
+            community.id
+        )],
+        f64::from(supplies.checkpoint_gap_hours)
+    );
+    let m = scrape(gateway.addr.clone()).await;
+    assert!(
+        m["linli_grpc_server_requests_total{rpc=\"/linli.gateway.v1.AuthService/Login\",code=\"OK\"}"]
+            >= 1.0
+    );
     // The HTTP side of the same process: healthy, every backend up, a browser sent to log in.
     let health = http_get(&http_addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -441,8 +535,41 @@ async fn the_suite_runs_as_separate_processes() {
     ] {
         let out = service.stop();
         assert!(out.status.success(), "{name} exit: {:?}", out.status);
+        // JSON lines; one per request with its RPC, code, duration and trace id.
+        let mut requests = 0;
+        for line in out.log.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {line}"));
+            if v["target"] == "linli::request" {
+                requests += 1;
+                for field in ["rpc", "code", "duration_ms", "trace_id"] {
+                    assert!(!v[field].is_null(), "{name}: no {field} in {line}");
+                }
+            }
+            for personal in ["1390715999", "42122419500101999"] {
+                assert!(
+                    !line.contains(personal),
+                    "{name} logged personal data: {line}"
+                );
+            }
+        }
+        assert!(requests > 0, "{name} logged no requests");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Prometheus text as series → value; every sample line must parse.
+fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l}"));
+            (
+                series.to_owned(),
+                value.parse().unwrap_or_else(|_| panic!("{l}")),
+            )
+        })
+        .collect()
 }
 
 /// The gateway's views, through the gateway process, as the demo accounts

@@ -16,9 +16,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Instant;
+
 use http::HeaderValue;
 use tokio::sync::Semaphore;
 use tonic::Status;
+
+use crate::metrics::{Requests, code_name};
 
 /// The largest request message a service decodes: tonic's default, 4 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -26,12 +30,22 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct EdgeLayer {
     permits: Arc<Semaphore>,
+    requests: Arc<Requests>,
 }
 
 impl EdgeLayer {
     pub fn new(max_concurrent_requests: usize) -> EdgeLayer {
+        EdgeLayer::counting(
+            max_concurrent_requests,
+            Arc::new(Requests::new("linli_grpc_server", "rpc", "code")),
+        )
+    }
+
+    /// Also counts every request, by RPC and code, into `requests`.
+    pub fn counting(max_concurrent_requests: usize, requests: Arc<Requests>) -> EdgeLayer {
         EdgeLayer {
             permits: Arc::new(Semaphore::new(max_concurrent_requests)),
+            requests,
         }
     }
 }
@@ -42,6 +56,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
         Edge {
             inner,
             permits: self.permits.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -50,6 +65,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
 pub struct Edge<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    requests: Arc<Requests>,
 }
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -76,18 +92,34 @@ where
         // The service polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let permit = if req.uri().path().starts_with(HEALTH_PREFIX) {
+        let started = Instant::now();
+        let rpc = req.uri().path().to_owned();
+        let health = rpc.starts_with(HEALTH_PREFIX);
+        let caller_trace = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split('-').nth(1))
+            .map(str::to_owned);
+        let requests = self.requests.clone();
+        let permit = if health {
             None
         } else {
             match self.permits.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    return Box::pin(async {
-                        Ok(Status::resource_exhausted(
-                            "the server is at its limit of requests in flight; retry with backoff",
-                        )
-                        .into_http())
-                    });
+                    let status = Status::resource_exhausted(
+                        "the server is at its limit of requests in flight; retry with backoff",
+                    );
+                    observe(
+                        &requests,
+                        &rpc,
+                        status.code(),
+                        started,
+                        caller_trace,
+                        health,
+                    );
+                    return Box::pin(async { Ok(status.into_http()) });
                 }
             }
         };
@@ -95,9 +127,48 @@ where
             let mut resp = inner.call(req).await?;
             drop(permit);
             rename_decode_errors(&mut resp);
+            // Errors come trailers-only, their code in the head; a head without one is OK
+            // (a stream's own end is not waited for).
+            let code = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            observe(&requests, &rpc, code, started, caller_trace, health);
             Ok(resp)
         })
     }
+}
+
+/// Counts a request and writes its one log line: the RPC, its code, how long
+/// it took, and its trace id. Never its message: that is where personal data is.
+fn observe(
+    requests: &Requests,
+    rpc: &str,
+    code: tonic::Code,
+    started: Instant,
+    caller_trace: Option<String>,
+    health: bool,
+) {
+    let elapsed = started.elapsed();
+    let name = code_name(code);
+    requests.observe(rpc, name, elapsed.as_secs_f64());
+    if health {
+        // Probes come every second from every balancer: counted, not logged.
+        return;
+    }
+    let trace_id = crate::telemetry::current_trace_id()
+        .or(caller_trace)
+        .unwrap_or_default();
+    tracing::info!(
+        target: "linli::request",
+        rpc,
+        code = name,
+        duration_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        trace_id = %trace_id,
+        "request"
+    );
 }
 
 /// Rewrites tonic's codes for undecodable and oversized request messages.

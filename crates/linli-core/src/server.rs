@@ -49,6 +49,8 @@ pub struct GrpcServer {
     /// The database readiness follows: while it does not answer, the services
     /// report NOT_SERVING (the server itself, `""`, stays SERVING: it is alive).
     pub readiness: Option<crate::Db>,
+    /// What `GET /metrics` shows.
+    pub metrics: crate::metrics::ServerMetrics,
 }
 
 impl GrpcServer {
@@ -59,12 +61,20 @@ impl GrpcServer {
             routes,
             settings,
             readiness: None,
+            metrics: crate::metrics::ServerMetrics::default(),
         }
     }
 
-    /// Ready only while `db` answers.
+    /// Ready only while `db` answers; its pool's use is in the metrics.
     pub fn ready_with(mut self, db: crate::Db) -> Self {
+        self.metrics.db = Some(db.clone());
         self.readiness = Some(db);
+        self
+    }
+
+    /// The service's own figures, shown by `/metrics`.
+    pub fn with_gauges(mut self, gauges: std::sync::Arc<dyn crate::metrics::Gauges>) -> Self {
+        self.metrics.gauges = Some(gauges);
         self
     }
 
@@ -116,11 +126,26 @@ impl GrpcServer {
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_v1alpha);
+        // Prometheus scrapes `GET /metrics` over HTTP/1.1 on the same port.
+        let metrics = self.metrics.clone();
+        let routes = tonic::service::Routes::from(routes.into_axum_router().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render().await,
+                    )
+                }
+            }),
+        ));
 
         // Shed load past the limit at once (health exempt), and name bad bodies as such.
         let layers = ServiceBuilder::new()
-            .layer(crate::edge::EdgeLayer::new(
+            .layer(crate::edge::EdgeLayer::counting(
                 self.settings.max_concurrent_requests,
+                self.metrics.requests.clone(),
             ))
             .into_inner();
 
@@ -155,6 +180,8 @@ impl GrpcServer {
             let _ = drain_tx.send(());
         };
         let server = Server::builder()
+            // For `GET /metrics`; gRPC itself stays on HTTP/2.
+            .accept_http1(true)
             // Cancel requests that run too long rather than let them hold resources forever.
             .timeout(self.settings.request_timeout)
             // Detect dead peers on idle connections.

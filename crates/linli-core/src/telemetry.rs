@@ -137,6 +137,15 @@ pub fn inject_headers(headers: &mut http::HeaderMap) {
     *headers = metadata.into_headers();
 }
 
+/// The trace id of the current span, when traces are being recorded.
+pub fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// Writes the current span's trace context into outgoing metadata (`traceparent`).
 pub fn inject_context(metadata: &mut tonic::metadata::MetadataMap) {
     let cx = tracing::Span::current().context();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_stream::Stream;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use linli_core::{Actor, Error};
 use linli_proto::gateway::v1 as pb;
@@ -43,23 +43,10 @@ const OPEN_ISSUES_SHOWN: i32 = 100;
 /// Visits shown on a household profile.
 const RECENT_VISITS: usize = 10;
 
-/// A gRPC code as its canonical name, e.g. `DEADLINE_EXCEEDED`.
-fn code_name(code: Code) -> String {
-    let camel = format!("{code:?}");
-    let mut out = String::new();
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
-    }
-    out
-}
-
 fn missing(part: &str, status: &Status) -> pb::MissingPart {
     pb::MissingPart {
         part: part.to_owned(),
-        code: code_name(status.code()),
+        code: linli_core::metrics::code_name(status.code()).to_owned(),
         reason: status.message().to_owned(),
     }
 }
@@ -652,13 +639,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn code_names_are_canonical() {
-        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
-        assert_eq!(code_name(Code::Unavailable), "UNAVAILABLE");
-        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
-    }
-
-    #[test]
     fn cursors_round_trip_and_refuse_garbage() {
         let c = Cursor {
             issues: 42,
@@ -676,7 +656,7 @@ mod tests {
         for bad in ["42", "issues:x", "issues:-1", "other:1", "issues"] {
             assert_eq!(
                 Cursor::parse(bad).unwrap_err().code(),
-                Code::InvalidArgument,
+                tonic::Code::InvalidArgument,
                 "{bad}"
             );
         }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 mod deadlines;
 pub mod domain;
+mod gauges;
 mod intake;
 mod lifecycle;
 pub mod policy;
@@ -105,7 +106,9 @@ pub fn grpc_server(
         api::IssuesApi::new(store.clone(), people),
         keys.interceptor(),
     );
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+        .ready_with(store.db.clone())
+        .with_gauges(std::sync::Arc::new(store))
 }
 
 /// Runs a supervision sweep every `interval` until the task is dropped. Each

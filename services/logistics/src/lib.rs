@@ -10,6 +10,7 @@ mod checkpoints;
 pub mod cli;
 pub mod domain;
 mod funds;
+mod gauges;
 pub mod policy;
 mod purchases;
 mod reports;
@@ -122,7 +123,9 @@ pub fn grpc_server(
         api::LogisticsApi::new(store.clone(), people, keys.clone()),
         keys.interceptor(),
     );
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+        .ready_with(store.db.clone())
+        .with_gauges(std::sync::Arc::new(store))
 }
 
 /// Plans due recurring deliveries every `interval`; each occurrence is planned once across replicas.

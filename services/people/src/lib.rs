@@ -11,6 +11,7 @@ pub mod cli;
 mod community;
 pub mod domain;
 mod duty;
+mod gauges;
 mod households;
 pub mod import;
 mod pairings;
@@ -100,5 +101,7 @@ pub fn grpc_server(store: Store, keys: &Keys, settings: ServeSettings) -> GrpcSe
         api::PeopleApi::new(store.clone()),
         keys.interceptor(),
     );
-    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings).ready_with(store.db)
+    GrpcServer::new(SERVICE_NAME, tonic::service::Routes::new(api), settings)
+        .ready_with(store.db.clone())
+        .with_gauges(std::sync::Arc::new(store))
 }
