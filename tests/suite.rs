@@ -890,3 +890,203 @@ async fn a_killed_service_loses_no_acknowledged_write() {
     drop(people.stop());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An OTLP trace receiver: what the services export, kept for the test to read.
+#[derive(Clone, Default)]
+struct Collector(
+    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>>,
+);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        req: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(req.into_inner().resource_spans);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One dashboard call through the gateway is one trace: the gateway's span
+/// is the caller's child, and the people, issues and logistics spans it
+/// caused are the gateway's children, each exported by its own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let dir = std::env::temp_dir().join(format!("linli-e2e-{}", linli_core::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = |name: &str| dir.join(format!("{name}.db"));
+    let url = |name: &str| format!("sqlite://{}", db(name).display());
+    let _ = suite_keys();
+    let otlp = ["--otlp-endpoint", endpoint.as_str()];
+    run(linli("linli-people").args(["--database-url", &url("people"), "seed"]));
+    let mut people = Service::start("linli-people", &db("people"), &otlp);
+    people.channel("linli.people.v1.PeopleService").await;
+    let people_url = format!("http://{}", people.addr);
+    for service in ["linli-issues", "linli-logistics"] {
+        let name = service.trim_start_matches("linli-");
+        run(linli(service).args([
+            "--database-url",
+            &url(name),
+            "--people-addr",
+            &people_url,
+            "seed",
+        ]));
+    }
+    let with_people = |extra: &[&'static str]| {
+        let mut v = vec!["--people-addr".to_owned(), people_url.clone()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = with_people(&[]);
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(otlp);
+    let mut issues = Service::start("linli-issues", &db("issues"), &all);
+    let mut logistics = Service::start("linli-logistics", &db("logistics"), &all);
+    issues.channel("linli.issues.v1.IssuesService").await;
+    logistics
+        .channel("linli.logistics.v1.LogisticsService")
+        .await;
+    let (i, l) = (
+        format!("http://{}", issues.addr),
+        format!("http://{}", logistics.addr),
+    );
+    let http = free_addr();
+    let mut gateway = Service::start(
+        "linli-gateway",
+        &db("gateway"),
+        &[
+            "--people-addr",
+            &people_url,
+            "--issues-addr",
+            &i,
+            "--logistics-addr",
+            &l,
+            "--http-listen",
+            &http,
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+    );
+    let channel = gateway.channel("linli.gateway.v1.GatewayService").await;
+
+    let session = gpb::auth_service_client::AuthServiceClient::new(channel.clone())
+        .login(gpb::LoginRequest {
+            username: "wujing".into(),
+            password: "linli-demo-2021".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "10f067aa0ba902b7";
+    let mut req = tonic::Request::new(gpb::GetCommunityDashboardRequest::default());
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", session.access_token).parse().unwrap(),
+    );
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+    );
+    let dashboard = gpb::gateway_service_client::GatewayServiceClient::new(channel)
+        .get_community_dashboard(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dashboard.missing.is_empty(), "{:?}", dashboard.missing);
+
+    // Stopping flushes what each process buffered.
+    for (name, service) in [
+        ("gateway", &mut gateway),
+        ("issues", &mut issues),
+        ("logistics", &mut logistics),
+        ("people", &mut people),
+    ] {
+        assert!(service.stop().status.success(), "{name} stops cleanly");
+    }
+    receiver.abort();
+
+    let exported = collector.0.lock().unwrap().clone();
+    // (process, span name, span id, parent span id) of the spans in our trace.
+    let mut ours = Vec::new();
+    for rs in &exported {
+        let process = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+            .and_then(|a| a.value.as_ref())
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+            if hex(&span.trace_id) == trace_id {
+                ours.push((
+                    process.clone(),
+                    span.name.clone(),
+                    hex(&span.span_id),
+                    hex(&span.parent_span_id),
+                ));
+            }
+        }
+    }
+    let in_process = |p: &str| ours.iter().filter(|s| s.0.contains(p)).collect::<Vec<_>>();
+    let gateway_spans = in_process("linli-gateway");
+    let root = gateway_spans
+        .iter()
+        .find(|s| s.1 == "linli.gateway.v1.GatewayService/GetCommunityDashboard")
+        .unwrap_or_else(|| panic!("no gateway span in {ours:?}"));
+    assert_eq!(
+        root.3, caller_span,
+        "the gateway's span is the caller's child"
+    );
+    for (process, rpc) in [
+        (
+            "linli-people",
+            "linli.people.v1.PeopleService/GetCommunitySummary",
+        ),
+        (
+            "linli-issues",
+            "linli.issues.v1.IssuesService/GetStatistics",
+        ),
+        (
+            "linli-logistics",
+            "linli.logistics.v1.LogisticsService/GetCommunityReport",
+        ),
+    ] {
+        let spans = in_process(process);
+        let span = spans
+            .iter()
+            .find(|s| s.1 == rpc)
+            .unwrap_or_else(|| panic!("no {rpc} span from {process} in {ours:?}"));
+        assert_eq!(span.3, root.2, "{rpc} is a child of the gateway's span");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
