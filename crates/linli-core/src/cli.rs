@@ -47,6 +47,41 @@ where
     })
 }
 
+/// Asks the server on the configured address whether `service` is SERVING:
+/// exit 0 when it is. The containers' health check (their images hold no
+/// shell and no probe tool, only the service's own binary).
+pub async fn health(settings: &Settings, service: &str) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut addr = settings.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let wait = std::time::Duration::from_secs(2);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(wait)
+        .timeout(wait)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("nothing answers on {addr}: {e}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("health check on {addr}: {}", s.message()))?
+        .into_inner()
+        .status();
+    println!("{service}: {}", status.as_str_name());
+    Ok(
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
 /// Binds the configured address and serves until SIGTERM or SIGINT, then drains.
 pub async fn serve(
     service: &str,

@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// Bring the database schema (refresh tokens, audit trail) up to date and exit.
     Migrate,
+    /// Exit 0 when the server on the configured address reports SERVING (a container health check).
+    Health,
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Health => linli_core::cli::health(&common, crate::SERVICE_NAME).await,
             Command::Migrate => {
                 crate::open_db(&settings).await?;
                 println!("database schema is up to date");

@@ -39,6 +39,8 @@ pub enum Command {
     Serve,
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Exit 0 when the server on the configured address reports SERVING (a container health check).
+    Health,
     /// Load demo logistics for 双泉社区 (needs the people service with its demo data); safe to run again.
     Seed,
 }
@@ -57,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _jobs = app.spawn_jobs();
                 linli_core::cli::serve("logistics", &common, app.grpc_server()).await
             }
+            Command::Health => linli_core::cli::health(&common, crate::SERVICE_NAME).await,
             Command::Migrate => {
                 crate::open_store(&settings).await?;
                 println!("database schema is up to date");

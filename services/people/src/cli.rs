@@ -28,6 +28,8 @@ pub enum Command {
     Serve,
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Exit 0 when the server on the configured address reports SERVING (a container health check).
+    Health,
     /// Import households and residents from a roster CSV (see services/people/examples/).
     Import {
         /// The community to import into, by id or exact name.
@@ -88,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", token(&store, &keys, args).await?);
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Health => linli_core::cli::health(&common, crate::SERVICE_NAME).await,
             Command::Migrate => {
                 println!("database schema is up to date");
                 Ok(ExitCode::SUCCESS)
