@@ -466,6 +466,14 @@ async fn the_suite_runs_as_separate_processes() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     views_matrix(&gateway_channel, &keys, &community.id).await;
+    // The containers' health check: the binary asks its own server.
+    let healthy = run(linli("linli-issues").args(["--listen", &issues.addr, "health"]));
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("SERVING"));
+    let nobody = linli("linli-issues")
+        .args(["--listen", &free_addr(), "health"])
+        .output()
+        .unwrap();
+    assert!(!nobody.status.success(), "nothing listening is unhealthy");
     // Every process's /metrics, on its gRPC port over HTTP/1.1: requests by RPC and
     // code with latency, the pool, and its own figures.
     let scrape = |addr: String| async move {
@@ -1038,6 +1046,8 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
     let exported = collector.0.lock().unwrap().clone();
     // (process, span name, span id, parent span id) of the spans in our trace.
     let mut ours = Vec::new();
+    // The SQL each span ran, from its events.
+    let mut statements: std::collections::HashMap<String, Vec<String>> = Default::default();
     for rs in &exported {
         let process = rs
             .resource
@@ -1054,6 +1064,14 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
                     hex(&span.span_id),
                     hex(&span.parent_span_id),
                 ));
+                for event in &span.events {
+                    for a in event.attributes.iter().filter(|a| a.key == "db.statement") {
+                        statements
+                            .entry(span.name.clone())
+                            .or_default()
+                            .push(format!("{:?}", a.value));
+                    }
+                }
             }
         }
     }
@@ -1088,5 +1106,10 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
             .unwrap_or_else(|| panic!("no {rpc} span from {process} in {ours:?}"));
         assert_eq!(span.3, root.2, "{rpc} is a child of the gateway's span");
     }
+    // And the database work under them: the statements, without their values.
+    let sql = statements
+        .get("linli.issues.v1.IssuesService/GetStatistics")
+        .unwrap_or_else(|| panic!("no statements under GetStatistics: {statements:?}"));
+    assert!(sql.iter().any(|s| s.contains("FROM issues")), "{sql:?}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -30,7 +30,9 @@ impl Telemetry {
 }
 
 /// Spans from the transport stack say nothing a linli operator can act on and
-/// would swamp the trace viewer; they are kept out of the export.
+/// would swamp the trace viewer; they are kept out of the export. Each SQL
+/// statement (its text, never its values) goes in as an event of the RPC's
+/// span, with how long it took.
 fn export_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
@@ -40,6 +42,7 @@ fn export_filter() -> Targets {
         .with_target("tonic", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF)
         .with_target("sqlx", LevelFilter::OFF)
+        .with_target("sqlx::query", LevelFilter::DEBUG)
 }
 
 /// Builds the exporter pipeline for `endpoint`, or nothing when there is none.
