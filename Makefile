@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run build test fuzz screenshots bench-web fmt fmt-check lint clippy proto-lint release
+.PHONY: run build test fuzz screenshots bench-web images container-smoke compose-up compose-down deploy-check fmt fmt-check lint clippy proto-lint release
 
 ## make run: build and start the suite on the embedded default (SQLite under ./data) with demo data.
 run: build
@@ -30,6 +30,30 @@ screenshots:
 ## make bench-web: server time of the dashboard's pages on the demo data (release build).
 bench-web:
 	$(CARGO) bench -p linli-gateway --bench web
+
+## make images: static binaries in FROM scratch images, localhost/linli-<service>:dev (podman).
+images:
+	./deploy/container/build-images.sh
+
+## make container-smoke: the suite from its images on PostgreSQL, checked through the gateway, stopped by SIGTERM.
+container-smoke: images
+	./deploy/container/smoke.sh
+
+COMPOSE ?= podman-compose
+## make compose-up / compose-down: the suite, PostgreSQL, collector, Jaeger and Prometheus (deploy/compose.yaml).
+compose-up: images
+	@mkdir -p data
+	@[ -f data/compose-auth-key.pem ] || openssl genpkey -algorithm ed25519 -out data/compose-auth-key.pem
+	LINLI_INIT=$${LINLI_INIT:-seed} $(COMPOSE) -f deploy/compose.yaml up -d
+	@echo "dashboard: http://127.0.0.1:8080/  traces: http://127.0.0.1:16686/  metrics: http://127.0.0.1:9090/"
+
+compose-down:
+	$(COMPOSE) -f deploy/compose.yaml down
+
+## make deploy-check: the compose file parses; the Kubernetes overlays render and validate.
+deploy-check:
+	$(COMPOSE) -f deploy/compose.yaml config >/dev/null
+	./deploy/k8s/validate.sh
 
 fmt:
 	$(CARGO) fmt --all
