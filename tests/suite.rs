@@ -87,6 +87,20 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Logs a demo account in at the gateway.
+async fn demo_login(gateway: &Channel, username: &str) -> gpb::Session {
+    gpb::auth_service_client::AuthServiceClient::new(gateway.clone())
+        .login(gpb::LoginRequest {
+            username: username.into(),
+            password: "linli-demo-2021".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+}
+
 /// A plain HTTP/1.1 GET; the whole answer as text.
 async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -429,16 +443,7 @@ async fn the_suite_runs_as_separate_processes() {
         ],
     );
     let gateway_channel = gateway.channel("linli.gateway.v1.GatewayService").await;
-    let session = gpb::auth_service_client::AuthServiceClient::new(gateway_channel.clone())
-        .login(gpb::LoginRequest {
-            username: "wujing".into(),
-            password: "linli-demo-2021".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = demo_login(&gateway_channel, "wujing").await;
     let mut req = tonic::Request::new(gpb::GetCommunityDashboardRequest::default());
     req.metadata_mut().insert(
         "authorization",
@@ -587,18 +592,7 @@ fn samples(text: &str) -> std::collections::HashMap<String, f64> {
 /// other community's ids (none allowed).
 async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, community: &str) {
     use linli_core::testing::matrix::{Caller, Side, walk};
-    let login = async |username: &str| {
-        gpb::auth_service_client::AuthServiceClient::new(gateway.clone())
-            .login(gpb::LoginRequest {
-                username: username.into(),
-                password: "linli-demo-2021".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap()
-    };
+    let login = async |username: &str| demo_login(gateway, username).await;
     let admin = login("admin").await.access_token;
     let resident = login("chengguilan").await;
     let own_household = resident.identity.clone().unwrap().household_id;
@@ -899,35 +893,6 @@ async fn a_killed_service_loses_no_acknowledged_write() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// An OTLP trace receiver: what the services export, kept for the test to read.
-#[derive(Clone, Default)]
-struct Collector(
-    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>>,
-);
-
-#[tonic::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
-    for Collector
-{
-    async fn export(
-        &self,
-        req: tonic::Request<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-        >,
-    ) -> Result<
-        tonic::Response<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        >,
-        tonic::Status,
-    > {
-        self.0
-            .lock()
-            .unwrap()
-            .extend(req.into_inner().resource_spans);
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -937,15 +902,8 @@ fn hex(bytes: &[u8]) -> String {
 /// caused are the gateway's children, each exported by its own process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let receiver = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let collector = linli_core::testing::otlp::Collector::spawn().await;
+    let endpoint = collector.endpoint.clone();
 
     let dir = std::env::temp_dir().join(format!("linli-e2e-{}", linli_core::new_id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1004,16 +962,7 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
     );
     let channel = gateway.channel("linli.gateway.v1.GatewayService").await;
 
-    let session = gpb::auth_service_client::AuthServiceClient::new(channel.clone())
-        .login(gpb::LoginRequest {
-            username: "wujing".into(),
-            password: "linli-demo-2021".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = demo_login(&channel, "wujing").await;
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "10f067aa0ba902b7";
     let mut req = tonic::Request::new(gpb::GetCommunityDashboardRequest::default());
@@ -1041,9 +990,7 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
     ] {
         assert!(service.stop().status.success(), "{name} stops cleanly");
     }
-    receiver.abort();
-
-    let exported = collector.0.lock().unwrap().clone();
+    let exported = collector.resource_spans();
     // (process, span name, span id, parent span id) of the spans in our trace.
     let mut ours = Vec::new();
     // The SQL each span ran, from its events.

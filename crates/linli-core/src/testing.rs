@@ -293,6 +293,77 @@ pub fn as_role<T>(msg: T, role: &str) -> tonic::Request<T> {
 /// of the caller's own community and on one of another community, each answer
 /// judged against the service's policy table, and every answer searched for the
 /// other community's ids.
+/// An OTLP trace receiver on port 0: what a service (or a process started
+/// with `--otlp-endpoint`) exports, kept for the test to read.
+pub mod otlp {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+    #[derive(Clone, Default)]
+    struct Received(Arc<Mutex<Vec<ResourceSpans>>>);
+
+    #[tonic::async_trait]
+    impl TraceService for Received {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(req.into_inner().resource_spans);
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    pub struct Collector {
+        /// `http://127.0.0.1:<port>`, for `--otlp-endpoint`.
+        pub endpoint: String,
+        received: Received,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl Collector {
+        pub async fn spawn() -> Collector {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let received = Received::default();
+            let service = TraceServiceServer::new(received.clone());
+            let server = tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await;
+            });
+            Collector {
+                endpoint,
+                received,
+                server,
+            }
+        }
+
+        /// Everything exported so far.
+        pub fn resource_spans(&self) -> Vec<ResourceSpans> {
+            self.received.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+}
+
 pub mod matrix {
     use crate::Role;
     use crate::auth::Claims;

@@ -3,47 +3,17 @@
 //! collector. The collector here is an in-test receiver on port 0.
 //!
 //! This file is its own test process, so it may install the global subscriber.
-use std::sync::{Arc, Mutex};
-
 use linli_core::config::LogFormat;
 use linli_core::server::ServeSettings;
 use linli_core::testing::{Backend, TestDb, TestServer};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tonic::{Request, Response, Status};
-
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        req: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.0.lock().unwrap().push(req.into_inner());
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
+use tonic::Request;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let receiver = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let collector = linli_core::testing::otlp::Collector::spawn().await;
+    let endpoint = collector.endpoint.clone();
 
     let telemetry =
         linli_core::telemetry::init("people", LogFormat::Human, Some(&endpoint)).unwrap();
@@ -77,12 +47,9 @@ async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
     server.stop().await;
     // Shutting down flushes every buffered span to the collector.
     telemetry.shutdown();
-    receiver.abort();
-
-    let exported = collector.0.lock().unwrap().clone();
+    let exported = collector.resource_spans();
     let spans: Vec<_> = exported
         .iter()
-        .flat_map(|r| &r.resource_spans)
         .flat_map(|rs| &rs.scope_spans)
         .flat_map(|ss| &ss.spans)
         .collect();
@@ -103,7 +70,7 @@ async fn rpcs_are_exported_as_spans_in_the_callers_trace() {
     );
     // Transport internals (h2, hyper, tonic, tower) are kept out of the export.
     assert!(names.iter().all(|n| n.starts_with("linli.")), "{names:?}");
-    let service_name = exported[0].resource_spans[0]
+    let service_name = exported[0]
         .resource
         .as_ref()
         .unwrap()
