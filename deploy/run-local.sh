@@ -88,8 +88,7 @@ password linli-demo-2021), then call anything there with the access token:
     http://$GATEWAY_ADDR/linli.gateway.v1.AuthService/Login | sed -n 's/.*"accessToken": "\\([^"]*\\)".*/\\1/p')
   b -H "authorization: Bearer \$TOKEN" --data '{}' http://$GATEWAY_ADDR/linli.gateway.v1.GatewayService/GetCommunityDashboard
 Report a problem as a civic app would (Open311 GeoReport v2; demo key in data/open311-demo.key):
-  curl -d api_key=$OPEN311_KEY -d service_code=road -d description=路灯不亮 \
-    -d address_string=八角亭小区3栋 http://$HTTP_ADDR/open311/v2/requests.json
+  curl -d api_key=$OPEN311_KEY -d service_code=road -d description=路灯不亮 -d address_string=八角亭小区3栋 http://$HTTP_ADDR/open311/v2/requests.json
 Press Ctrl-C to stop.
 EOT
 wait "${pids[@]}"
