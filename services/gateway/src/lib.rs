@@ -104,6 +104,10 @@ impl Application {
             metrics: web::metrics::Metrics::default(),
             call_timeout: settings.common.call_timeout,
             stop: tokio::sync::watch::channel(false).0,
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                settings.common.serve.max_concurrent_requests,
+            )),
+            request_timeout: settings.common.serve.request_timeout,
         });
         Ok(Application {
             auth,

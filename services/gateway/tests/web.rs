@@ -401,6 +401,45 @@ async fn open311_reports_and_follows(backend: Backend) {
 
 linli_core::backend_tests!(sessions_forms_and_reach, open311_reports_and_follows);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_limit_the_http_side_refuses_at_once_but_stays_healthy() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.common.serve.max_concurrent_requests = 0;
+    })
+    .await;
+    let busy = http::get(s.web, "/login", &[]).await;
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(http::get(s.web, "/healthz", &[]).await.status, 200);
+    assert_eq!(http::get(s.web, "/metrics", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_runs_too_long_is_cut() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.common.serve.request_timeout = Duration::from_millis(1);
+    })
+    .await;
+    // The gRPC side has the same timeout, so no login: a token signed with the suite's key.
+    let admin = linli_core::auth::Claims::new(
+        "account:test-admin",
+        linli_core::Role::Admin,
+        Duration::from_secs(60),
+    )
+    .county();
+    let bearer = format!("Bearer {}", linli_core::testing::keys().sign(&admin));
+    let community = "0190c0de-0000-7000-8000-000000000000";
+    // The dashboard asks nine parts of three services: never within a millisecond.
+    let cut = http::get(
+        s.web,
+        &format!("/api/v1/communities/{community}/dashboard"),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(cut.status, 504, "{}", cut.body);
+    assert_eq!(http::get(s.web, "/healthz", &[]).await.status, 200);
+}
+
 /// One length-prefixed gRPC(-Web) frame.
 fn frame(flag: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![flag];

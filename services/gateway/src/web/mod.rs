@@ -52,6 +52,10 @@ pub struct WebState {
     pub(crate) call_timeout: Duration,
     /// Set when the gateway is stopping, so open event streams end.
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    /// Requests worked on at once (the gRPC side's `--max-concurrent-requests`).
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    /// How long a request may take (the gRPC side's `--request-timeout-secs`).
+    pub(crate) request_timeout: Duration,
 }
 
 pub type State = Arc<WebState>;
@@ -169,11 +173,49 @@ pub fn router(state: State, grpc: Router) -> Router {
         app = app.route_service(&format!("/{service}/{{*method}}"), grpc.clone());
     }
     app.fallback(|| async { WebError::NotFound("there is no page at this address".into()) })
+        // Refuse past the limit and cut what runs too long (inside the metrics, so both are counted).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// The HTTP side's share of the gRPC side's protections: past the limit of
+/// requests in flight a request is refused at once (503, `Retry-After: 1`)
+/// rather than queued, and one that takes longer than the request timeout
+/// is cut (504). Health and metrics are never refused (a busy gateway is
+/// alive), and event streams, which last as long as a page is open, are
+/// neither counted nor cut.
+async fn guard(
+    axum::extract::State(state): axum::extract::State<State>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/metrics") || path.ends_with("/events") {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        let mut resp = WebError::Unavailable(
+            "the gateway is at its limit of requests in flight; retry in a moment".into(),
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return resp;
+    };
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            let message = format!("no answer within {} ms", state.request_timeout.as_millis());
+            (status, render::error_page(Lang::Zh, status, &message)).into_response()
+        }
+    }
 }
 
 /// Liveness and readiness for load balancers: 200 while the gateway's own

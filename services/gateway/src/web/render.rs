@@ -86,6 +86,7 @@ pub fn error_page(lang: Lang, status: StatusCode, message: &str) -> axum::respon
         StatusCode::NOT_FOUND => lang.t("找不到", "Not found"),
         StatusCode::FORBIDDEN => lang.t("无权查看", "Not allowed"),
         StatusCode::SERVICE_UNAVAILABLE => lang.t("暂时无法访问", "Unavailable"),
+        StatusCode::GATEWAY_TIMEOUT => lang.t("响应超时", "Took too long"),
         _ => lang.t("出错了", "Something went wrong"),
     };
     axum::response::Html(
