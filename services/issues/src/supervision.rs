@@ -127,14 +127,38 @@ impl Store {
         Ok(event)
     }
 
-    pub(crate) async fn open_records(&self, community_id: &str) -> Result<Vec<IssueRecord>> {
+    /// The open issues past a deadline as of `as_of` (what `deadlines::breaches`
+    /// finds, chosen by the database rather than by reading every open issue).
+    pub(crate) async fn breached_records(
+        &self,
+        community_id: &str,
+        as_of: Micros,
+    ) -> Result<Vec<IssueRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') ORDER BY id"
+            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) \
+             AND ((state = 'reported' AND response_due_at < $2) \
+               OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $2)) \
+             ORDER BY id"
         ))
         .bind(community_id)
+        .bind(as_of)
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// Whether this breach was escalated already (by this replica or another).
+    async fn escalated(&self, r: &IssueRecord, kind: DeadlineKind, due: Micros) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM escalations WHERE community_id = $1 AND issue_id = $2 AND deadline_kind = $3 AND due_at = $4",
+        )
+        .bind(&r.community_id)
+        .bind(&r.id)
+        .bind(kind.as_str())
+        .bind(due)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     pub async fn overdue(
@@ -143,7 +167,7 @@ impl Store {
         as_of: Micros,
     ) -> Result<Vec<pb::OverdueIssue>> {
         let mut late = Vec::new();
-        for r in self.open_records(community_id).await? {
+        for r in self.breached_records(community_id, as_of).await? {
             let breach = domain::breaches(
                 r.domain.state,
                 r.response_due_at,
@@ -179,13 +203,18 @@ impl Store {
     pub async fn run_supervision(&self, as_of: Micros) -> Result<Sweep> {
         let system = Actor::local("supervision");
         let mut sweep = Sweep::default();
-        for r in self.open_records("").await? {
+        for r in self.breached_records("", as_of).await? {
             for (kind, due) in domain::breaches(
                 r.domain.state,
                 r.response_due_at,
                 r.domain.resolution_due_at,
                 as_of,
             ) {
+                // Most breaches were escalated by an earlier sweep: a read says so
+                // without taking the write lock. The claim below still decides races.
+                if self.escalated(&r, kind, due).await? {
+                    continue;
+                }
                 let mut tx = self.db.begin_write().await?;
                 let claimed = sqlx::query("INSERT INTO escalations (community_id, issue_id, deadline_kind, due_at, escalated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
                     .bind(&r.community_id)
