@@ -18,7 +18,7 @@ use linli_proto::gateway::v1::gateway_service_server::GatewayService;
 
 use super::pages::issue_with_timeline;
 use super::session::{self, Signed};
-use super::{State, WebError};
+use super::{State, WebError, to_views};
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(linli_proto::FILE_DESCRIPTOR_SET)
@@ -108,12 +108,6 @@ impl IntoResponse for ApiError {
 
 type Answer = Result<axum::Json<serde_json::Value>, ApiError>;
 
-fn request<M>(actor: &Actor, msg: M) -> tonic::Request<M> {
-    let mut req = actor.request(msg);
-    req.extensions_mut().insert(actor.clone());
-    req
-}
-
 /// Who the caller is, as the gateway reads them.
 pub async fn me(Caller(actor): Caller) -> Answer {
     Ok(axum::Json(json!({
@@ -132,7 +126,7 @@ pub async fn dashboard(
 ) -> Answer {
     let d = state
         .views
-        .get_community_dashboard(request(
+        .get_community_dashboard(to_views(
             &actor,
             pb::GetCommunityDashboardRequest { community_id },
         ))
@@ -147,7 +141,7 @@ pub async fn dashboard(
 pub async fn county(Extract(state): Extract<State>, Caller(actor): Caller) -> Answer {
     let o = state
         .views
-        .get_county_overview(request(&actor, pb::GetCountyOverviewRequest {}))
+        .get_county_overview(to_views(&actor, pb::GetCountyOverviewRequest {}))
         .await?
         .into_inner();
     Ok(axum::Json(to_json(
@@ -163,7 +157,7 @@ pub async fn household(
 ) -> Answer {
     let p = state
         .views
-        .get_household_profile(request(
+        .get_household_profile(to_views(
             &actor,
             pb::GetHouseholdProfileRequest { household_id },
         ))

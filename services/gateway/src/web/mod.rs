@@ -60,6 +60,14 @@ pub struct WebState {
 
 pub type State = Arc<WebState>;
 
+/// A request to the views as `actor`, whose identity is already verified:
+/// the views read the caller from the request, as their interceptor leaves it.
+pub(crate) fn to_views<M>(actor: &linli_core::Actor, msg: M) -> tonic::Request<M> {
+    let mut req = actor.request(msg);
+    req.extensions_mut().insert(actor.clone());
+    req
+}
+
 /// How a web request went wrong, as a browser or HTTP client is told.
 #[derive(Debug)]
 pub enum WebError {
@@ -222,28 +230,27 @@ async fn guard(
 /// database answers, with each backend's state; 503 otherwise.
 async fn healthz(axum::extract::State(state): axum::extract::State<State>) -> Response {
     let db = state.db.is_reachable(Duration::from_millis(800)).await;
-    let backends: Vec<String> = [&state.people, &state.issues, &state.logistics]
-        .iter()
-        .map(|b| {
-            format!(
-                "\"{}\":\"{}\"",
-                b.service(),
-                if b.is_up() { "up" } else { "down" }
-            )
-        })
-        .collect();
-    let body = format!(
-        "{{\"status\":\"{}\",\"database\":\"{}\",\"backends\":{{{}}}}}",
-        if db { "ok" } else { "unavailable" },
-        if db { "up" } else { "down" },
-        backends.join(",")
-    );
+    let backends: serde_json::Map<String, serde_json::Value> =
+        [&state.people, &state.issues, &state.logistics]
+            .iter()
+            .map(|b| {
+                (
+                    b.service().to_owned(),
+                    (if b.is_up() { "up" } else { "down" }).into(),
+                )
+            })
+            .collect();
+    let body = serde_json::json!({
+        "status": if db { "ok" } else { "unavailable" },
+        "database": if db { "up" } else { "down" },
+        "backends": backends,
+    });
     let status = if db {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (status, axum::Json(body)).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then ends the

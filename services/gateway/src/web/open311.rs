@@ -25,7 +25,7 @@ use linli_core::{Actor, Db, Role};
 use linli_proto::issues::v1 as ipb;
 use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 
-use super::{Lang, State, session};
+use super::{Lang, State, WebError, session};
 use crate::auth::hash;
 
 /// How long the token an Open311 call is made with lives.
@@ -93,22 +93,14 @@ impl IntoResponse for GeoError {
 
 impl From<tonic::Status> for GeoError {
     fn from(s: tonic::Status) -> GeoError {
-        let status = match s.code() {
-            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-                StatusCode::BAD_REQUEST
-            }
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::PermissionDenied | Code::Unauthenticated => StatusCode::FORBIDDEN,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        // The same mapping as every web answer; Open311 has no login page, so a
+        // refused identity is 403.
+        let e = WebError::from(s);
+        let status = match e {
+            WebError::SignIn => StatusCode::FORBIDDEN,
+            ref e => e.status(),
         };
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            "something went wrong on our side".to_owned()
-        } else {
-            s.message().to_owned()
-        };
-        GeoError(status, message)
+        GeoError(status, e.message().to_owned())
     }
 }
 

@@ -12,7 +12,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tonic::Request;
 
 use linli_core::Role;
 use linli_proto::gateway::v1 as pb;
@@ -23,7 +22,7 @@ use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
 use super::session::{self, Signed};
-use super::{Lang, State, WebError, render};
+use super::{Lang, State, WebError, render, to_views};
 
 type Page = Result<Response, WebError>;
 
@@ -54,13 +53,6 @@ fn html(lang: Lang, q: &PageQuery, body: maud::Markup) -> Response {
         );
     }
     resp
-}
-
-/// A request to the views as the signed-in person, identity already read.
-pub(crate) fn as_signed<M>(signed: &Signed, msg: M) -> Request<M> {
-    let mut req = signed.actor.request(msg);
-    req.extensions_mut().insert(signed.actor.clone());
-    req
 }
 
 pub async fn home(signed: Result<Signed, WebError>) -> Response {
@@ -233,8 +225,8 @@ pub(crate) async fn community_data(
     );
     let timeout = state.call_timeout;
     let (dashboard, cadres, units) = tokio::join!(
-        state.views.get_community_dashboard(as_signed(
-            signed,
+        state.views.get_community_dashboard(to_views(
+            &signed.actor,
             pb::GetCommunityDashboardRequest {
                 community_id: community_id.clone(),
             }
@@ -320,8 +312,8 @@ pub async fn community_events(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, WebError> {
     let stream = state
         .views
-        .watch_community(as_signed(
-            &signed,
+        .watch_community(to_views(
+            &signed.actor,
             pb::WatchCommunityRequest {
                 community_id,
                 after_cursor: String::new(),
@@ -357,7 +349,7 @@ pub async fn county(
     let lang = lang_of(&headers, &q);
     let overview = state
         .views
-        .get_county_overview(as_signed(&signed, pb::GetCountyOverviewRequest {}))
+        .get_county_overview(to_views(&signed.actor, pb::GetCountyOverviewRequest {}))
         .await?
         .into_inner();
     let sort = render::CountySort::parse(q.sort.as_deref(), q.desc.is_some());
@@ -416,8 +408,8 @@ pub async fn household(
     let lang = lang_of(&headers, &q);
     let profile = state
         .views
-        .get_household_profile(as_signed(
-            &signed,
+        .get_household_profile(to_views(
+            &signed.actor,
             pb::GetHouseholdProfileRequest { household_id },
         ))
         .await?
