@@ -483,14 +483,14 @@ mod tests {
                     .bind(&events[i].after_json)
                     .bind(&events[i].prev_hash)
                     .bind(&events[i].hash)
-                    .execute(&db.pool)
+                    .execute(&db.writer)
                     .await
                     .unwrap();
             }
             sqlx::query("UPDATE audit_heads SET hash = $2 WHERE community_id = $1")
                 .bind("c")
                 .bind(&events[2].hash)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
                 .unwrap();
             let v = verify(&db, "c").await.unwrap();

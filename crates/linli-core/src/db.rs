@@ -12,6 +12,9 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use crate::Result;
 
+/// Connections that read an SQLite database beside its one writer.
+const SQLITE_READERS: u32 = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -51,7 +54,13 @@ impl Default for DbOptions {
 /// A connection pool and the backend behind it.
 #[derive(Clone)]
 pub struct Db {
+    /// Where reads go. On SQLite these connections only ever read, so any
+    /// number of them read at once beside the writer (WAL).
     pub pool: AnyPool,
+    /// Where writes go ([`Db::begin_write`]). On SQLite one connection, so
+    /// writes queue in-process rather than fail with SQLITE_BUSY; on
+    /// PostgreSQL the same pool as reads.
+    pub writer: AnyPool,
     pub backend: Backend,
 }
 
@@ -123,27 +132,52 @@ impl Db {
             SqliteSync::Full => "FULL",
             SqliteSync::Normal => "NORMAL",
         };
-        let pool = match backend {
-            // SQLite allows one writer at a time; a single connection serialises
-            // writes in-process instead of failing them with SQLITE_BUSY, and is
-            // ample for one community's traffic.
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(1)
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute(format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};").as_str()).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options)
-                .await?,
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options)
-                .await?,
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let pragmas = move |write: bool| {
+                    format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};{}",
+                        if write {
+                            ""
+                        } else {
+                            " PRAGMA query_only = ON;"
+                        }
+                    )
+                };
+                let sqlite = |connections: u32, write: bool| {
+                    let pragmas = pragmas(write);
+                    AnyPoolOptions::new()
+                        .max_connections(connections)
+                        .after_connect(move |conn, _| {
+                            let pragmas = pragmas.clone();
+                            Box::pin(async move {
+                                conn.execute(pragmas.as_str()).await?;
+                                Ok(())
+                            })
+                        })
+                };
+                // The writer first: it creates the file and turns WAL on.
+                let writer = sqlite(1, true).connect_with(options.clone()).await?;
+                let readers = sqlite(SQLITE_READERS, false)
+                    .min_connections(0)
+                    .connect_with(options)
+                    .await?;
+                (readers, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                (pool.clone(), pool)
+            }
         };
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Whether the database answers within `timeout`: what readiness reports.
@@ -161,15 +195,15 @@ impl Db {
     /// replica wrote in between, instead of waiting its turn.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
     /// Applies, in order, every migration not applied yet. Safe to run from
     /// several replicas at once: PostgreSQL serialises them with an advisory lock.
     pub async fn migrate(&self, migrations: &[Migration]) -> anyhow::Result<Vec<&'static str>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_lock(7468171)").await?;
         }

@@ -82,7 +82,7 @@ impl AuthService for AuthApi {
         )
         .bind(&row.hash)
         .bind(now)
-        .execute(&self.db.pool)
+        .execute(&self.db.writer)
         .await
         .map_err(Error::from)?;
         if spent.rows_affected() == 0 {

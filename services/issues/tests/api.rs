@@ -1874,7 +1874,7 @@ async fn lists_summary_and_audit(backend: Backend) {
     assert!(ok.intact && ok.checked == 6, "{ok:?}");
     sqlx::query("UPDATE audit_events SET after_json = '{}' WHERE community_id = $1 AND seq = 3")
         .bind(&w.community)
-        .execute(&h.store.db.pool)
+        .execute(&h.store.db.writer)
         .await
         .unwrap();
     let broken = c

@@ -2040,7 +2040,7 @@ async fn summary_and_audit(backend: Backend) {
     // Someone edits a record behind the service's back: the chain shows where.
     sqlx::query("UPDATE audit_events SET actor = 'nobody' WHERE community_id = $1 AND seq = 2")
         .bind(&community.id)
-        .execute(&h.store.db.pool)
+        .execute(&h.store.db.writer)
         .await
         .unwrap();
     let broken = c
@@ -2058,14 +2058,14 @@ async fn summary_and_audit(backend: Backend) {
     sqlx::query("UPDATE audit_events SET actor = $2 WHERE community_id = $1 AND seq = 2")
         .bind(&community.id)
         .bind(&events[1].actor)
-        .execute(&h.store.db.pool)
+        .execute(&h.store.db.writer)
         .await
         .unwrap();
     let last = events.last().unwrap().seq;
     sqlx::query("DELETE FROM audit_events WHERE community_id = $1 AND seq = $2")
         .bind(&community.id)
         .bind(last)
-        .execute(&h.store.db.pool)
+        .execute(&h.store.db.writer)
         .await
         .unwrap();
     let cut = c

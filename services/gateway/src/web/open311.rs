@@ -120,7 +120,7 @@ pub async fn add_key(db: &Db, name: &str, community_id: &str) -> anyhow::Result<
     .bind(name)
     .bind(community_id)
     .bind(now_micros())
-    .execute(&db.pool)
+    .execute(&db.writer)
     .await?;
     Ok(key)
 }

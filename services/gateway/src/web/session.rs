@@ -211,7 +211,7 @@ pub async fn resolve(state: &State, cookie: &str) -> Result<Signed, Status> {
         .bind(&identity.cadre_id)
         .bind(&identity.household_id)
         .bind(now)
-        .execute(&state.db.pool)
+        .execute(&state.db.writer)
         .await
         .map_err(Error::from)?;
     }
