@@ -41,9 +41,21 @@ pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
     })
 }
 
+/// Runs password hashing off the async threads, at most one per core at a
+/// time: Argon2 with its defaults takes 19 MiB a hash, so a burst of logins
+/// queues here instead of growing the process by 19 MiB a login (and no faster
+/// for it: the work is all CPU).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(e.into()))
