@@ -37,6 +37,16 @@ pub enum Command {
     Health,
     /// Load demo issues for 双泉社区 (needs the people service with its demo data); safe to run again.
     Seed,
+    /// Load a benchmark county's year of issues (clearly not real data; needs
+    /// `linli-people seed-county`): ISSUES_PER_COMMUNITY for every community,
+    /// written in batches straight into the tables; tops up when run again.
+    SeedCounty {
+        #[arg(long, default_value_t = 1000)]
+        issues_per_community: usize,
+        /// Communities written at a time (PostgreSQL takes them in parallel).
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +67,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate => {
                 crate::open_store(&settings).await?;
                 println!("database schema is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::SeedCounty {
+                issues_per_community,
+                jobs,
+            } => {
+                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                crate::seed::county(
+                    &app.store,
+                    &app.people,
+                    &app.keys.service_actor("issues"),
+                    issues_per_community,
+                    jobs,
+                )
+                .await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {

@@ -12,7 +12,7 @@ use linli_proto::people::v1 as ppb;
 
 use crate::People;
 use crate::domain::{Action, Category, Claimant, IssueState, Source, ThreeMost};
-use crate::store::{Move, NewIssue, Store};
+use crate::store::{IssueRecord, Move, NewIssue, Store};
 
 const DAY: i64 = 86_400_000_000;
 const HOUR: i64 = 3_600_000_000;
@@ -256,5 +256,461 @@ pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Resul
         "demo issues: {} ({walked} moved along) — {} open, {} overdue, {} resolved",
         community.name, summary.open_issues, summary.overdue_issues, summary.resolved_issues
     );
+    Ok(())
+}
+
+/// A benchmark county's year of issues (clearly not real data), written
+/// straight into the tables in batches for speed — 100,000 issues through the
+/// API would take most of an hour — with the same rows, timelines and
+/// deadlines the API would write: each issue walked through the state machine
+/// ([`domain::apply`]), its events numbered on the community's stream, one
+/// audit record per batch (`issue.seed_county`, with the count). Every
+/// community the people service knows gets `per_community` issues spread over
+/// the last 365 days; the last two weeks' are at every stage, the older ones
+/// closed. Running it again tops each community up to `per_community`.
+pub async fn county(
+    store: &Store,
+    people: &People,
+    actor: &Actor,
+    per_community: usize,
+    jobs: usize,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let mut client = people.client();
+    let mut communities = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_places(actor.request(ppb::ListPlacesRequest {
+                kind: ppb::PlaceKind::Community as i32,
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        communities.extend(page.places);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let started = std::time::Instant::now();
+    let total = communities.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = &done;
+    let mut runs = futures_util::stream::iter(communities.into_iter().enumerate().map(
+        |(i, community)| async move {
+            let written =
+                county_community(store, people, actor, &community, i, per_community).await?;
+            let so_far = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if so_far.is_multiple_of(10) || so_far == total {
+                eprintln!(
+                    "county issues: {so_far}/{total} communities ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            anyhow::Ok(written)
+        },
+    ))
+    .buffer_unordered(jobs.max(1));
+    let mut written = 0;
+    while let Some(n) = runs.next().await {
+        written += n?;
+    }
+    println!(
+        "benchmark county: {written} issues written, {per_community} per community in {total} communities ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Issues written per transaction.
+const BATCH: usize = 200;
+
+async fn county_community(
+    store: &Store,
+    people: &People,
+    actor: &Actor,
+    community: &ppb::Place,
+    index: usize,
+    per_community: usize,
+) -> anyhow::Result<usize> {
+    let (have,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM issues WHERE community_id = $1")
+        .bind(&community.id)
+        .fetch_one(&store.db.pool)
+        .await?;
+    let have = usize::try_from(have).unwrap_or(0);
+    if have >= per_community {
+        return Ok(0);
+    }
+    let mut client = people.client();
+    let households = client
+        .list_households(actor.request(ppb::ListHouseholdsRequest {
+            community_id: community.id.clone(),
+            page_size: 500,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .households;
+    let cadres = client
+        .list_cadres(actor.request(ppb::ListCadresRequest {
+            community_id: community.id.clone(),
+            page_size: 500,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .cadres;
+    if households.is_empty() || cadres.is_empty() {
+        // A community without a roster or cadres (e.g. one made by hand) gets none.
+        return Ok(0);
+    }
+    let now = now_micros();
+    let mut n = have;
+    while n < per_community {
+        let end = (n + BATCH).min(per_community);
+        let issues: Vec<(IssueRecord, Vec<Step>)> = (n..end)
+            .map(|k| walk(store, community, index, k, &households, &cadres, now))
+            .collect();
+        write_batch(store, actor, &community.id, &issues).await?;
+        n = end;
+    }
+    Ok(per_community - have)
+}
+
+/// One event of a seeded issue's timeline.
+struct Step {
+    at: i64,
+    kind: crate::domain::EventKind,
+    from: Option<IssueState>,
+    to: Option<IssueState>,
+    note: String,
+}
+
+/// Issue `k` of a benchmark community, walked as far as its plan and the clock allow.
+fn walk(
+    store: &Store,
+    community: &ppb::Place,
+    index: usize,
+    k: usize,
+    households: &[ppb::Household],
+    cadres: &[ppb::Cadre],
+    now: i64,
+) -> (IssueRecord, Vec<Step>) {
+    use crate::domain::{self, EventKind};
+    // A fixed scatter of the year over the issues (Knuth's multiplicative hash).
+    let mix = (k as u64 ^ ((index as u64) << 32)).wrapping_mul(2_654_435_761) % 1_000_003;
+    let days_ago = (mix % 365) as i64;
+    let reported_at = now - days_ago * DAY - ((mix / 365) % 20) as i64 * HOUR - HOUR;
+    let (title, category) = TITLES[k % TITLES.len()];
+    let three_most = [
+        None,
+        None,
+        Some(ThreeMost::MostWorrying),
+        None,
+        Some(ThreeMost::MostDistressing),
+        Some(ThreeMost::MostVexing),
+    ][k % 6];
+    // Older issues are done with; the last two weeks' are at every stage.
+    let (target, claim_days, fix_days, rating) = if days_ago < 14 {
+        plan(k)
+    } else if k % 20 == 18 {
+        (IssueState::Rejected, 0, 0, 0)
+    } else {
+        (
+            IssueState::Verified,
+            (k % 3) as i64,
+            2 + (k % 9) as i64,
+            [5, 5, 4, 5, 3, 4, 5][k % 7],
+        )
+    };
+    let household = &households[(k * 7) % households.len()];
+    let cadre = &cadres[k % cadres.len()];
+    let resolution_due = store
+        .policy
+        .resolution_due(reported_at, category, three_most);
+    let mut issue = domain::Issue {
+        state: IssueState::Reported,
+        claim: None,
+        claimed_at: None,
+        first_claimed_at: None,
+        responded_at: None,
+        resolved_at: None,
+        closed_at: None,
+        resolution_due_at: resolution_due,
+        rating: None,
+        rating_comment: String::new(),
+        duplicate_of: String::new(),
+        reject_reason: String::new(),
+        reopen_count: 0,
+        attachments: vec![],
+    };
+    let mut steps = vec![Step {
+        at: reported_at,
+        kind: EventKind::Reported,
+        from: None,
+        to: Some(IssueState::Reported),
+        note: String::new(),
+    }];
+    let mut actions: Vec<(Action, i64)> = Vec::new();
+    if target == IssueState::Rejected {
+        let reason = "不属于社区管辖，已转交市政".to_owned();
+        actions.push((Action::Reject { reason }, reported_at + 5 * HOUR));
+    } else if target != IssueState::Reported {
+        actions.push((Action::Acknowledge, reported_at + 3 * HOUR));
+        let claimant = Claimant {
+            cadre_id: Some(cadre.id.clone()),
+            unit_id: cadre.unit_id.clone(),
+            participants: vec![],
+        };
+        let claimed = reported_at + claim_days * DAY + 4 * HOUR;
+        let fixed = reported_at + fix_days.max(claim_days + 1) * DAY;
+        let steps_to = [
+            (IssueState::Claimed, Action::Claim(claimant), claimed),
+            (IssueState::InProgress, Action::Start, claimed + 2 * HOUR),
+            (IssueState::Resolved, Action::Resolve(vec![]), fixed),
+            (
+                IssueState::Verified,
+                Action::Confirm {
+                    rating,
+                    comment: String::new(),
+                },
+                fixed + DAY,
+            ),
+        ];
+        let reach = match target {
+            IssueState::Acknowledged => 0,
+            IssueState::Claimed => 1,
+            IssueState::InProgress => 2,
+            IssueState::Resolved => 3,
+            _ => 4,
+        };
+        actions.extend(steps_to.into_iter().take(reach).map(|(_, a, at)| (a, at)));
+    }
+    let mut last = reported_at;
+    let mut version = 1;
+    for (action, at) in actions {
+        // Moves still in the future have not happened yet.
+        if at > now {
+            break;
+        }
+        let from = issue.state;
+        let note = match &action {
+            Action::Reject { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        let Ok(kind) = domain::apply(&mut issue, action, at) else {
+            break;
+        };
+        steps.push(Step {
+            at,
+            kind,
+            from: Some(from),
+            to: (issue.state != from).then_some(issue.state),
+            note,
+        });
+        last = at;
+        version += 1;
+    }
+    let record = IssueRecord {
+        community_id: community.id.clone(),
+        id: linli_core::new_id(),
+        compound_id: household.compound_id.clone(),
+        building_id: household.building_id.clone(),
+        household_id: household.id.clone(),
+        title: title.into(),
+        description: String::new(),
+        category,
+        three_most,
+        location_text: household.address.clone(),
+        latitude: 0.0,
+        longitude: 0.0,
+        source: if k % 4 == 3 {
+            Source::FoundOnVisit
+        } else {
+            Source::ResidentReport
+        },
+        reported_at,
+        response_due_at: store.policy.response_due(reported_at, three_most),
+        last_event_at: last,
+        version,
+        original_resolution_due_at: resolution_due,
+        domain: issue,
+    };
+    (record, steps)
+}
+
+async fn write_batch(
+    store: &Store,
+    actor: &Actor,
+    community_id: &str,
+    issues: &[(IssueRecord, Vec<Step>)],
+) -> anyhow::Result<()> {
+    use crate::store::{EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, participants_to_db};
+    use sqlx::Arguments;
+    let mut tx = store.db.begin_write().await?;
+    sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
+        .bind(community_id)
+        .execute(&mut *tx)
+        .await?;
+    let events: i64 = issues.iter().map(|(_, s)| s.len() as i64).sum();
+    let (last_seq,): (i64,) = sqlx::query_as(
+        "UPDATE event_heads SET seq = seq + $2 WHERE community_id = $1 RETURNING seq",
+    )
+    .bind(community_id)
+    .bind(events)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut seq = last_seq - events;
+
+    // Issues, with their first resolution deadline once they have moved.
+    let mut args = sqlx::any::AnyArguments::default();
+    let mut rows = Vec::new();
+    let mut p = 0;
+    let mut next = |count: usize| {
+        let list: Vec<String> = (0..count)
+            .map(|_| {
+                p += 1;
+                format!("${p}")
+            })
+            .collect();
+        format!("({})", list.join(", "))
+    };
+    for (r, _) in issues {
+        let d = &r.domain;
+        let claim = d.claim.clone().unwrap_or_default();
+        let moved = r.version > 1;
+        let add = |args: &mut sqlx::any::AnyArguments<'_>| -> Result<(), sqlx::error::BoxDynError> {
+            args.add(r.community_id.clone())?;
+            args.add(r.id.clone())?;
+            args.add(r.compound_id.clone())?;
+            args.add(r.building_id.clone())?;
+            args.add(r.household_id.clone())?;
+            args.add(r.title.clone())?;
+            args.add(r.description.clone())?;
+            args.add(r.category.as_str())?;
+            args.add(r.three_most.map_or("", ThreeMost::as_str))?;
+            args.add(r.location_text.clone())?;
+            args.add(r.latitude)?;
+            args.add(r.longitude)?;
+            args.add(r.source.as_str())?;
+            args.add(d.state.as_str())?;
+            args.add(claim.cadre_id.clone().unwrap_or_default())?;
+            args.add(claim.unit_id.clone())?;
+            args.add(participants_to_db(&claim.participants))?;
+            args.add(d.claimed_at)?;
+            args.add(d.first_claimed_at)?;
+            args.add(r.reported_at)?;
+            args.add(r.response_due_at)?;
+            args.add(d.resolution_due_at)?;
+            args.add(d.responded_at)?;
+            args.add(d.resolved_at)?;
+            args.add(d.closed_at)?;
+            args.add(d.rating.map(i64::from))?;
+            args.add(d.rating_comment.clone())?;
+            args.add(d.duplicate_of.clone())?;
+            args.add(d.reject_reason.clone())?;
+            args.add(i64::from(d.reopen_count))?;
+            args.add(attachments_to_json(&d.attachments))?;
+            args.add(r.last_event_at)?;
+            args.add(r.version)?;
+            args.add(moved.then_some(r.original_resolution_due_at))?;
+            Ok(())
+        };
+        add(&mut args).map_err(|e| anyhow::anyhow!("{e}"))?;
+        rows.push(next(34));
+    }
+    sqlx::query_with(
+        &format!(
+            "INSERT INTO issues ({ISSUE_INSERT_COLS}, first_resolution_due_at) VALUES {}",
+            rows.join(", ")
+        ),
+        args,
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    // Watchers and events, in slices that keep under every backend's limit of parameters.
+    let mut watchers = sqlx::any::AnyArguments::default();
+    let mut watcher_rows = Vec::new();
+    let mut p = 0;
+    for (r, _) in issues {
+        watchers
+            .add(r.community_id.clone())
+            .and_then(|()| watchers.add(r.id.clone()))
+            .and_then(|()| watchers.add(r.household_id.clone()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        watcher_rows.push(format!("(${}, ${}, ${})", p + 1, p + 2, p + 3));
+        p += 3;
+    }
+    sqlx::query_with(
+        &format!(
+            "INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES {}",
+            watcher_rows.join(", ")
+        ),
+        watchers,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let all: Vec<(&IssueRecord, &Step)> = issues
+        .iter()
+        .flat_map(|(r, steps)| steps.iter().map(move |s| (r, s)))
+        .collect();
+    for slice in all.chunks(500) {
+        let mut args = sqlx::any::AnyArguments::default();
+        let mut rows = Vec::new();
+        for (i, (r, s)) in slice.iter().enumerate() {
+            seq += 1;
+            let add =
+                |args: &mut sqlx::any::AnyArguments<'_>| -> Result<(), sqlx::error::BoxDynError> {
+                    args.add(r.community_id.clone())?;
+                    args.add(seq)?;
+                    args.add(linli_core::new_id())?;
+                    args.add(r.id.clone())?;
+                    args.add(s.at)?;
+                    args.add(actor.id.clone())?;
+                    args.add(s.kind.as_str())?;
+                    args.add(s.from.map_or("", IssueState::as_str))?;
+                    args.add(s.to.map_or("", IssueState::as_str))?;
+                    args.add(s.note.clone())?;
+                    args.add("[]")?;
+                    Ok(())
+                };
+            add(&mut args).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let b = i * 11;
+            rows.push(format!(
+                "({})",
+                (1..=11)
+                    .map(|c| format!("${}", b + c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        sqlx::query_with(
+            &format!(
+                "INSERT INTO issue_events ({EVENT_COLS}) VALUES {}",
+                rows.join(", ")
+            ),
+            args,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let change = linli_core::audit::Change::created(
+        community_id,
+        "issue.seed_county",
+        "community",
+        community_id,
+        serde_json::json!({
+            "issues": issues.len(),
+            "events": events,
+            "first_id": issues.first().map(|(r, _)| r.id.clone()),
+            "last_id": issues.last().map(|(r, _)| r.id.clone()),
+        }),
+    );
+    linli_core::audit::record(&mut tx, actor, change).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -43,6 +43,17 @@ pub enum Command {
     },
     /// Load the demo data (双泉社区, 八角亭小区); safe to run again.
     Seed,
+    /// Load a benchmark county (clearly not real data): COMMUNITIES communities
+    /// spread over 通山县's towns, each with the demo roster (1,258 residents),
+    /// cadres, pairings, duty and visits, and accounts w001, c001, r001, …;
+    /// written through the store like the API, safe to run again.
+    SeedCounty {
+        #[arg(long, default_value_t = 100)]
+        communities: usize,
+        /// Communities written at a time (PostgreSQL takes them in parallel).
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Print a signed access token, for operators calling a service directly
     /// (e.g. with `buf curl -H "authorization: Bearer $TOKEN"`).
     Token(TokenArgs),
@@ -102,6 +113,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => crate::import::run(&store, &community, &file, dry_run).await,
             Command::Seed => {
                 crate::seed::run(&store).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::SeedCounty { communities, jobs } => {
+                crate::seed::county(&store, communities, jobs).await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

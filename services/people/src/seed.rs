@@ -236,19 +236,7 @@ const CADRES: &[(&str, &str)] = &[
 
 pub async fn run(store: &Store) -> anyhow::Result<()> {
     let actor = Actor::local("seed");
-    let place = |k: &str, kind, parent: Option<&str>, name: &str, code: &str| {
-        (
-            key(&format!("place:{k}")),
-            NewPlace {
-                kind,
-                parent_id: parent.map(str::to_owned),
-                name: name.into(),
-                code: code.into(),
-            },
-        )
-    };
-    let (k, p) = place("county", PlaceKind::County, None, "通山县", "421224");
-    let county = store.create_place(&actor, &k, p).await?;
+    let county = county_place(store, &actor).await?;
     let (k, p) = place(
         "town",
         PlaceKind::Town,
@@ -265,7 +253,234 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         "421224100005",
     );
     let community = store.create_place(&actor, &k, p).await?;
+    let people = populate(store, &community, "", "通山县纪委监委").await?;
 
+    // One account per role; see the README.
+    let password_hash = crate::accounts::hash_password(DEMO_PASSWORD)?;
+    let accounts = [
+        ("admin", Role::Admin, None, None, None),
+        ("supervisor", Role::Supervisor, None, None, None),
+        (
+            "wujing",
+            Role::CommunityWorker,
+            Some(community.id.clone()),
+            None,
+            None,
+        ),
+        (
+            "ruanxf",
+            Role::Cadre,
+            Some(community.id.clone()),
+            Some(people.paired_cadre.clone()),
+            None,
+        ),
+        (
+            "chengguilan",
+            Role::Resident,
+            Some(community.id.clone()),
+            None,
+            people.resident.clone(),
+        ),
+    ];
+    for (username, role, community_id, cadre_id, resident_id) in accounts {
+        let new = NewAccount {
+            username: username.into(),
+            password_hash: password_hash.clone(),
+            role,
+            community_id,
+            cadre_id,
+            resident_id,
+        };
+        ensure_account(store, &actor, "", new).await?;
+    }
+
+    let summary = store.community_summary(&community.id).await?;
+    println!(
+        "demo data: {} ({}) — {} households, {} residents, {} vulnerable ({} intensive care), {} cadres registered, {} households paired",
+        community.name,
+        community.id,
+        summary.households,
+        summary.residents,
+        summary.vulnerable_households,
+        summary.intensive_care_households,
+        summary.cadres_registered,
+        summary.households_paired
+    );
+    Ok(())
+}
+
+/// The towns of 通山县, which the benchmark county's communities are spread over.
+const TOWNS: &[&str] = &[
+    "通羊镇",
+    "南林桥镇",
+    "黄沙铺镇",
+    "厦铺镇",
+    "九宫山镇",
+    "闯王镇",
+    "洪港镇",
+    "大畈镇",
+    "大路乡",
+    "杨芳林乡",
+    "燕厦乡",
+    "慈口乡",
+];
+
+/// A benchmark county: `communities` communities spread over 通山县's towns,
+/// each populated like 双泉社区 (the same roster, its own cadres, pairings,
+/// duty and visits) with three accounts — worker `w001`, cadre `c001`,
+/// resident `r001`, numbered by community — all with the demo password. It
+/// writes through the same store as the API (every write keyed and audited),
+/// `jobs` communities at a time; running it again changes nothing.
+pub async fn county(store: &Store, communities: usize, jobs: usize) -> anyhow::Result<()> {
+    let actor = Actor::local("seed");
+    let county = county_place(store, &actor).await?;
+    let mut towns = Vec::new();
+    for (t, name) in TOWNS.iter().enumerate() {
+        let (k, p) = place(
+            &format!("bench:town:{t}"),
+            PlaceKind::Town,
+            Some(&county.id),
+            name,
+            &format!("421224{:03}", 101 + t),
+        );
+        towns.push(store.create_place(&actor, &k, p).await?);
+    }
+    let password_hash = crate::accounts::hash_password(DEMO_PASSWORD)?;
+    let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let (towns, done) = (&towns, &done);
+    let one = |i: usize| {
+        let (actor, town, hash, done) = (
+            actor.clone(),
+            &towns[i % towns.len()],
+            password_hash.clone(),
+            done,
+        );
+        async move {
+            let n = i / towns.len() + 1;
+            let (k, p) = place(
+                &format!("bench:community:{i}"),
+                PlaceKind::Community,
+                Some(&town.id),
+                &format!("{}第{n}社区", town.name),
+                &format!("{}{:03}", town.code, 200 + n),
+            );
+            let community = store.create_place(&actor, &k, p).await?;
+            let prefix = format!("bench:{i}:");
+            let people = populate(
+                store,
+                &community,
+                &prefix,
+                &format!("{}联系单位", community.name),
+            )
+            .await?;
+            let number = i + 1;
+            for (username, role, cadre_id, resident_id) in [
+                (format!("w{number:03}"), Role::CommunityWorker, None, None),
+                (
+                    format!("c{number:03}"),
+                    Role::Cadre,
+                    Some(people.paired_cadre.clone()),
+                    None,
+                ),
+                (
+                    format!("r{number:03}"),
+                    Role::Resident,
+                    None,
+                    people.resident.clone(),
+                ),
+            ] {
+                let new = NewAccount {
+                    username,
+                    password_hash: hash.clone(),
+                    role,
+                    community_id: Some(community.id.clone()),
+                    cadre_id,
+                    resident_id,
+                };
+                ensure_account(store, &actor, &prefix, new).await?;
+            }
+            let so_far = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if so_far.is_multiple_of(10) || so_far == communities {
+                eprintln!(
+                    "county: {so_far}/{communities} communities ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            anyhow::Ok(())
+        }
+    };
+    use futures_util::StreamExt;
+    let mut runs =
+        futures_util::stream::iter((0..communities).map(one)).buffer_unordered(jobs.max(1));
+    while let Some(done) = runs.next().await {
+        done?;
+    }
+    println!(
+        "benchmark county: {communities} communities of {RESIDENTS} residents each, accounts w001…/c001…/r001… (password {DEMO_PASSWORD})"
+    );
+    Ok(())
+}
+
+fn place(
+    k: &str,
+    kind: PlaceKind,
+    parent: Option<&str>,
+    name: &str,
+    code: &str,
+) -> (IdemKey, NewPlace) {
+    (
+        key(&format!("place:{k}")),
+        NewPlace {
+            kind,
+            parent_id: parent.map(str::to_owned),
+            name: name.into(),
+            code: code.into(),
+        },
+    )
+}
+
+async fn county_place(
+    store: &Store,
+    actor: &Actor,
+) -> anyhow::Result<linli_proto::people::v1::Place> {
+    let (k, p) = place("county", PlaceKind::County, None, "通山县", "421224");
+    Ok(store.create_place(actor, &k, p).await?)
+}
+
+async fn ensure_account(
+    store: &Store,
+    actor: &Actor,
+    prefix: &str,
+    new: NewAccount,
+) -> anyhow::Result<()> {
+    if store.account_for_login(&new.username).await?.is_none() {
+        let k = key(&format!("{prefix}account:{}", new.username));
+        store.create_account(actor, &k, new).await?;
+    }
+    Ok(())
+}
+
+/// Who a populated community's accounts are tied to.
+struct Populated {
+    /// The cadre paired with the roster's first household (小阮 in 双泉社区).
+    paired_cadre: String,
+    /// The first resident of the roster's first household (程大娘).
+    resident: Option<String>,
+}
+
+/// Imports the roster into `community` and gives it a unit of twelve cadres,
+/// registered there and paired with its vulnerable households, four weeks of
+/// duty and a round of visits. `prefix` keeps each community's keys apart
+/// (empty for the demo community, whose keys predate it).
+async fn populate(
+    store: &Store,
+    community: &linli_proto::people::v1::Place,
+    prefix: &str,
+    unit_name: &str,
+) -> anyhow::Result<Populated> {
+    let actor = Actor::local("seed");
+    let key = |k: &str| key(&format!("{prefix}{k}"));
     let importer = Actor::local("seed");
     let report = crate::import::import_roster(
         store,
@@ -280,15 +495,13 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         anyhow::bail!("the demo roster did not import cleanly:\n{report}");
     }
 
-    let unit = store
-        .create_unit(&actor, &key("unit"), "通山县纪委监委")
-        .await?;
+    let unit = store.create_unit(&actor, &key("unit"), unit_name).await?;
     let mut cadres = Vec::new();
     for (i, (name, title)) in CADRES.iter().enumerate() {
         let new = NewCadre {
             unit_id: unit.id.clone(),
             name: (*name).into(),
-            phone: crate::domain::parse_phone("phone", &format!("1397150{:04}", 1000 + i))?,
+            phone: crate::domain::parse_phone("phone", &cadre_phone(prefix, i))?,
             title: (*title).into(),
         };
         let cadre = store
@@ -469,8 +682,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
             .await?;
     }
 
-    // One account per role; see the README.
-    let resident_id = match &cheng {
+    let resident = match &cheng {
         Some(h) => store
             .household_profile(&h.id)
             .await?
@@ -479,62 +691,24 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
             .map(|r| r.id.clone()),
         None => None,
     };
-    let accounts = [
-        ("admin", Role::Admin, None, None, None),
-        ("supervisor", Role::Supervisor, None, None, None),
-        (
-            "wujing",
-            Role::CommunityWorker,
-            Some(community.id.clone()),
-            None,
-            None,
-        ),
-        (
-            "ruanxf",
-            Role::Cadre,
-            Some(community.id.clone()),
-            Some(ruan.id.clone()),
-            None,
-        ),
-        (
-            "chengguilan",
-            Role::Resident,
-            Some(community.id.clone()),
-            None,
-            resident_id,
-        ),
-    ];
-    for (username, role, community_id, cadre_id, resident_id) in accounts {
-        if store.account_for_login(username).await?.is_some() {
-            continue;
-        }
-        let password_hash = crate::accounts::hash_password(DEMO_PASSWORD)?;
-        let new = NewAccount {
-            username: username.into(),
-            password_hash,
-            role,
-            community_id,
-            cadre_id,
-            resident_id,
-        };
-        store
-            .create_account(&actor, &key(&format!("account:{username}")), new)
-            .await?;
-    }
+    Ok(Populated {
+        paired_cadre: ruan.id.clone(),
+        resident,
+    })
+}
 
-    let summary = store.community_summary(&community.id).await?;
-    println!(
-        "demo data: {} ({}) — {} households, {} residents, {} vulnerable ({} intensive care), {} cadres registered, {} households paired",
-        community.name,
-        community.id,
-        summary.households,
-        summary.residents,
-        summary.vulnerable_households,
-        summary.intensive_care_households,
-        summary.cadres_registered,
-        summary.households_paired
-    );
-    Ok(())
+/// The demo's cadres keep their numbers; each benchmark community's get their own.
+fn cadre_phone(prefix: &str, i: usize) -> String {
+    let community: u32 = prefix
+        .trim_start_matches("bench:")
+        .trim_end_matches(':')
+        .parse()
+        .map_or(0, |n: u32| n + 1);
+    if community == 0 {
+        format!("1397150{:04}", 1000 + i)
+    } else {
+        format!("138{community:04}{i:04}")
+    }
 }
 
 #[cfg(test)]
