@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run build test fuzz screenshots bench-web images container-smoke compose-up compose-down deploy-check fmt fmt-check lint clippy proto-lint release
+.PHONY: run build test fuzz screenshots bench bench-postgres chaos chaos-short bench-web images container-smoke compose-up compose-down deploy-check fmt fmt-check lint clippy proto-lint release
 
 ## make run: build and start the suite on the embedded default (SQLite under ./data) with demo data.
 run: build
@@ -26,6 +26,25 @@ fuzz:
 screenshots:
 	$(CARGO) test -p linli-gateway --test browser
 	mkdir -p docs/screenshots && cp target/screenshots/*.png docs/screenshots/
+
+## make bench: a county (100 communities x 1,258 residents, 1,000 issues each) driven through the gateway
+## on SQLite and on PostgreSQL, against the machine's empty-call limit (release build; docs/BENCHMARKS.md).
+## LOADGEN_ARGS adds flags, e.g. LOADGEN_ARGS="--communities 20 --seconds 10".
+LOADGEN_ARGS ?=
+bench: release
+	./target/release/linli-loadgen bench --backend sqlite $(LOADGEN_ARGS)
+	./target/release/linli-loadgen bench --backend postgres $(LOADGEN_ARGS)
+
+## make chaos: kill -9 each backend, stop PostgreSQL (a private instance), slow a backend, all under load;
+## nothing acknowledged may be lost (release build).
+chaos: release
+	./target/release/linli-loadgen chaos --backend sqlite
+	./target/release/linli-loadgen chaos --backend postgres
+
+## make chaos-short: the same faults, shorter, on the static release binaries `make images` builds (CI).
+STATIC_BIN ?= target/x86_64-unknown-linux-gnu/release
+chaos-short:
+	$(STATIC_BIN)/linli-loadgen chaos --backend postgres --bin-dir $(STATIC_BIN) --down-secs 2 --steady-secs 2
 
 ## make bench-web: server time of the dashboard's pages on the demo data (release build).
 bench-web:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the four services as statically linked binaries (once; cargo reuses
-# them) and packs each into a FROM scratch image, linli-<service>:<tag>.
+# Builds the four services (and the load generator, for `make chaos-short`) as
+# statically linked binaries (once; cargo reuses them) and packs each service
+# into a FROM scratch image, linli-<service>:<tag>.
 #   deploy/container/build-images.sh [tag]      (default tag: dev)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +12,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/container/containers.conf}
 # Static glibc: the binaries need nothing from the image. A target of its own
 # keeps these objects apart from the ordinary (dynamic) build in target/release.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TARGET" \
-  --bin linli-people --bin linli-issues --bin linli-logistics --bin linli-gateway
+  --bin linli-people --bin linli-issues --bin linli-logistics --bin linli-gateway --bin linli-loadgen
 
 mkdir -p target/static
 for s in people issues logistics gateway; do
