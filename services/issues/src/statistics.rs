@@ -51,11 +51,17 @@ pub(crate) async fn get_statistics(
     if !(0..=MAX_WEEKS).contains(&r.weeks) {
         return Err(Error::invalid("weeks", format!("must be 0 to {MAX_WEEKS}")).into());
     }
-    let records = api.store.records_in(&community, &unit, from, to).await?;
-    let now = now_micros();
-    let mut out = statistics(&records, now);
-    out.weeks = weekly(&records, now, r.weeks as usize, api.store.utc_offset);
-    Ok(Response::new(out))
+    let scope = Scope {
+        community: &community,
+        unit: &unit,
+        from,
+        to,
+    };
+    Ok(Response::new(
+        api.store
+            .statistics(&scope, now_micros(), r.weeks as usize)
+            .await?,
+    ))
 }
 
 pub(crate) async fn get_ranking(
@@ -93,130 +99,42 @@ pub(crate) async fn get_community_summary(
 const MAX_WEEKS: i32 = 52;
 
 /// Issues reported and resolved in each of the `weeks` local weeks up to the one holding `as_of`.
-pub(crate) fn weekly(
-    records: &[IssueRecord],
-    as_of: Micros,
-    weeks: usize,
-    offset: chrono::FixedOffset,
-) -> Vec<pb::WeekFigures> {
-    const WEEK: Micros = 7 * 86_400_000_000;
-    if weeks == 0 {
-        return Vec::new();
-    }
-    let (this_week, _) = linli_core::time::week_bounds(as_of, offset);
-    let first = this_week - (weeks as i64 - 1) * WEEK;
-    let index = |at: Micros| {
-        let i = at.checked_sub(first)?.div_euclid(WEEK);
-        usize::try_from(i).ok().filter(|&i| i < weeks)
-    };
-    let mut out: Vec<pb::WeekFigures> = (0..weeks)
-        .map(|i| pb::WeekFigures {
-            week_start: Some(linli_core::time::to_timestamp(first + i as i64 * WEEK)),
-            ..Default::default()
-        })
-        .collect();
-    for r in records {
-        if let Some(i) = index(r.reported_at) {
-            out[i].reported += 1;
-        }
-        if let (Some(at), true) = (r.domain.resolved_at, r.domain.state.is_resolved())
-            && let Some(i) = index(at)
-        {
-            out[i].resolved += 1;
-        }
-    }
-    out
+/// Which issues statistics are over: a community, a unit, or both, reported in [from, to).
+pub struct Scope<'a> {
+    pub community: &'a str,
+    pub unit: &'a str,
+    pub from: Micros,
+    pub to: Micros,
 }
 
-/// Statistics over a set of issues, as of `as_of` (see the proto for the definitions).
-pub(crate) fn statistics(records: &[IssueRecord], as_of: Micros) -> pb::GetStatisticsResponse {
-    let mut by_state: BTreeMap<&str, i32> = BTreeMap::new();
-    let mut by_category: BTreeMap<&str, i32> = BTreeMap::new();
-    let mut by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
-    let mut open_by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
-    let (mut resp_num, mut resp_den, mut res_num, mut res_den, mut sat_num, mut sat_den) =
-        (0, 0, 0, 0, 0, 0);
-    let mut to_claim = Vec::new();
-    let mut to_resolve = Vec::new();
-    let mut out = pb::GetStatisticsResponse {
-        total: records.len() as i32,
-        ..Default::default()
-    };
-    for r in records {
-        let d = &r.domain;
-        *by_state.entry(d.state.as_str()).or_default() += 1;
-        *by_category.entry(r.category.as_str()).or_default() += 1;
-        let mark = r.three_most.map_or("none", ThreeMost::as_str);
-        *by_three_most.entry(mark).or_default() += 1;
-        if d.state.is_open() {
-            *open_by_three_most.entry(mark).or_default() += 1;
-        }
-        match d.state {
-            IssueState::Verified => out.verified += 1,
-            IssueState::ClosedUnconfirmed => out.closed_unconfirmed += 1,
-            _ => {}
-        }
-        if d.state.is_dismissed() {
-            continue;
-        }
-        if d.responded_at.is_some() || as_of > r.response_due_at {
-            resp_den += 1;
-            if d.responded_at.is_some_and(|t| t <= r.response_due_at) {
-                resp_num += 1;
-            }
-        }
-        res_den += 1;
-        if d.state.is_resolved() {
-            res_num += 1;
-        }
-        if let Some(rating) = d.rating {
-            sat_den += 1;
-            if rating >= 4 {
-                sat_num += 1;
-            }
-        }
-        if let Some(t) = d.first_claimed_at {
-            to_claim.push((t - r.reported_at) / 1_000_000);
-        }
-        if let (Some(t), true) = (d.resolved_at, d.state.is_resolved()) {
-            to_resolve.push((t - r.reported_at) / 1_000_000);
-        }
+impl Scope<'_> {
+    /// The WHERE clause, on parameters $1 to $4 (an empty community or unit
+    /// is compared with itself, so every parameter is used and typed).
+    fn filter(&self) -> String {
+        format!(
+            "{} AND {} AND reported_at >= $3 AND reported_at < $4",
+            if self.community.is_empty() {
+                "$1 = ''"
+            } else {
+                "community_id = $1"
+            },
+            if self.unit.is_empty() {
+                "$2 = ''"
+            } else {
+                "claim_unit_id = $2"
+            },
+        )
     }
-    let rate = |n: i32, d: i32| pb::Rate {
-        numerator: n,
-        denominator: d,
-        value: if d == 0 {
-            0.0
-        } else {
-            f64::from(n) / f64::from(d)
-        },
-    };
-    let durations = |mut v: Vec<i64>| {
-        v.sort_unstable();
-        pb::Durations {
-            samples: v.len() as i32,
-            median_seconds: domain::percentile(&v, 0.5).unwrap_or(0),
-            p90_seconds: domain::percentile(&v, 0.9).unwrap_or(0),
-        }
-    };
-    let counts = |m: BTreeMap<&str, i32>| {
-        m.into_iter()
-            .map(|(k, count)| pb::Count {
-                key: k.to_owned(),
-                count,
-            })
-            .collect()
-    };
-    out.by_state = counts(by_state);
-    out.by_category = counts(by_category);
-    out.by_three_most = counts(by_three_most);
-    out.open_by_three_most = counts(open_by_three_most);
-    out.response_rate = Some(rate(resp_num, resp_den));
-    out.resolution_rate = Some(rate(res_num, res_den));
-    out.satisfaction_rate = Some(rate(sat_num, sat_den));
-    out.time_to_claim = Some(durations(to_claim));
-    out.time_to_resolve = Some(durations(to_resolve));
-    out
+
+    fn bind<'q, O>(
+        &self,
+        q: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+        q.bind(self.community.to_owned())
+            .bind(self.unit.to_owned())
+            .bind(self.from)
+            .bind(self.to)
+    }
 }
 
 /// Communities or units, best first by the Wilson lower bound of their
@@ -277,23 +195,206 @@ impl Store {
             .collect())
     }
 
-    pub async fn records_in(
+    /// Statistics over the issues in `scope`, as of `as_of` (see the proto
+    /// for the definitions), with `weeks` weeks of reported and resolved
+    /// counts. Counted and ranked by the database, a handful of small queries:
+    /// a community's whole history is never loaded into memory.
+    pub async fn statistics(
         &self,
-        community_id: &str,
-        unit_id: &str,
-        from: Micros,
-        to: Micros,
-    ) -> Result<Vec<IssueRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR claim_unit_id = $2) AND reported_at >= $3 AND reported_at < $4"
-        ))
-        .bind(community_id)
-        .bind(unit_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
+        scope: &Scope<'_>,
+        as_of: Micros,
+        weeks: usize,
+    ) -> Result<pb::GetStatisticsResponse> {
+        let f = scope.filter();
+        const DISMISSED: &str = "state NOT IN ('rejected', 'duplicate')";
+        const RESOLVED: &str = "state IN ('resolved', 'verified', 'closed_unconfirmed')";
+        let groups: Vec<(String, String, String, i64)> = scope
+            .bind(sqlx::query_as(&format!(
+                "SELECT state, category, three_most, COUNT(*) FROM issues WHERE {f} GROUP BY state, category, three_most"
+            )))
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut by_state: BTreeMap<&str, i32> = BTreeMap::new();
+        let mut by_category: BTreeMap<&str, i32> = BTreeMap::new();
+        let mut by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
+        let mut open_by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
+        let mut out = pb::GetStatisticsResponse::default();
+        let (mut res_num, mut res_den) = (0, 0);
+        for (state, category, three_most, n) in &groups {
+            let n = *n as i32;
+            let state = IssueState::parse(state).ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "an issue in the database has the unknown state {state:?}"
+                ))
+            })?;
+            out.total += n;
+            *by_state.entry(state.as_str()).or_default() += n;
+            *by_category.entry(category.as_str()).or_default() += n;
+            let mark = if three_most.is_empty() {
+                "none"
+            } else {
+                three_most.as_str()
+            };
+            *by_three_most.entry(mark).or_default() += n;
+            if state.is_open() {
+                *open_by_three_most.entry(mark).or_default() += n;
+            }
+            match state {
+                IssueState::Verified => out.verified += n,
+                IssueState::ClosedUnconfirmed => out.closed_unconfirmed += n,
+                _ => {}
+            }
+            if !state.is_dismissed() {
+                res_den += n;
+                if state.is_resolved() {
+                    res_num += n;
+                }
+            }
+        }
+        let (resp_den, resp_num, sat_den, sat_num): (i64, i64, i64, i64) = scope
+            .bind(sqlx::query_as(&format!(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN responded_at IS NOT NULL OR response_due_at < $5 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN responded_at IS NOT NULL AND responded_at <= response_due_at THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN rating IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN rating >= 4 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                 FROM issues WHERE {f} AND {DISMISSED}"
+            )))
+            .bind(as_of)
+            .fetch_one(&self.db.pool)
+            .await?;
+        let rate = |n: i32, d: i32| pb::Rate {
+            numerator: n,
+            denominator: d,
+            value: if d == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(d)
+            },
+        };
+        let counts = |m: BTreeMap<&str, i32>| {
+            m.into_iter()
+                .map(|(k, count)| pb::Count {
+                    key: k.to_owned(),
+                    count,
+                })
+                .collect()
+        };
+        out.by_state = counts(by_state);
+        out.by_category = counts(by_category);
+        out.by_three_most = counts(by_three_most);
+        out.open_by_three_most = counts(open_by_three_most);
+        out.response_rate = Some(rate(resp_num as i32, resp_den as i32));
+        out.resolution_rate = Some(rate(res_num, res_den));
+        out.satisfaction_rate = Some(rate(sat_num as i32, sat_den as i32));
+        out.time_to_claim = Some(
+            self.durations(
+                scope,
+                "first_claimed_at",
+                &format!("{DISMISSED} AND first_claimed_at IS NOT NULL"),
+            )
+            .await?,
+        );
+        out.time_to_resolve = Some(
+            self.durations(
+                scope,
+                "resolved_at",
+                &format!("{RESOLVED} AND resolved_at IS NOT NULL"),
+            )
+            .await?,
+        );
+        out.weeks = self.weekly(scope, as_of, weeks).await?;
+        Ok(out)
+    }
+
+    /// Seconds from report to `column` where `condition` holds: how many, and
+    /// the nearest-rank median and 90th percentile, picked by the database.
+    async fn durations(
+        &self,
+        scope: &Scope<'_>,
+        column: &str,
+        condition: &str,
+    ) -> Result<pb::Durations> {
+        let f = scope.filter();
+        let (n,): (i64,) = scope
+            .bind(sqlx::query_as(&format!(
+                "SELECT COUNT(*) FROM issues WHERE {f} AND {condition}"
+            )))
+            .fetch_one(&self.db.pool)
+            .await?;
+        let at = |q: f64| {
+            let rank = ((q * n as f64).ceil() as i64).clamp(1, n.max(1));
+            let sql = format!(
+                "SELECT ({column} - reported_at) / 1000000 AS s FROM issues WHERE {f} AND {condition} ORDER BY s LIMIT 1 OFFSET $5"
+            );
+            async move {
+                if n == 0 {
+                    return Ok::<i64, Error>(0);
+                }
+                let (v,): (i64,) = scope
+                    .bind(sqlx::query_as(&sql))
+                    .bind(rank - 1)
+                    .fetch_one(&self.db.pool)
+                    .await?;
+                Ok(v)
+            }
+        };
+        let median = at(0.5).await?;
+        let p90 = at(0.9).await?;
+        Ok(pb::Durations {
+            samples: n as i32,
+            median_seconds: median,
+            p90_seconds: p90,
+        })
+    }
+
+    /// Reported and resolved counts for the last `weeks` weeks (local weeks,
+    /// from Monday), oldest first, of the issues in `scope`.
+    async fn weekly(
+        &self,
+        scope: &Scope<'_>,
+        as_of: Micros,
+        weeks: usize,
+    ) -> Result<Vec<pb::WeekFigures>> {
+        const WEEK: Micros = 7 * 86_400_000_000;
+        if weeks == 0 {
+            return Ok(Vec::new());
+        }
+        let (this_week, _) = linli_core::time::week_bounds(as_of, self.utc_offset);
+        let first = this_week - (weeks as i64 - 1) * WEEK;
+        let mut out: Vec<pb::WeekFigures> = (0..weeks)
+            .map(|i| pb::WeekFigures {
+                week_start: Some(linli_core::time::to_timestamp(first + i as i64 * WEEK)),
+                ..Default::default()
+            })
+            .collect();
+        let f = scope.filter();
+        for (column, condition) in [
+            ("reported_at", "TRUE"),
+            (
+                "resolved_at",
+                "state IN ('resolved', 'verified', 'closed_unconfirmed')",
+            ),
+        ] {
+            let rows: Vec<(i64, i64)> = scope
+                .bind(sqlx::query_as(&format!(
+                    "SELECT ({column} - $5) / $6 AS w, COUNT(*) FROM issues \
+                     WHERE {f} AND {condition} AND {column} >= $5 GROUP BY ({column} - $5) / $6"
+                )))
+                .bind(first)
+                .bind(WEEK)
+                .fetch_all(&self.db.pool)
+                .await?;
+            for (w, n) in rows {
+                if let Some(week) = usize::try_from(w).ok().and_then(|w| out.get_mut(w)) {
+                    if column == "reported_at" {
+                        week.reported += n as i32;
+                    } else {
+                        week.resolved += n as i32;
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn summary(&self, community_id: &str) -> Result<pb::GetCommunitySummaryResponse> {
