@@ -197,9 +197,11 @@ impl SlowProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        let d = delay.load(Ordering::Relaxed);
-                        if d > 0 {
-                            tokio::time::sleep(Duration::from_millis(d)).await;
+                        // Held back while the delay lasts; lifting it lets held answers go at once.
+                        let held = Instant::now();
+                        while held.elapsed() < Duration::from_millis(delay.load(Ordering::Relaxed))
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                         if wi.write_all(&buf[..n]).await.is_err() {
                             break;
