@@ -169,6 +169,7 @@ pub fn seed_county(
     jobs: usize,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    layout.ensure_key()?;
     let fast = match layout.backend {
         Backend::Sqlite => vec!["--sqlite-synchronous", "normal"],
         Backend::Postgres => vec![],

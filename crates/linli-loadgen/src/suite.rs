@@ -53,6 +53,23 @@ impl Layout {
         self.dir.join("auth-key.pem")
     }
 
+    /// Makes the suite's signing key if there is none yet (the services make
+    /// their own only on SQLite; a PostgreSQL deployment is given one).
+    pub fn ensure_key(&self) -> anyhow::Result<()> {
+        let path = self.key_file();
+        if !path.exists() {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?
+                .write_all(linli_core::auth::Keys::generate().private_pem().as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// A program of the suite, configured with the suite's key and the service's database.
     pub fn command(&self, program: &str, service: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));

@@ -12,6 +12,23 @@ pub struct MemberFacts {
 }
 
 impl MemberFacts {
+    /// A resident's facts from their stored birth date and tags, on `day`:
+    /// what [`crate::store::resident_from_row`] and
+    /// [`crate::Store::member_facts`] make of them, without the rest of the row.
+    pub fn of(birth_date: &str, tags: &str, day: chrono::NaiveDate) -> MemberFacts {
+        let age = chrono::NaiveDate::parse_from_str(birth_date, "%Y-%m-%d")
+            .ok()
+            .map(|b| crate::domain::age_on(b, day));
+        let stored = MemberFacts {
+            age: Some(age.unwrap_or(0)),
+            tags: crate::domain::tags_from_db(tags),
+        };
+        MemberFacts {
+            age,
+            tags: stored.effective_tags(),
+        }
+    }
+
     /// The resident's tags plus `elderly` when they are 80 or over, so nobody
     /// has to remember to tag a birthday.
     pub fn effective_tags(&self) -> Vec<Tag> {

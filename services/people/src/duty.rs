@@ -417,9 +417,11 @@ impl Store {
             .bind(as_of)
             .fetch_all(&mut *conn)
             .await?;
-        let residents = sqlx::query(&format!(
-            "SELECT {RESIDENT_COLS} FROM residents WHERE community_id = $1 AND created_at <= $2 AND (removed_at IS NULL OR removed_at > $2)"
-        ))
+        // Only what care is judged by: a community's residents' names, phones
+        // and ID numbers are not read (or held) to count its vulnerable households.
+        let residents: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT household_id, birth_date, tags FROM residents WHERE community_id = $1 AND created_at <= $2 AND (removed_at IS NULL OR removed_at > $2)",
+        )
         .bind(community_id)
         .bind(as_of)
         .fetch_all(&mut *conn)
@@ -434,10 +436,12 @@ impl Store {
         .await?;
         let last: HashMap<String, i64> = last_visits.into_iter().collect();
         let day = domain::local_day(as_of, self.utc_offset);
-        let mut members: HashMap<String, Vec<pb::Resident>> = HashMap::new();
-        for row in &residents {
-            let r = resident_from_row(row, day)?;
-            members.entry(r.household_id.clone()).or_default().push(r);
+        let mut members: HashMap<String, Vec<crate::care::MemberFacts>> = HashMap::new();
+        for (household, birth_date, tags) in residents {
+            members
+                .entry(household)
+                .or_default()
+                .push(crate::care::MemberFacts::of(&birth_date, &tags, day));
         }
         let mut report = pb::GetComplianceReportResponse {
             as_of: Some(to_timestamp(as_of)),
@@ -445,10 +449,9 @@ impl Store {
         };
         for row in &households {
             let id: String = row.try_get("id")?;
-            let care = self.policy.evaluate(&Self::member_facts(
-                members.get(&id).map(Vec::as_slice).unwrap_or_default(),
-                day,
-            ));
+            let care = self
+                .policy
+                .evaluate(members.get(&id).map(Vec::as_slice).unwrap_or_default());
             if !care.is_vulnerable() {
                 continue;
             }
