@@ -132,17 +132,25 @@ fn canonical(e: &AuditEvent) -> String {
 
 /// Appends a change to its community's chain, inside the caller's transaction.
 pub async fn record(conn: &mut AnyConnection, actor: &Actor, change: Change) -> Result<AuditEvent> {
-    sqlx::query("INSERT INTO audit_heads (community_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (community_id) DO NOTHING")
-        .bind(&change.community_id)
-        .execute(&mut *conn)
-        .await?;
     // Taking the head's row lock here orders concurrent writers to one chain.
-    let head = sqlx::query(
-        "UPDATE audit_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq, hash",
-    )
-    .bind(&change.community_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    // A chain's first record makes its head; every later one finds it in one
+    // round trip.
+    let advance = || {
+        sqlx::query(
+            "UPDATE audit_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq, hash",
+        )
+        .bind(&change.community_id)
+    };
+    let head = match advance().fetch_optional(&mut *conn).await? {
+        Some(head) => head,
+        None => {
+            sqlx::query("INSERT INTO audit_heads (community_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (community_id) DO NOTHING")
+                .bind(&change.community_id)
+                .execute(&mut *conn)
+                .await?;
+            advance().fetch_one(&mut *conn).await?
+        }
+    };
     let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
     let mut event = AuditEvent {
         id: crate::new_id(),

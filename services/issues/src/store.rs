@@ -290,17 +290,24 @@ pub(crate) async fn append_event(
     e: NewEvent<'_>,
 ) -> Result<pb::IssueEvent> {
     let community = &e.issue.community_id;
-    sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
+    // The head's row lock orders one community's events, so seqs are gapless
+    // and in commit order. The community's first event makes its head.
+    let advance = || {
+        sqlx::query_as::<_, (i64,)>(
+            "UPDATE event_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq",
+        )
         .bind(community)
-        .execute(&mut *conn)
-        .await?;
-    // The head's row lock orders one community's events, so seqs are gapless and in commit order.
-    let (seq,): (i64,) = sqlx::query_as(
-        "UPDATE event_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq",
-    )
-    .bind(community)
-    .fetch_one(&mut *conn)
-    .await?;
+    };
+    let (seq,) = match advance().fetch_optional(&mut *conn).await? {
+        Some(seq) => seq,
+        None => {
+            sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
+                .bind(community)
+                .execute(&mut *conn)
+                .await?;
+            advance().fetch_one(&mut *conn).await?
+        }
+    };
     let id = new_id();
     sqlx::query(&format!("INSERT INTO issue_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
         .bind(community)
