@@ -410,7 +410,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         None
     };
     println!("building a small county: {} communities", args.communities);
-    crate::seed_county(&layout, args.communities, 50, 2)?;
+    crate::seed_county(&layout, args.communities, 50, 2, true)?;
 
     let mut suite = Suite::plan(&layout);
     // The gateway reaches logistics through a proxy that can slow it down.

@@ -44,17 +44,30 @@ pub struct County {
     pub supervisor: String,
 }
 
+/// Logs in; while the gateway has not yet seen the people service healthy
+/// (it probes once a second), tries again for up to ten seconds.
 async fn login(channel: &Channel, username: &str) -> anyhow::Result<gpb::Session> {
-    AuthServiceClient::new(channel.clone())
-        .login(gpb::LoginRequest {
-            username: username.into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("logging in as {username}: {}", s.message()))?
-        .into_inner()
-        .session
-        .ok_or_else(|| anyhow::anyhow!("no session for {username}"))
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = AuthServiceClient::new(channel.clone())
+            .login(gpb::LoginRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
+            .await;
+        match answer {
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => {
+                return other
+                    .map_err(|s| anyhow::anyhow!("logging in as {username}: {}", s.message()))?
+                    .into_inner()
+                    .session
+                    .ok_or_else(|| anyhow::anyhow!("no session for {username}"));
+            }
+        }
+    }
 }
 
 /// Logs in the worker, cadre and resident of the first `communities` communities, and the supervisor.
@@ -637,8 +650,18 @@ pub fn watchers(
                 match client.watch_community(req).await {
                     Ok(stream) => {
                         let mut stream = stream.into_inner();
-                        while let Ok(Some(_)) = stream.message().await {
-                            events.fetch_add(1, Ordering::Relaxed);
+                        loop {
+                            match stream.message().await {
+                                Ok(Some(_)) => {
+                                    events.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(None) => break,
+                                // A stream the server ended with an error counts as refused.
+                                Err(_) => {
+                                    failures.fetch_add(1, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
                         }
                     }
                     Err(_) => {
