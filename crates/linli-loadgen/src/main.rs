@@ -181,17 +181,19 @@ pub fn seed_county(
     let with = |args: &[&str]| -> Vec<String> {
         fast.iter().chain(args).map(|s| (*s).to_owned()).collect()
     };
-    layout.run("people", &with(&["seed"]))?;
-    layout.run(
-        "people",
-        &with(&[
-            "seed-county",
-            "--communities",
-            &communities,
-            "--jobs",
-            &jobs,
-        ]),
-    )?;
+    if people {
+        layout.run("people", &with(&["seed"]))?;
+        layout.run(
+            "people",
+            &with(&[
+                "seed-county",
+                "--communities",
+                &communities,
+                "--jobs",
+                &jobs,
+            ]),
+        )?;
+    }
     let people_addr = suite::free_addr();
     let mut people = layout
         .command("linli-people", "people")
