@@ -688,7 +688,10 @@ async fn views_matrix(gateway: &Channel, keys: &linli_core::auth::Keys, communit
             match rpc {
                 "GetCommunityDashboard" => views
                     .get_community_dashboard(linli_core::testing::with_token(
-                        gpb::GetCommunityDashboardRequest { community_id: c },
+                        gpb::GetCommunityDashboardRequest {
+                            community_id: c,
+                            ..Default::default()
+                        },
                         token,
                     ))
                     .await

@@ -132,6 +132,7 @@ fn start_load(
                         .get_community_dashboard(with_token(
                             gpb::GetCommunityDashboardRequest {
                                 community_id: m.community.clone(),
+                                ..Default::default()
                             },
                             &m.worker,
                         ))
@@ -356,6 +357,7 @@ async fn until_whole(
             .get_community_dashboard(with_token(
                 gpb::GetCommunityDashboardRequest {
                     community_id: m.community.clone(),
+                    ..Default::default()
                 },
                 &m.worker,
             ))

@@ -443,6 +443,17 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     scenario(
                         &suite,
                         &driver,
+                        "dashboard, read fresh",
+                        shape,
+                        &[(Op::DashboardFresh, 1)],
+                        Spread::County,
+                    )
+                    .await,
+                );
+                scenarios.push(
+                    scenario(
+                        &suite,
+                        &driver,
                         "county overview",
                         Shape {
                             in_flight: 8,

@@ -162,6 +162,8 @@ pub enum Op {
     Empty,
     FanOut,
     Dashboard,
+    /// A dashboard read anew, never a held one.
+    DashboardFresh,
     County,
     ListOpen,
     Report,
@@ -181,6 +183,7 @@ impl Op {
             Op::Empty => "limit.EmptyCall",
             Op::FanOut => "limit.FanOutOfThree",
             Op::Dashboard => "GetCommunityDashboard",
+            Op::DashboardFresh => "GetCommunityDashboard(fresh)",
             Op::County => "GetCountyOverview",
             Op::ListOpen => "ListIssues(open)",
             Op::Report => "ReportIssue",
@@ -198,6 +201,7 @@ impl Op {
 
 /// Views answered with parts missing are recorded under these names.
 pub const PARTIAL_DASHBOARD: &str = "GetCommunityDashboard (partial)";
+pub const PARTIAL_FRESH_DASHBOARD: &str = "GetCommunityDashboard(fresh) (partial)";
 pub const PARTIAL_COUNTY: &str = "GetCountyOverview (partial)";
 
 /// The full mix, in calls per hundred.
@@ -335,17 +339,26 @@ impl Driver {
                     .map_err(code)
             }
             // A view with parts missing is counted apart: it answered, but not whole.
-            Op::Dashboard => {
+            Op::Dashboard | Op::DashboardFresh => {
+                let fresh = op == Op::DashboardFresh;
                 let answer = GatewayServiceClient::new(ch)
                     .get_community_dashboard(with_token(
                         gpb::GetCommunityDashboardRequest {
                             community_id: member.community.clone(),
+                            fresh,
                         },
                         &member.worker,
                     ))
                     .await;
                 return match answer {
-                    Ok(r) if !r.get_ref().missing.is_empty() => (PARTIAL_DASHBOARD, Ok(())),
+                    Ok(r) if !r.get_ref().missing.is_empty() => (
+                        if fresh {
+                            PARTIAL_FRESH_DASHBOARD
+                        } else {
+                            PARTIAL_DASHBOARD
+                        },
+                        Ok(()),
+                    ),
                     other => (op.name(), other.map(drop).map_err(code)),
                 };
             }

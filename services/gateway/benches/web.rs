@@ -113,6 +113,7 @@ async fn run(backend: Backend, rounds: usize) {
             .get_community_dashboard(common::with_token(
                 linli_proto::gateway::v1::GetCommunityDashboardRequest {
                     community_id: community_id.clone(),
+                    ..Default::default()
                 },
                 &token,
             ))

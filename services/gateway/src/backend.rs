@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -66,13 +66,30 @@ struct Inner {
     settings: BackendSettings,
     replicas: RwLock<Vec<Arc<Replica>>>,
     next: AtomicUsize,
+    /// Writes sent through this gateway, answered or not: what the views'
+    /// cache compares to tell whether an answer it holds may be out of date.
+    writes: AtomicU64,
 }
 
 struct Replica {
     addr: String,
     channel: Channel,
     healthy: AtomicBool,
+    /// Health probes in a row that had no answer in time.
+    late: AtomicU32,
 }
+
+/// What a health probe found.
+enum Probe {
+    Up,
+    /// Answered not serving, or could not be reached.
+    Down,
+    /// No answer in time.
+    Late,
+}
+
+/// Late probes in a row that mark a replica down.
+const LATE_PROBES_BEFORE_DOWN: u32 = 3;
 
 impl Replica {
     fn new(addr: &str, settings: &BackendSettings) -> anyhow::Result<Replica> {
@@ -87,6 +104,7 @@ impl Replica {
             channel,
             // Assumed up until a probe or a call says otherwise.
             healthy: AtomicBool::new(true),
+            late: AtomicU32::new(0),
         })
     }
 }
@@ -131,6 +149,7 @@ impl Backend {
                 settings: settings.clone(),
                 replicas: RwLock::new(replicas),
                 next: AtomicUsize::new(0),
+                writes: AtomicU64::new(0),
             }),
         })
     }
@@ -225,10 +244,29 @@ impl Backend {
                 let probes = replicas
                     .iter()
                     .map(|r| backend.probe(r, settings.probe_timeout));
-                for (replica, up) in replicas
+                for (replica, probe) in replicas
                     .iter()
                     .zip(futures_util::future::join_all(probes).await)
                 {
+                    // A replica busy answering the load may be slow to answer a
+                    // probe too: it is marked down only after a few late answers
+                    // in a row (one it cannot be reached at all is marked down
+                    // at once, here or by the call that found it so).
+                    let late = match probe {
+                        Probe::Late => replica.late.fetch_add(1, Ordering::Relaxed) + 1,
+                        _ => {
+                            replica.late.store(0, Ordering::Relaxed);
+                            0
+                        }
+                    };
+                    let up = match probe {
+                        Probe::Up => true,
+                        Probe::Down => false,
+                        Probe::Late => {
+                            late < LATE_PROBES_BEFORE_DOWN
+                                && replica.healthy.load(Ordering::Relaxed)
+                        }
+                    };
                     let was = replica.healthy.swap(up, Ordering::Relaxed);
                     if was != up {
                         tracing::info!(
@@ -243,15 +281,17 @@ impl Backend {
         })
     }
 
-    async fn probe(&self, replica: &Replica, timeout: Duration) -> bool {
+    async fn probe(&self, replica: &Replica, timeout: Duration) -> Probe {
         let mut client = HealthClient::new(replica.channel.clone());
         let check = client.check(HealthCheckRequest {
             service: self.inner.service.to_owned(),
         });
-        matches!(
-            tokio::time::timeout(timeout, check).await,
-            Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
-        )
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32 => Probe::Up,
+            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => Probe::Late,
+            Ok(_) => Probe::Down,
+            Err(_) => Probe::Late,
+        }
     }
 
     /// The replicas to try, in order: the healthy ones from the next in turn.
@@ -264,9 +304,24 @@ impl Backend {
             .collect()
     }
 
+    /// How many writes this gateway has sent to the service (a count that only rises).
+    pub fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Acquire)
+    }
+
     /// Sends one gRPC request to a healthy replica. Every failure is a gRPC
     /// status response, never a transport error, so callers see a code.
     pub async fn send(&self, req: http::Request<Body>) -> http::Response<Body> {
+        let read = is_read(req.uri().path());
+        let resp = self.send_once(req, read).await;
+        if !read {
+            // Counted once answered, so a view asked after the answer is asked anew.
+            self.inner.writes.fetch_add(1, Ordering::AcqRel);
+        }
+        resp
+    }
+
+    async fn send_once(&self, req: http::Request<Body>, read: bool) -> http::Response<Body> {
         let (mut parts, body) = req.into_parts();
         linli_core::telemetry::inject_headers(&mut parts.headers);
         // Buffered, so the very same request can go to another replica if the
@@ -291,7 +346,6 @@ impl Backend {
             ))
             .into_http();
         }
-        let read = is_read(parts.uri.path());
         let mut last_error = String::new();
         for (attempt, replica) in candidates.iter().enumerate() {
             if attempt > 0 && read {

@@ -32,6 +32,9 @@ pub struct Cli {
     /// How long a view waits for each part before answering without it [default: 2000].
     #[arg(long, env = "LINLI_PART_TIMEOUT_MS", global = true)]
     pub part_timeout_ms: Option<u64>,
+    /// How long a dashboard or county overview is served from memory before it is read again; 0 reads every time [default: 1000].
+    #[arg(long, env = "LINLI_VIEW_MAX_AGE_MS", global = true)]
+    pub view_max_age_ms: Option<u64>,
     /// Lifetime of access tokens, 60 to 3600 seconds [default: 900].
     #[arg(long, env = "LINLI_ACCESS_TTL_SECS", global = true)]
     pub access_ttl_secs: Option<u64>,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod policy;
 mod settings;
@@ -85,6 +86,8 @@ impl Application {
             issues: issues.clone(),
             logistics: logistics.clone(),
             part_timeout: settings.part_timeout,
+            dashboards: Arc::new(cache::ViewCache::new(settings.views)),
+            overviews: Arc::new(cache::ViewCache::new(settings.views)),
         });
         let web = Arc::new(web::WebState {
             db: db.clone(),

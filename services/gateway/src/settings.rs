@@ -5,6 +5,7 @@ use std::time::Duration;
 use linli_core::config::{ConfigFile, Defaults};
 
 use crate::backend::BackendSettings;
+use crate::cache::CacheSettings;
 use crate::cli::Cli;
 use crate::throttle::ThrottleSettings;
 
@@ -24,6 +25,8 @@ pub struct Settings {
     pub logistics_addrs: Vec<String>,
     /// How long a view waits for each of its parts before answering without it.
     pub part_timeout: Duration,
+    /// How long the dashboards and the county overview are held.
+    pub views: CacheSettings,
     pub backends: BackendSettings,
     /// How long an access token is good for.
     pub access_ttl: Duration,
@@ -41,6 +44,7 @@ const SECTIONS: &[&str] = &[
     "issues_addr",
     "logistics_addr",
     "part_timeout_ms",
+    "view_max_age_ms",
     "access_ttl_secs",
     "refresh_ttl_secs",
     "http_listen",
@@ -70,6 +74,14 @@ impl Settings {
                 "part_timeout_ms",
                 2000,
             )?),
+            views: CacheSettings {
+                max_age: Duration::from_millis(file.setting(
+                    cli.view_max_age_ms,
+                    "view_max_age_ms",
+                    CacheSettings::default().max_age.as_millis() as u64,
+                )?),
+                ..CacheSettings::default()
+            },
             backends: BackendSettings::default(),
             access_ttl: Duration::from_secs(file.setting(
                 cli.access_ttl_secs,
@@ -108,6 +120,7 @@ impl Settings {
             issues_addrs: split_addrs("issues_addr", issues)?,
             logistics_addrs: split_addrs("logistics_addr", logistics)?,
             part_timeout: Duration::from_secs(2),
+            views: CacheSettings::default(),
             backends: BackendSettings::default(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(7 * 24 * 3600),

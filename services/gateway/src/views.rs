@@ -5,6 +5,7 @@
 //! `missing`, so a view always answers in time with what could be had.
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,13 +23,19 @@ use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
 use crate::backend::Backend;
+use crate::cache::ViewCache;
 use crate::policy::POLICY;
 
+#[derive(Clone)]
 pub struct ViewsApi {
     pub(crate) people: Backend,
     pub(crate) issues: Backend,
     pub(crate) logistics: Backend,
     pub(crate) part_timeout: Duration,
+    /// Dashboards by community and the asker's role.
+    pub(crate) dashboards: Arc<ViewCache<pb::GetCommunityDashboardResponse>>,
+    /// County overviews by the asker's role and scope.
+    pub(crate) overviews: Arc<ViewCache<pb::GetCountyOverviewResponse>>,
 }
 
 type Resp<T> = Result<Response<T>, Status>;
@@ -57,6 +64,12 @@ fn take<T>(missing: &mut Vec<pb::MissingPart>, part: Part<T>) -> Option<T> {
 }
 
 impl ViewsApi {
+    /// Writes this gateway has sent to any service: a held view asked for
+    /// before the latest is asked for again.
+    fn writes(&self) -> u64 {
+        self.people.writes() + self.issues.writes() + self.logistics.writes()
+    }
+
     fn people(&self) -> PeopleServiceClient<Backend> {
         PeopleServiceClient::new(self.people.clone())
     }
@@ -204,27 +217,19 @@ impl ViewsApi {
         });
         (out, gap)
     }
-}
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchCommunityResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl GatewayService for ViewsApi {
-    async fn get_community_dashboard(
+    /// A community's dashboard, every part asked for at once.
+    async fn dashboard(
         &self,
-        req: Request<pb::GetCommunityDashboardRequest>,
-    ) -> Resp<pb::GetCommunityDashboardResponse> {
-        let actor = POLICY.allow("GetCommunityDashboard", &req)?;
-        let asked = req.into_inner().community_id;
-        let community_id = actor.community_filter("community_id", &asked)?;
-        if community_id.is_empty() {
-            return Err(Error::required("community_id").into());
-        }
+        actor: Actor,
+        community_id: String,
+    ) -> Result<pb::GetCommunityDashboardResponse, Status> {
+        let as_of = linli_core::time::now_micros();
         let c = || community_id.clone();
         let a = &actor;
         // The roster's next 24 whole hours, from the start of this one.
         let hour = 3_600_000_000;
-        let this_hour = linli_core::time::now_micros().div_euclid(hour) * hour;
+        let this_hour = as_of.div_euclid(hour) * hour;
         let (
             people,
             compliance,
@@ -383,8 +388,107 @@ impl GatewayService for ViewsApi {
                 .unwrap_or_default(),
             open_issues: take(&mut gaps, open).map(|o| o.issues).unwrap_or_default(),
             missing: gaps,
+            as_of: Some(linli_core::time::to_timestamp(as_of)),
         };
-        Ok(Response::new(resp))
+        Ok(resp)
+    }
+
+    /// The county overview: every community's figures from each service.
+    async fn overview(&self, actor: Actor) -> Result<pb::GetCountyOverviewResponse, Status> {
+        let as_of = linli_core::time::now_micros();
+        let a = &actor;
+        let mut gaps = Vec::new();
+        let (places, ranking) = tokio::join!(
+            self.part("people.communities", self.communities(a)),
+            self.part("issues.ranking", async {
+                self.issues()
+                    .get_ranking(self.req(
+                        a,
+                        ipb::GetRankingRequest {
+                            scope: ipb::RankingScope::Community as i32,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }),
+        );
+        let places = take(&mut gaps, places).unwrap_or_default();
+        let ranking = take(&mut gaps, ranking)
+            .map(|r| r.entries)
+            .unwrap_or_default();
+        let ids: Vec<String> = places.iter().map(|p| p.id.clone()).collect();
+        let ((people, p_gap), (issues, i_gap), (logistics, l_gap)) = tokio::join!(
+            self.per_community("people.summaries", &ids, |community_id| {
+                let mut c = self.people();
+                let req = self.req(a, ppb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+            self.per_community("issues.summaries", &ids, |community_id| {
+                let mut c = self.issues();
+                let req = self.req(a, ipb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+            self.per_community("logistics.summaries", &ids, |community_id| {
+                let mut c = self.logistics();
+                let req = self.req(a, lpb::GetCommunitySummaryRequest { community_id });
+                async move { c.get_community_summary(req).await }
+            }),
+        );
+        gaps.extend([p_gap, i_gap, l_gap].into_iter().flatten());
+        let communities = places
+            .into_iter()
+            .zip(people)
+            .zip(issues)
+            .zip(logistics)
+            .map(
+                |(((place, people), issues), logistics)| pb::CommunityFigures {
+                    community_id: place.id,
+                    name: place.name,
+                    people,
+                    issues,
+                    logistics,
+                },
+            )
+            .collect();
+        Ok(pb::GetCountyOverviewResponse {
+            missing: gaps,
+            communities,
+            ranking,
+            as_of: Some(linli_core::time::to_timestamp(as_of)),
+        })
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchCommunityResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GatewayService for ViewsApi {
+    async fn get_community_dashboard(
+        &self,
+        req: Request<pb::GetCommunityDashboardRequest>,
+    ) -> Resp<pb::GetCommunityDashboardResponse> {
+        let actor = POLICY.allow("GetCommunityDashboard", &req)?;
+        let asked = req.into_inner();
+        let community_id = actor.community_filter("community_id", &asked.community_id)?;
+        if community_id.is_empty() {
+            return Err(Error::required("community_id").into());
+        }
+        if asked.fresh {
+            return Ok(Response::new(self.dashboard(actor, community_id).await?));
+        }
+        // What a dashboard holds depends on the community and the asker's role only.
+        let key = format!("{community_id}/{:?}", actor.role);
+        let views = self.clone();
+        let dashboard = self
+            .dashboards
+            .get(
+                key,
+                self.writes(),
+                |d| d.missing.is_empty(),
+                move || async move { views.dashboard(actor, community_id).await },
+            )
+            .await?;
+        Ok(Response::new(dashboard.as_ref().clone()))
     }
 
     async fn get_household_profile(
@@ -485,65 +589,19 @@ impl GatewayService for ViewsApi {
         req: Request<pb::GetCountyOverviewRequest>,
     ) -> Resp<pb::GetCountyOverviewResponse> {
         let actor = POLICY.allow("GetCountyOverview", &req)?;
-        let a = &actor;
-        let mut gaps = Vec::new();
-        let (places, ranking) = tokio::join!(
-            self.part("people.communities", self.communities(a)),
-            self.part("issues.ranking", async {
-                self.issues()
-                    .get_ranking(self.req(
-                        a,
-                        ipb::GetRankingRequest {
-                            scope: ipb::RankingScope::Community as i32,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
-        );
-        let places = take(&mut gaps, places).unwrap_or_default();
-        let ranking = take(&mut gaps, ranking)
-            .map(|r| r.entries)
-            .unwrap_or_default();
-        let ids: Vec<String> = places.iter().map(|p| p.id.clone()).collect();
-        let ((people, p_gap), (issues, i_gap), (logistics, l_gap)) = tokio::join!(
-            self.per_community("people.summaries", &ids, |community_id| {
-                let mut c = self.people();
-                let req = self.req(a, ppb::GetCommunitySummaryRequest { community_id });
-                async move { c.get_community_summary(req).await }
-            }),
-            self.per_community("issues.summaries", &ids, |community_id| {
-                let mut c = self.issues();
-                let req = self.req(a, ipb::GetCommunitySummaryRequest { community_id });
-                async move { c.get_community_summary(req).await }
-            }),
-            self.per_community("logistics.summaries", &ids, |community_id| {
-                let mut c = self.logistics();
-                let req = self.req(a, lpb::GetCommunitySummaryRequest { community_id });
-                async move { c.get_community_summary(req).await }
-            }),
-        );
-        gaps.extend([p_gap, i_gap, l_gap].into_iter().flatten());
-        let communities = places
-            .into_iter()
-            .zip(people)
-            .zip(issues)
-            .zip(logistics)
-            .map(
-                |(((place, people), issues), logistics)| pb::CommunityFigures {
-                    community_id: place.id,
-                    name: place.name,
-                    people,
-                    issues,
-                    logistics,
-                },
+        // What an overview holds depends on the asker's role and reach only.
+        let key = format!("{:?}/{:?}", actor.role, actor.scope);
+        let views = self.clone();
+        let overview = self
+            .overviews
+            .get(
+                key,
+                self.writes(),
+                |o| o.missing.is_empty(),
+                move || async move { views.overview(actor).await },
             )
-            .collect();
-        Ok(Response::new(pb::GetCountyOverviewResponse {
-            missing: gaps,
-            communities,
-            ranking,
-        }))
+            .await?;
+        Ok(Response::new(overview.as_ref().clone()))
     }
 
     type WatchCommunityStream = WatchStream;

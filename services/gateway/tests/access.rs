@@ -102,6 +102,7 @@ async fn every_view_every_role_both_communities() {
                     get_community_dashboard,
                     pb::GetCommunityDashboardRequest {
                         community_id: t.community.clone(),
+                        ..Default::default()
                     }
                 ),
                 "GetHouseholdProfile" => send!(

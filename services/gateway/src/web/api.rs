@@ -128,7 +128,10 @@ pub async fn dashboard(
         .views
         .get_community_dashboard(to_views(
             &actor,
-            pb::GetCommunityDashboardRequest { community_id },
+            pb::GetCommunityDashboardRequest {
+                community_id,
+                ..Default::default()
+            },
         ))
         .await?
         .into_inner();

@@ -229,6 +229,7 @@ pub(crate) async fn community_data(
             &signed.actor,
             pb::GetCommunityDashboardRequest {
                 community_id: community_id.clone(),
+                ..Default::default()
             }
         )),
         tokio::time::timeout(

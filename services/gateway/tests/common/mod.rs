@@ -149,6 +149,7 @@ impl Suite {
             .get_community_dashboard(with_token(
                 pb::GetCommunityDashboardRequest {
                     community_id: community_id.to_owned(),
+                    ..Default::default()
                 },
                 &token,
             ))

@@ -1,0 +1,283 @@
+//! Views held in memory for a moment. A county's screens poll the same
+//! hundred dashboards; each is assembled once per `max_age`, not once per
+//! screen.
+//!
+//! An answer is served as it is while it is younger than `max_age`, whole,
+//! and no write has gone through this gateway since it was asked for — so
+//! whoever writes through the gateway reads the change back at once. One that
+//! is older, or has parts missing, is still served for up to `stale_for`
+//! while one fresh answer is assembled in the background. Beyond that, after
+//! a write, or when nothing is held, callers wait for a fresh answer — all of
+//! them for the same one. Errors are never held.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tonic::Status;
+use tracing::Instrument;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// How long an answer is served without asking again; zero holds nothing.
+    pub max_age: Duration,
+    /// How long an older answer may still be served while a fresh one is assembled.
+    pub stale_for: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_age: Duration::from_secs(1),
+            stale_for: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Past this many keys, answers older than `stale_for` are dropped.
+const MOST_HELD: usize = 4096;
+
+type Answer<V> = Option<Result<Arc<V>, Status>>;
+
+struct Held<V> {
+    view: Arc<V>,
+    /// When it was asked for.
+    at: Instant,
+    /// The writes counted when it was asked for.
+    writes: u64,
+    whole: bool,
+}
+
+struct Refresh<V> {
+    writes: u64,
+    answer: watch::Receiver<Answer<V>>,
+}
+
+struct Slot<V> {
+    held: Option<Held<V>>,
+    refresh: Option<Refresh<V>>,
+}
+
+pub struct ViewCache<V> {
+    settings: CacheSettings,
+    slots: Arc<Mutex<HashMap<String, Slot<V>>>>,
+}
+
+impl<V: Send + Sync + 'static> ViewCache<V> {
+    pub fn new(settings: CacheSettings) -> Self {
+        ViewCache {
+            settings,
+            slots: Arc::default(),
+        }
+    }
+
+    /// The view under `key`: held, or from `fetch`. `writes` is the count of
+    /// writes sent so far; `whole` tells an answer with nothing missing.
+    pub async fn get<F, Fut>(
+        &self,
+        key: String,
+        writes: u64,
+        whole: fn(&V) -> bool,
+        fetch: F,
+    ) -> Result<Arc<V>, Status>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, Status>> + Send + 'static,
+    {
+        let CacheSettings { max_age, stale_for } = self.settings;
+        if max_age.is_zero() {
+            return fetch().await.map(Arc::new);
+        }
+        let now = Instant::now();
+        let mut answer = {
+            let mut slots = self.slots.lock().expect("the view cache's lock");
+            if slots.len() >= MOST_HELD && !slots.contains_key(&key) {
+                slots.retain(|_, s| {
+                    s.refresh.is_some() || s.held.as_ref().is_some_and(|h| h.at + stale_for > now)
+                });
+            }
+            let slot = slots.entry(key.clone()).or_insert(Slot {
+                held: None,
+                refresh: None,
+            });
+            let mut stale = None;
+            if let Some(h) = &slot.held
+                && h.writes == writes
+            {
+                let age = now.saturating_duration_since(h.at);
+                if age < max_age && h.whole {
+                    return Ok(h.view.clone());
+                }
+                if age < stale_for {
+                    stale = Some(h.view.clone());
+                }
+            }
+            let answer = match &slot.refresh {
+                Some(r) if r.writes >= writes => r.answer.clone(),
+                _ => {
+                    let answer = self.start(key, writes, whole, fetch());
+                    slot.refresh = Some(Refresh {
+                        writes,
+                        answer: answer.clone(),
+                    });
+                    answer
+                }
+            };
+            if let Some(view) = stale {
+                return Ok(view);
+            }
+            answer
+        };
+        match answer.wait_for(Option::is_some).await {
+            Ok(a) => a.clone().expect("waited for an answer"),
+            Err(_) => Err(Status::internal("the view was not assembled")),
+        }
+    }
+
+    /// Assembles a fresh answer on its own task, so that it lands even if
+    /// the caller who asked first has gone.
+    fn start<Fut>(
+        &self,
+        key: String,
+        writes: u64,
+        whole: fn(&V) -> bool,
+        fetch: Fut,
+    ) -> watch::Receiver<Answer<V>>
+    where
+        Fut: Future<Output = Result<V, Status>> + Send + 'static,
+    {
+        let (tx, rx) = watch::channel(None);
+        let ours = rx.clone();
+        let slots = self.slots.clone();
+        let at = Instant::now();
+        tokio::spawn(
+            async move {
+                let answer = fetch.await.map(Arc::new);
+                if let Some(slot) = slots.lock().expect("the view cache's lock").get_mut(&key) {
+                    if let Ok(view) = &answer
+                        && slot
+                            .held
+                            .as_ref()
+                            .is_none_or(|h| (h.writes, h.at) <= (writes, at))
+                    {
+                        slot.held = Some(Held {
+                            view: view.clone(),
+                            at,
+                            writes,
+                            whole: whole(view),
+                        });
+                    }
+                    if slot
+                        .refresh
+                        .as_ref()
+                        .is_some_and(|r| r.answer.same_channel(&ours))
+                    {
+                        slot.refresh = None;
+                    }
+                }
+                let _ = tx.send(Some(answer));
+            }
+            .in_current_span(),
+        );
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn cache(max_age_ms: u64) -> ViewCache<u32> {
+        ViewCache::new(CacheSettings {
+            max_age: Duration::from_millis(max_age_ms),
+            stale_for: Duration::from_secs(10),
+        })
+    }
+
+    /// A fetch that counts how often it ran and answers with the count.
+    fn counting(
+        n: &Arc<AtomicU32>,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<u32, Status>> + Send>> + use<>
+    {
+        let n = n.clone();
+        move || {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(n.fetch_add(1, Ordering::SeqCst) + 1)
+            })
+        }
+    }
+
+    fn whole(_: &u32) -> bool {
+        true
+    }
+
+    #[tokio::test]
+    async fn callers_at_once_share_one_fetch_and_a_write_asks_again() {
+        let c = cache(60_000);
+        let n = Arc::new(AtomicU32::new(0));
+        let answers = futures_util::future::join_all(
+            (0..8).map(|_| c.get("a".into(), 0, whole, counting(&n))),
+        )
+        .await;
+        assert!(answers.iter().all(|a| **a.as_ref().unwrap() == 1));
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        // Another key is its own view.
+        assert_eq!(*c.get("b".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        // A write since: asked again, and waited for.
+        assert_eq!(*c.get("a".into(), 1, whole, counting(&n)).await.unwrap(), 3);
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_old_answer_is_served_while_a_fresh_one_comes() {
+        let c = cache(30);
+        let n = Arc::new(AtomicU32::new(0));
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Old: served at once, and a fresh one starts.
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_partial_answer_is_asked_again_and_errors_are_not_held() {
+        let c = cache(60_000);
+        let n = Arc::new(AtomicU32::new(0));
+        let partial = |_: &u32| false;
+        assert_eq!(
+            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            1
+        );
+        // Served again at once, but never without asking anew.
+        assert_eq!(
+            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            2
+        );
+        let refused = c
+            .get("e".into(), 0, whole, || async {
+                Err::<u32, _>(Status::not_found("no such community"))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+        let m = Arc::new(AtomicU32::new(0));
+        assert_eq!(*c.get("e".into(), 0, whole, counting(&m)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn zero_max_age_holds_nothing() {
+        let c = cache(0);
+        let n = Arc::new(AtomicU32::new(0));
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+    }
+}
