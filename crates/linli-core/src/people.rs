@@ -2,9 +2,12 @@
 //! exist, is a cadre actively registered here, which unit is a cadre in. Every call
 //! carries the caller's identity and trace context; a people service that
 //! cannot be reached makes the calling RPC fail with UNAVAILABLE before
-//! anything is written.
+//! anything is written — unless what it asks people confirmed within the last
+//! minute (communities, and the community of a household, are held that long).
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
@@ -16,6 +19,42 @@ use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 #[derive(Clone)]
 pub struct People {
     client: PeopleServiceClient<Channel>,
+    /// Communities people confirmed lately, by id.
+    communities: Recent<pb::Place>,
+    /// The community of each household people confirmed lately, by household id.
+    household_communities: Recent<String>,
+}
+
+/// How long a community or household people confirmed is taken as existing
+/// without asking again. Communities and households are not removed in the
+/// course of a day's work, and every write still checks the caller's reach itself.
+const CONFIRMED_FOR: Duration = Duration::from_secs(60);
+/// Past this many, the confirmations older than `CONFIRMED_FOR` are dropped.
+const MOST_CONFIRMED: usize = 100_000;
+
+/// What people confirmed lately, by id, each for `CONFIRMED_FOR`.
+#[derive(Clone)]
+struct Recent<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
+
+impl<V: Clone> Recent<V> {
+    fn new() -> Self {
+        Recent(Arc::default())
+    }
+
+    fn get(&self, id: &str) -> Option<V> {
+        let held = self.0.lock().expect("people cache lock");
+        held.get(id)
+            .filter(|(at, _)| at.elapsed() < CONFIRMED_FOR)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, id: &str, v: V) {
+        let mut held = self.0.lock().expect("people cache lock");
+        if held.len() >= MOST_CONFIRMED {
+            held.retain(|_, (at, _)| at.elapsed() < CONFIRMED_FOR);
+        }
+        held.insert(id.to_owned(), (Instant::now(), v));
+    }
 }
 
 /// Waits before each retry of a call the people service could not take.
@@ -32,14 +71,14 @@ impl People {
             .connect_timeout(Duration::from_secs(2))
             .timeout(timeout)
             .connect_lazy();
-        Ok(People {
-            client: PeopleServiceClient::new(channel),
-        })
+        Ok(People::from_channel(channel))
     }
 
     pub fn from_channel(channel: Channel) -> People {
         People {
             client: PeopleServiceClient::new(channel),
+            communities: Recent::new(),
+            household_communities: Recent::new(),
         }
     }
 
@@ -109,7 +148,11 @@ impl People {
     }
 
     /// The community with this id; NOT_FOUND when there is no such community.
+    /// One people confirmed within the last minute is not asked again.
     pub async fn community(&self, actor: &Actor, id: &str) -> Result<pb::Place> {
+        if let Some(place) = self.communities.get(id) {
+            return Ok(place);
+        }
         let msg = pb::GetPlaceRequest {
             place_id: id.to_owned(),
         };
@@ -119,9 +162,24 @@ impl People {
             })
             .await?;
         match resp.place {
-            Some(p) if p.kind == pb::PlaceKind::Community as i32 => Ok(p),
+            Some(p) if p.kind == pb::PlaceKind::Community as i32 => {
+                self.communities.put(id, p.clone());
+                Ok(p)
+            }
             _ => Err(Error::not_found("community", id)),
         }
+    }
+
+    /// The community a household belongs to; NOT_FOUND when there is no such
+    /// household (or it is out of the caller's reach). One people confirmed
+    /// within the last minute is not asked again.
+    pub async fn household_community(&self, actor: &Actor, id: &str) -> Result<String> {
+        if let Some(community) = self.household_communities.get(id) {
+            return Ok(community);
+        }
+        let community = self.household(actor, id).await?.community_id;
+        self.household_communities.put(id, community.clone());
+        Ok(community)
     }
 
     /// The households of a community at `min_care_level` or above (rank 1–4; 0 for all),

@@ -67,12 +67,17 @@ pub(crate) async fn report_issue(
             issue: Some(api.store.get(&id).await?),
         }));
     }
-    api.people.community(actor, &new.community_id).await?;
-    if let Some(h) = &household_id {
-        let household = api.people.household(actor, h).await?;
-        if household.community_id != new.community_id {
-            return Err(Error::invalid("household_id", "is not in this community").into());
-        }
+    // Both asked at once (each answered from memory if people confirmed it lately).
+    let (community, household) =
+        tokio::join!(api.people.community(actor, &new.community_id), async {
+            match &household_id {
+                Some(h) => api.people.household_community(actor, h).await.map(Some),
+                None => Ok(None),
+            }
+        });
+    community?;
+    if household?.is_some_and(|c| c != new.community_id) {
+        return Err(Error::invalid("household_id", "is not in this community").into());
     }
     let issue = api.store.report(actor, &idem, new).await?;
     Ok(Response::new(pb::ReportIssueResponse {

@@ -801,8 +801,14 @@ async fn a_down_people_service_writes_nothing(backend: Backend) {
         Code::Unavailable,
         "people service",
     );
+    // A household people has not confirmed cannot be checked: UNAVAILABLE.
     assert_status(
-        h.client.report_issue(report(&h.world, "又一个")).await,
+        h.client
+            .report_issue(pb::ReportIssueRequest {
+                household_id: h.world.households[1].clone(),
+                ..report(&h.world, "又一个")
+            })
+            .await,
         Code::Unavailable,
         "people service",
     );
@@ -839,6 +845,17 @@ async fn a_down_people_service_writes_nothing(backend: Backend) {
         .unclaim_issue(pb::UnclaimIssueRequest { transition: mv(&i) })
         .await
         .expect_err("acknowledged cannot be unclaimed");
+    // A community and household people confirmed within the last minute are
+    // not asked about again: a new report from that household is taken.
+    let taken = h
+        .client
+        .report_issue(report(&h.world, "楼道灯不亮"))
+        .await
+        .expect("a report from a household confirmed a moment ago")
+        .into_inner()
+        .issue
+        .unwrap();
+    assert_eq!(taken.household_id, h.world.households[0]);
     h.server.stop().await;
 }
 
