@@ -57,6 +57,28 @@ impl<V: Clone> Recent<V> {
     }
 }
 
+/// Items asked for per page when reading a whole listing.
+const PAGE: i32 = 500;
+
+/// Every item of a listing, page by page: `page` is given each page token
+/// (empty first) and answers with the page's items and the next token.
+async fn every<T, F, Fut>(mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 /// Waits before each retry of a call the people service could not take.
 /// Every call here is a read, so retrying cannot do anything twice; two
 /// short retries ride out a people replica restarting without making a
@@ -80,11 +102,6 @@ impl People {
             communities: Recent::new(),
             household_communities: Recent::new(),
         }
-    }
-
-    /// The raw client, for listing (the demo seeds read households and cadres).
-    pub fn client(&self) -> PeopleServiceClient<Channel> {
-        self.client.clone()
     }
 
     /// Calls people with the caller's identity and trace context, retrying
@@ -131,20 +148,82 @@ impl People {
 
     /// The community with this exact name (for tools and demo data, which know communities by name).
     pub async fn community_named(&self, actor: &Actor, name: &str) -> Result<pb::Place> {
-        let msg = pb::ListPlacesRequest {
-            kind: pb::PlaceKind::Community as i32,
-            page_size: 500,
-            ..Default::default()
-        };
-        let resp = self
-            .call(actor, msg, "community", name, |mut c, r| async move {
-                c.list_places(r).await
-            })
-            .await?;
-        resp.places
+        self.communities(actor)
+            .await?
             .into_iter()
             .find(|p| p.name == name)
             .ok_or_else(|| Error::not_found("community", name))
+    }
+
+    /// Every community, in the order of the place tree.
+    pub async fn communities(&self, actor: &Actor) -> Result<Vec<pb::Place>> {
+        every(|page_token| async move {
+            let msg = pb::ListPlacesRequest {
+                kind: pb::PlaceKind::Community as i32,
+                page_size: PAGE,
+                page_token,
+                ..Default::default()
+            };
+            let r = self
+                .call(actor, msg, "community", "", |mut c, r| async move {
+                    c.list_places(r).await
+                })
+                .await?;
+            Ok((r.places, r.next_page_token))
+        })
+        .await
+    }
+
+    /// A community's households at `min_care_level` or above (rank 1–4; 0 for all).
+    pub async fn household_list(
+        &self,
+        actor: &Actor,
+        community_id: &str,
+        min_care_level: i32,
+    ) -> Result<Vec<pb::Household>> {
+        every(|page_token| async move {
+            let msg = pb::ListHouseholdsRequest {
+                community_id: community_id.to_owned(),
+                min_care_level,
+                page_size: PAGE,
+                page_token,
+                ..Default::default()
+            };
+            let r = self
+                .call(
+                    actor,
+                    msg,
+                    "community",
+                    community_id,
+                    |mut c, r| async move { c.list_households(r).await },
+                )
+                .await?;
+            Ok((r.households, r.next_page_token))
+        })
+        .await
+    }
+
+    /// A community's cadres.
+    pub async fn cadres(&self, actor: &Actor, community_id: &str) -> Result<Vec<pb::Cadre>> {
+        every(|page_token| async move {
+            let msg = pb::ListCadresRequest {
+                community_id: community_id.to_owned(),
+                page_size: PAGE,
+                page_token,
+                ..Default::default()
+            };
+            let r = self
+                .call(
+                    actor,
+                    msg,
+                    "community",
+                    community_id,
+                    |mut c, r| async move { c.list_cadres(r).await },
+                )
+                .await?;
+            Ok((r.cadres, r.next_page_token))
+        })
+        .await
     }
 
     /// The community with this id; NOT_FOUND when there is no such community.
@@ -183,38 +262,19 @@ impl People {
     }
 
     /// The households of a community at `min_care_level` or above (rank 1–4; 0 for all),
-    /// as (id, care level rank), read page by page.
+    /// as (id, care level rank).
     pub async fn households(
         &self,
         actor: &Actor,
         community_id: &str,
         min_care_level: i32,
     ) -> Result<Vec<(String, i32)>> {
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let msg = pb::ListHouseholdsRequest {
-                community_id: community_id.to_owned(),
-                min_care_level,
-                page_size: 500,
-                page_token,
-                ..Default::default()
-            };
-            let resp = self
-                .call(
-                    actor,
-                    msg,
-                    "community",
-                    community_id,
-                    |mut c, r| async move { c.list_households(r).await },
-                )
-                .await?;
-            out.extend(resp.households.into_iter().map(|h| (h.id, h.care_level)));
-            if resp.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            page_token = resp.next_page_token;
-        }
+        Ok(self
+            .household_list(actor, community_id, min_care_level)
+            .await?
+            .into_iter()
+            .map(|h| (h.id, h.care_level))
+            .collect())
     }
 
     pub async fn is_registered(

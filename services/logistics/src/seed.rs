@@ -9,7 +9,6 @@ use linli_core::Actor;
 use linli_core::idempotency::IdemKey;
 use linli_core::people::People;
 use linli_core::time::now_micros;
-use linli_proto::people::v1 as ppb;
 
 use crate::domain::{
     self, DeliveryOutcome, DeliveryStatus, FundsCategory, FundsDirection, MovementKind, Span,
@@ -26,22 +25,13 @@ fn key(k: &str) -> IdemKey {
 /// Seeds as `actor`, whose token the people service accepts (the service's own).
 pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Result<()> {
     let actor = actor.clone();
-    let mut client = people.client();
     let community = people
         .community_named(&actor, "双泉社区")
         .await
         .map_err(|_| {
             anyhow::anyhow!("双泉社区 is not in the people service; run `linli-people seed` first")
         })?;
-    let cadres = client
-        .list_cadres(actor.request(ppb::ListCadresRequest {
-            community_id: community.id.clone(),
-            page_size: 500,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .cadres;
+    let cadres = people.cadres(&actor, &community.id).await?;
     if cadres.len() < 6 {
         anyhow::bail!("the people service lacks the demo cadres; run `linli-people seed` first");
     }

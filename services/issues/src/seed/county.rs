@@ -18,25 +18,7 @@ pub async fn county(
     jobs: usize,
 ) -> anyhow::Result<()> {
     use futures_util::StreamExt;
-    let mut client = people.client();
-    let mut communities = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_places(actor.request(ppb::ListPlacesRequest {
-                kind: ppb::PlaceKind::Community as i32,
-                page_size: 500,
-                page_token,
-                ..Default::default()
-            }))
-            .await?
-            .into_inner();
-        communities.extend(page.places);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let communities = people.communities(actor).await?;
     let started = std::time::Instant::now();
     let total = communities.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -86,25 +68,8 @@ async fn county_community(
     if have >= per_community {
         return Ok(0);
     }
-    let mut client = people.client();
-    let households = client
-        .list_households(actor.request(ppb::ListHouseholdsRequest {
-            community_id: community.id.clone(),
-            page_size: 500,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .households;
-    let cadres = client
-        .list_cadres(actor.request(ppb::ListCadresRequest {
-            community_id: community.id.clone(),
-            page_size: 500,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .cadres;
+    let households = people.household_list(actor, &community.id, 0).await?;
+    let cadres = people.cadres(actor, &community.id).await?;
     if households.is_empty() || cadres.is_empty() {
         // A community without a roster or cadres (e.g. one made by hand) gets none.
         return Ok(0);

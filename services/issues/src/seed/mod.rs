@@ -60,31 +60,14 @@ fn plan(n: usize) -> (IssueState, i64, i64, i32) {
 /// Seeds as `actor`, whose token the people service accepts (the service's own).
 pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Result<()> {
     let actor = actor.clone();
-    let mut client = people.client();
     let community = people
         .community_named(&actor, "双泉社区")
         .await
         .map_err(|_| {
             anyhow::anyhow!("双泉社区 is not in the people service; run `linli-people seed` first")
         })?;
-    let households = client
-        .list_households(actor.request(ppb::ListHouseholdsRequest {
-            community_id: community.id.clone(),
-            page_size: 500,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .households;
-    let cadres = client
-        .list_cadres(actor.request(ppb::ListCadresRequest {
-            community_id: community.id.clone(),
-            page_size: 500,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .cadres;
+    let households = people.household_list(&actor, &community.id, 0).await?;
+    let cadres = people.cadres(&actor, &community.id).await?;
     if households.len() < 40 || cadres.len() < 2 {
         anyhow::bail!(
             "the people service lacks the demo households or cadres; run `linli-people seed` first"
