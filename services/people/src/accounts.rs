@@ -3,7 +3,7 @@ use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -33,12 +33,53 @@ pub(crate) fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
 }
 
+/// Argon2's working memory (19 MiB with the defaults), kept between password
+/// checks rather than allocated for each: freed and allocated again on the
+/// blocking threads, it stayed with the allocator, and a burst of logins left
+/// the service holding hundreds of MB. At most one per core is in use at a
+/// time (see `blocking`), so at most that many are kept.
+static MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
 pub(crate) fn password_matches(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    let Ok(h) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(h.algorithm),
+        argon2::Params::try_from(&h),
+    ) else {
+        return false;
+    };
+    let version = match h.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut memory = MEMORY
+        .lock()
+        .map(|mut m| m.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    memory.resize(params.block_count(), argon2::Block::default());
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory[..],
+    );
+    if let Ok(mut kept) = MEMORY.lock() {
+        kept.push(memory);
+    }
+    // `Output` compares in constant time.
+    computed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Runs password hashing off the async threads, at most one per core at a
@@ -289,5 +330,32 @@ impl Store {
         .await?;
         row.map(|r| Ok((account_from_row(&r)?, r.try_get("password_hash")?)))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_matches_its_hash_only_and_memory_is_kept_for_the_next() {
+        let hash = hash_password("linli-demo-2021").unwrap();
+        assert!(password_matches("linli-demo-2021", &hash));
+        assert!(!password_matches("linli-demo-2020", &hash));
+        assert!(!password_matches("", &hash));
+        assert!(!password_matches("linli-demo-2021", "not a hash"));
+        // A hash made elsewhere with other costs is checked with its own.
+        let salt = SaltString::generate(&mut OsRng);
+        let other = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8 * 1024, 3, 1, Some(32)).unwrap(),
+        )
+        .hash_password(b"secret", &salt)
+        .unwrap()
+        .to_string();
+        assert!(password_matches("secret", &other));
+        assert!(!password_matches("Secret", &other));
+        assert!(!MEMORY.lock().unwrap().is_empty());
     }
 }
