@@ -548,18 +548,27 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .find(|f| f.scenario == s)
             .and_then(|f| f.op(op).cloned())
     };
-    if let (Some(d), Some(f)) = (
-        find("dashboard", Op::Dashboard.name()),
-        find("limit: fan-out", Op::FanOut.name()),
-    ) {
-        ratios.insert(
-            "dashboard_throughput_over_fanout".into(),
-            json!(ratio(d.per_sec, f.per_sec)),
-        );
-        ratios.insert(
-            "dashboard_p99_over_fanout_p99".into(),
-            json!(ratio(d.p99_ms, f.p99_ms)),
-        );
+    for (label, scenario_name, op) in [
+        ("dashboard", "dashboard", Op::Dashboard),
+        (
+            "dashboard_fresh",
+            "dashboard, read fresh",
+            Op::DashboardFresh,
+        ),
+    ] {
+        if let (Some(d), Some(f)) = (
+            find(scenario_name, op.name()),
+            find("limit: fan-out", Op::FanOut.name()),
+        ) {
+            ratios.insert(
+                format!("{label}_throughput_over_fanout"),
+                json!(ratio(d.per_sec, f.per_sec)),
+            );
+            ratios.insert(
+                format!("{label}_p99_over_fanout_p99"),
+                json!(ratio(d.p99_ms, f.p99_ms)),
+            );
+        }
     }
     if let (Some(r), Some(tps)) = (
         find("report", Op::Report.name()),
@@ -577,6 +586,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
     if let Some(grow_to) = args.grow_to {
         let before = find("dashboard", Op::Dashboard.name());
+        let before_fresh = find("dashboard, read fresh", Op::DashboardFresh.name());
         suite.stop();
         drop(suite);
         println!("\ngrowing the county to {grow_to} issues per community");
@@ -605,6 +615,16 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             Spread::County,
         )
         .await;
+        let fresh_label = format!("dashboard, read fresh, at {grow_to} issues per community");
+        let after_fresh = scenario(
+            &grown,
+            &driver,
+            &fresh_label,
+            shape,
+            &[(Op::DashboardFresh, 1)],
+            Spread::County,
+        )
+        .await;
         let county_label = format!("county overview at {grow_to} issues per community");
         scenarios.push(
             scenario(
@@ -626,7 +646,17 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 json!(ratio(a.p99_ms, b.p99_ms)),
             );
         }
+        if let (Some(b), Some(a)) = (
+            before_fresh,
+            after_fresh.op(Op::DashboardFresh.name()).cloned(),
+        ) {
+            ratios.insert(
+                "dashboard_fresh_p99_growth".into(),
+                json!(ratio(a.p99_ms, b.p99_ms)),
+            );
+        }
         scenarios.push(after);
+        scenarios.push(after_fresh);
         report["grown_issues_per_community"] = json!(grow_to);
     }
 

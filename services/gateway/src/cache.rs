@@ -24,13 +24,18 @@ pub struct CacheSettings {
     pub max_age: Duration,
     /// How long an older answer may still be served while a fresh one is assembled.
     pub stale_for: Duration,
+    /// Answers assembled at once, over all keys: a burst of keys to refresh
+    /// queues here rather than swamping the services, so each assembly is
+    /// quick and whole.
+    pub assembling: usize,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             max_age: Duration::from_secs(1),
-            stale_for: Duration::from_secs(3),
+            stale_for: Duration::from_secs(5),
+            assembling: 4,
         }
     }
 }
@@ -62,6 +67,7 @@ struct Slot<V> {
 pub struct ViewCache<V> {
     settings: CacheSettings,
     slots: Arc<Mutex<HashMap<String, Slot<V>>>>,
+    assembling: Arc<tokio::sync::Semaphore>,
 }
 
 impl<V: Send + Sync + 'static> ViewCache<V> {
@@ -69,6 +75,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
         ViewCache {
             settings,
             slots: Arc::default(),
+            assembling: Arc::new(tokio::sync::Semaphore::new(settings.assembling.max(1))),
         }
     }
 
@@ -85,7 +92,9 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, Status>> + Send + 'static,
     {
-        let CacheSettings { max_age, stale_for } = self.settings;
+        let CacheSettings {
+            max_age, stale_for, ..
+        } = self.settings;
         if max_age.is_zero() {
             return fetch().await.map(Arc::new);
         }
@@ -149,10 +158,11 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
     {
         let (tx, rx) = watch::channel(None);
         let ours = rx.clone();
-        let slots = self.slots.clone();
-        let at = Instant::now();
+        let (slots, assembling) = (self.slots.clone(), self.assembling.clone());
         tokio::spawn(
             async move {
+                let _turn = assembling.acquire_owned().await;
+                let at = Instant::now();
                 let answer = fetch.await.map(Arc::new);
                 if let Some(slot) = slots.lock().expect("the view cache's lock").get_mut(&key) {
                     if let Ok(view) = &answer
@@ -193,6 +203,7 @@ mod tests {
         ViewCache::new(CacheSettings {
             max_age: Duration::from_millis(max_age_ms),
             stale_for: Duration::from_secs(10),
+            assembling: 2,
         })
     }
 
