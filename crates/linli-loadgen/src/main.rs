@@ -274,12 +274,29 @@ async fn scenario(
     spread: Spread,
 ) -> ScenarioFigures {
     let before = suite::server_times(suite);
+    let cpu_before = suite::cpu_times(suite);
     let (rec, took) = mix::drive(name, shape, |w, calls| {
         mix::work(driver.clone(), w, shape, mix.to_vec(), spread, calls)
     })
     .await;
     let mut figures = ScenarioFigures::new(name, shape.in_flight, took, &rec);
     figures.print();
+    let calls: f64 = figures.ops.iter().map(|o| o.ok as f64).sum();
+    let (cpu, busy) = suite::cpu_spent(
+        &cpu_before,
+        &suite::cpu_times(suite),
+        calls,
+        took.as_secs_f64(),
+    );
+    println!(
+        "  CPU per answered call (ms), {busy:.2} cores busy in all: {}",
+        cpu.iter()
+            .map(|(k, ms)| format!("{k} {ms:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    figures.cpu_ms_per_call = cpu.into_iter().collect();
+    figures.cores_busy = busy;
     let spent = suite::time_spent(&before, &suite::server_times(suite));
     if !spent.is_empty() {
         println!("  server time (from each process's /metrics), most first:");
@@ -349,13 +366,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
     // PostgreSQL's own insert rate, measured before the suite holds its connections.
     if layout.backend == Backend::Postgres && args.scenarios.iter().any(|s| s == "report") {
+        let cpu = |name: &str| {
+            if name == "postgres" {
+                suite::postgres_cpu_ms()
+            } else {
+                suite::loadgen_cpu_ms()
+            }
+        };
+        let before = (cpu("postgres"), cpu("pgbench"));
+        let started = Instant::now();
         match pgbench(&layout, args.in_flight, args.seconds) {
             Ok(tps) => {
+                let inserts = tps * args.seconds as f64;
+                let (pg, bench) = (
+                    (cpu("postgres") - before.0) / inserts.max(1.0),
+                    (cpu("pgbench") - before.1) / inserts.max(1.0),
+                );
                 println!(
-                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps",
-                    args.in_flight
+                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps; CPU per insert (ms): postgres {pg:.3}, pgbench {bench:.3} (over {:.0} s, setup included)",
+                    args.in_flight,
+                    started.elapsed().as_secs_f64()
                 );
                 report["pgbench_insert_tps"] = json!(tps);
+                report["pgbench_cpu_ms_per_insert"] = json!({"postgres": pg, "pgbench": bench});
             }
             Err(e) => println!("pgbench could not run: {e:#}"),
         }

@@ -96,6 +96,11 @@ pub struct ScenarioFigures {
     pub ops: Vec<OpFigures>,
     /// Where the servers spent the time, from their own metrics.
     pub server_time: Vec<ServerTime>,
+    /// CPU time per answered call, by process (`postgres`: all its processes;
+    /// `loadgen`: this generator).
+    pub cpu_ms_per_call: std::collections::BTreeMap<String, f64>,
+    /// Cores the processes above kept busy in all.
+    pub cores_busy: f64,
 }
 
 /// One RPC of one service during a scenario.
@@ -132,6 +137,8 @@ impl ScenarioFigures {
                 })
                 .collect(),
             server_time: Vec::new(),
+            cpu_ms_per_call: Default::default(),
+            cores_busy: 0.0,
         }
     }
 
