@@ -11,6 +11,7 @@
 //! them for the same one. Errors are never held.
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,10 @@ pub struct CacheSettings {
     pub max_age: Duration,
     /// How long an older answer may still be served while a fresh one is assembled.
     pub stale_for: Duration,
-    /// Answers assembled at once, over all keys: a burst of keys to refresh
-    /// queues here rather than swamping the services, so each assembly is
-    /// quick and whole.
+    /// Answers assembled at once in the background, over all keys: a burst
+    /// of held answers to refresh queues here rather than swamping the
+    /// services. (A caller who has to wait never queues: their assembly
+    /// starts at once, as it would with nothing held.)
     pub assembling: usize,
 }
 
@@ -57,6 +59,8 @@ struct Held<V> {
 struct Refresh<V> {
     writes: u64,
     answer: watch::Receiver<Answer<V>>,
+    /// Under way (not waiting its turn).
+    begun: Arc<AtomicBool>,
 }
 
 struct Slot<V> {
@@ -122,13 +126,20 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                     stale = Some(h.view.clone());
                 }
             }
+            // A caller served a held answer meanwhile may join (or start) an
+            // assembly that waits its turn; a caller who must wait joins only
+            // one already under way, else starts its own at once.
+            let serving = stale.is_some();
             let answer = match &slot.refresh {
-                Some(r) if r.writes >= writes => r.answer.clone(),
+                Some(r) if r.writes >= writes && (serving || r.begun.load(Ordering::Acquire)) => {
+                    r.answer.clone()
+                }
                 _ => {
-                    let answer = self.start(key, writes, whole, fetch());
+                    let (answer, begun) = self.start(key, writes, whole, serving, fetch());
                     slot.refresh = Some(Refresh {
                         writes,
                         answer: answer.clone(),
+                        begun,
                     });
                     answer
                 }
@@ -145,23 +156,32 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
     }
 
     /// Assembles a fresh answer on its own task, so that it lands even if
-    /// the caller who asked first has gone.
+    /// the caller who asked first has gone; `queued`, it first waits its turn
+    /// among the assemblies under way.
     fn start<Fut>(
         &self,
         key: String,
         writes: u64,
         whole: fn(&V) -> bool,
+        queued: bool,
         fetch: Fut,
-    ) -> watch::Receiver<Answer<V>>
+    ) -> (watch::Receiver<Answer<V>>, Arc<AtomicBool>)
     where
         Fut: Future<Output = Result<V, Status>> + Send + 'static,
     {
         let (tx, rx) = watch::channel(None);
         let ours = rx.clone();
-        let (slots, assembling) = (self.slots.clone(), self.assembling.clone());
+        let begun = Arc::new(AtomicBool::new(!queued));
+        let (slots, assembling, started) =
+            (self.slots.clone(), self.assembling.clone(), begun.clone());
         tokio::spawn(
             async move {
-                let _turn = assembling.acquire_owned().await;
+                let _turn = if queued {
+                    assembling.acquire_owned().await.ok()
+                } else {
+                    None
+                };
+                started.store(true, Ordering::Release);
                 let at = Instant::now();
                 let answer = fetch.await.map(Arc::new);
                 if let Some(slot) = slots.lock().expect("the view cache's lock").get_mut(&key) {
@@ -190,7 +210,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
             }
             .in_current_span(),
         );
-        rx
+        (rx, begun)
     }
 }
 
@@ -282,6 +302,28 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::NotFound);
         let m = Arc::new(AtomicU32::new(0));
         assert_eq!(*c.get("e".into(), 0, whole, counting(&m)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_who_must_wait_never_queues_behind_background_assemblies() {
+        let c = ViewCache::new(CacheSettings {
+            max_age: Duration::from_millis(10),
+            stale_for: Duration::from_secs(10),
+            assembling: 1,
+        });
+        let n = Arc::new(AtomicU32::new(0));
+        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // "a" is old: served as held while a slow assembly takes the one turn.
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(99)
+        };
+        assert_eq!(*c.get("a".into(), 0, whole, slow).await.unwrap(), 1);
+        // "b" has nothing held: its caller's assembly starts at once.
+        let started = Instant::now();
+        assert_eq!(*c.get("b".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]
