@@ -366,29 +366,21 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
     // PostgreSQL's own insert rate, measured before the suite holds its connections.
     if layout.backend == Backend::Postgres && args.scenarios.iter().any(|s| s == "report") {
-        let cpu = |name: &str| {
-            if name == "postgres" {
-                suite::postgres_cpu_ms()
-            } else {
-                suite::loadgen_cpu_ms()
-            }
-        };
-        let before = (cpu("postgres"), cpu("pgbench"));
-        let started = Instant::now();
         match pgbench(&layout, args.in_flight, args.seconds) {
-            Ok(tps) => {
-                let inserts = tps * args.seconds as f64;
-                let (pg, bench) = (
-                    (cpu("postgres") - before.0) / inserts.max(1.0),
-                    (cpu("pgbench") - before.1) / inserts.max(1.0),
-                );
+            Ok((tps, cpu)) => {
                 println!(
-                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps; CPU per insert (ms): postgres {pg:.3}, pgbench {bench:.3} (over {:.0} s, setup included)",
+                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps; CPU per insert (ms): {}",
                     args.in_flight,
-                    started.elapsed().as_secs_f64()
+                    cpu.iter()
+                        .map(|(k, ms)| format!("{k} {ms:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 report["pgbench_insert_tps"] = json!(tps);
-                report["pgbench_cpu_ms_per_insert"] = json!({"postgres": pg, "pgbench": bench});
+                report["pgbench_cpu_ms_per_insert"] = json!(
+                    cpu.into_iter()
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                );
             }
             Err(e) => println!("pgbench could not run: {e:#}"),
         }
@@ -725,7 +717,11 @@ fn mb_list(m: &std::collections::BTreeMap<String, u64>) -> String {
 
 /// PostgreSQL's own single-row durable insert rate on this machine: pgbench
 /// with a one-INSERT script, `clients` clients, `seconds` seconds.
-fn pgbench(layout: &Layout, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+fn pgbench(
+    layout: &Layout,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
     let base = layout.postgres.trim_end_matches('/');
     let db = format!("linli_{}_pgbench", layout.db_prefix);
     let psql = |url: &str, sql: &str| {
@@ -752,7 +748,7 @@ fn pgbench(layout: &Layout, clients: usize, seconds: u64) -> anyhow::Result<f64>
         &script,
         "\\set c random(1, 100)\nINSERT INTO reports (community_id, title, at) VALUES ('community-' || :c, '楼道灯坏了', :c);\n",
     )?;
-    let out = std::process::Command::new(suite::pg_program("pgbench"))
+    let child = std::process::Command::new(suite::pg_program("pgbench"))
         .args([
             "-n",
             "-c",
@@ -765,10 +761,29 @@ fn pgbench(layout: &Layout, clients: usize, seconds: u64) -> anyhow::Result<f64>
         ])
         .arg(&script)
         .arg(&url)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("running pgbench")?;
+    // CPU per insert, read while it runs: from a second in to a second
+    // before the end, of the processes alive throughout (its connections').
+    let pgbench_pid = child.id().to_string();
+    let sample = || {
+        let mut all = suite::postgres_cpu();
+        if let Some(ms) = suite::cpu_ms(&pgbench_pid, false) {
+            all.insert("pgbench".into(), ms);
+        }
+        all
+    };
+    let window = seconds.saturating_sub(2).max(1);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = sample();
+    std::thread::sleep(Duration::from_secs(window));
+    let after = sample();
+    let out = child.wait_with_output().context("running pgbench")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let tps: f64 = text
+        .lines()
         .find_map(|l| l.strip_prefix("tps = "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
@@ -777,5 +792,7 @@ fn pgbench(layout: &Layout, clients: usize, seconds: u64) -> anyhow::Result<f64>
                 "no tps in pgbench's output: {text}{}",
                 String::from_utf8_lossy(&out.stderr)
             )
-        })
+        })?;
+    let (cpu, _) = suite::cpu_spent(&before, &after, tps * window as f64, window as f64);
+    Ok((tps, cpu))
 }

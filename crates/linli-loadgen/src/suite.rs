@@ -492,7 +492,7 @@ const TICKS_PER_SEC: f64 = 100.0;
 
 /// A process's CPU time (user + system) so far, in ms; with `children`, that
 /// of its reaped children too.
-fn cpu_ms(pid: &str, children: bool) -> Option<f64> {
+pub fn cpu_ms(pid: &str, children: bool) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')')?.1;
@@ -510,17 +510,16 @@ fn cpu_ms(pid: &str, children: bool) -> Option<f64> {
     Some((own + reaped) * 1000.0 / TICKS_PER_SEC)
 }
 
-/// CPU time so far (ms) of each of the suite's processes, of every PostgreSQL
-/// process on the machine together (`postgres`), and of this load generator
-/// with the programs it ran and reaped (`loadgen`).
+/// CPU time so far (ms) of each of the suite's processes, of each PostgreSQL
+/// process on the machine (`postgres:<pid>`), and of this load generator with
+/// the programs it ran and reaped (`loadgen`).
 pub fn cpu_times(suite: &Suite) -> std::collections::BTreeMap<String, f64> {
-    let mut all = std::collections::BTreeMap::new();
+    let mut all = postgres_cpu();
     for p in &suite.procs {
         if let Some(ms) = p.pid().and_then(|pid| cpu_ms(&pid.to_string(), false)) {
             all.insert(p.name.clone(), ms);
         }
     }
-    all.insert("postgres".into(), postgres_cpu_ms());
     all.insert("loadgen".into(), loadgen_cpu_ms());
     all
 }
@@ -530,38 +529,45 @@ pub fn loadgen_cpu_ms() -> f64 {
     cpu_ms("self", true).unwrap_or(0.0)
 }
 
-/// CPU time so far (ms) of every process named `postgres`.
-pub fn postgres_cpu_ms() -> f64 {
+/// CPU time so far (ms) of every process named `postgres`, by `postgres:<pid>`
+/// (a backend's time is lost when it exits, so only those alive at both
+/// ends of a measurement are counted).
+pub fn postgres_cpu() -> std::collections::BTreeMap<String, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return Default::default();
     };
     dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
         })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
-        })
-        .filter_map(|e| cpu_ms(&e.file_name().to_string_lossy(), false))
-        .sum()
+        .filter_map(|pid| Some((format!("postgres:{pid}"), cpu_ms(&pid, false)?)))
+        .collect()
 }
 
-/// CPU ms per call of each process between two snapshots, most first, and
-/// the cores kept busy in all over `seconds`.
+/// CPU ms per call of each process between two snapshots, most first (the
+/// PostgreSQL processes together as `postgres`), and the cores kept busy in
+/// all over `seconds`.
 pub fn cpu_spent(
     before: &std::collections::BTreeMap<String, f64>,
     after: &std::collections::BTreeMap<String, f64>,
     calls: f64,
     seconds: f64,
 ) -> (Vec<(String, f64)>, f64) {
-    let mut rows: Vec<(String, f64)> = after
-        .iter()
-        .map(|(k, ms)| (k.clone(), ms - before.get(k).copied().unwrap_or(*ms)))
-        .filter(|(_, ms)| *ms > 0.0)
-        .collect();
+    let mut spent: std::collections::BTreeMap<String, f64> = Default::default();
+    for (k, ms) in after {
+        if let Some(was) = before.get(k) {
+            let name = if k.starts_with("postgres:") {
+                "postgres"
+            } else {
+                k
+            };
+            *spent.entry(name.to_owned()).or_default() += ms - was;
+        }
+    }
+    let mut rows: Vec<(String, f64)> = spent.into_iter().filter(|(_, ms)| *ms > 0.0).collect();
     let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     let per_call = rows
