@@ -45,6 +45,12 @@ type Part<T> = Result<T, pb::MissingPart>;
 const OVERVIEW_CONCURRENCY: usize = 16;
 /// Weeks of reported and resolved issues on a dashboard.
 const DASHBOARD_WEEKS: i32 = 8;
+/// A dashboard's statistics are of the issues reported in the last twelve
+/// weeks: the eight it charts and four before, so that the first weeks'
+/// resolutions of issues reported earlier are counted. Bounded, so a
+/// community's years of history do not make its dashboard slower.
+const STATISTICS_WEEKS: i64 = 12;
+const WEEK_MICROS: i64 = 7 * 24 * 3_600_000_000;
 /// Open issues listed on a dashboard (the summary counts them all).
 const OPEN_ISSUES_SHOWN: i32 = 100;
 /// Visits shown on a household profile.
@@ -287,6 +293,9 @@ impl ViewsApi {
                         a,
                         ipb::GetStatisticsRequest {
                             community_id: c(),
+                            from: Some(linli_core::time::to_timestamp(
+                                as_of - STATISTICS_WEEKS * WEEK_MICROS,
+                            )),
                             weeks: DASHBOARD_WEEKS,
                             ..Default::default()
                         },
@@ -592,11 +601,14 @@ impl GatewayService for ViewsApi {
         // What an overview holds depends on the asker's role and reach only.
         let key = format!("{:?}/{:?}", actor.role, actor.scope);
         let views = self.clone();
+        // Not asked anew after each write, as a dashboard is: the county's
+        // figures move with every community's work, and an overview is for
+        // watching them, not for checking one's own change.
         let overview = self
             .overviews
             .get(
                 key,
-                self.writes(),
+                0,
                 |o| o.missing.is_empty(),
                 move || async move { views.overview(actor).await },
             )
