@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use tonic::Status;
 
 use crate::metrics::{Requests, code_name};
@@ -77,6 +78,7 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
@@ -124,8 +126,21 @@ where
             }
         };
         Box::pin(async move {
-            let mut resp = inner.call(req).await?;
-            drop(permit);
+            // The handler runs on its own task, to the end, even if the caller
+            // goes (a deadline passed, a reset): dropped in the middle of a
+            // query, it would take its database connection with it, and under
+            // load the pool would spend its time opening new ones. It holds
+            // its permit to the end, so abandoned work still counts.
+            let work = async move {
+                let resp = inner.call(req).await;
+                drop(permit);
+                resp
+            };
+            let mut resp = match tokio::spawn(work.in_current_span()).await {
+                Ok(resp) => resp?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Status::unavailable("the server is shutting down").into_http(),
+            };
             rename_decode_errors(&mut resp);
             // Errors come trailers-only, their code in the head; a head without one is OK
             // (a stream's own end is not waited for).

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tonic::Status;
@@ -21,6 +21,10 @@ pub type Stream<T> =
 const POLL: Duration = Duration::from_millis(500);
 /// Records read at a time.
 const BATCH: i64 = 200;
+/// How long a feed keeps reading again while the database is unavailable
+/// before it ends the stream with UNAVAILABLE (the caller then reconnects,
+/// perhaps to another replica, from its last position).
+const KEEP_TRYING: Duration = Duration::from_secs(30);
 
 /// Streams what `fetch(after, limit)` returns, from `after` on, each record's
 /// position told by `position` and sent as `wrap` makes it. `written`, when
@@ -41,6 +45,7 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let mut cursor = after;
+        let mut failing_since: Option<Instant> = None;
         loop {
             // Register for a wake-up before reading, so a record written in between is not missed.
             let woken = written.as_ref().map(|n| n.notified());
@@ -54,7 +59,19 @@ where
                     }
                     continue;
                 }
-                Ok(_) => {}
+                Ok(_) => failing_since = None,
+                // The database busy or briefly gone: the feed waits and reads
+                // again, rather than ending every watcher's stream at once.
+                Err(e)
+                    if e.code() == tonic::Code::Unavailable
+                        && failing_since.get_or_insert_with(Instant::now).elapsed()
+                            < KEEP_TRYING =>
+                {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => continue,
+                        _ = tx.closed() => return,
+                    }
+                }
                 Err(e) => {
                     let _ = tx.send(Err(Status::from(e))).await;
                     return;
@@ -74,4 +91,42 @@ where
         }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+    use crate::Error;
+
+    #[tokio::test]
+    async fn a_feed_rides_out_a_busy_database_and_ends_on_other_errors() {
+        let tries = Arc::new(AtomicU32::new(0));
+        let t = tries.clone();
+        let mut feed = serve(
+            0,
+            None,
+            move |after: i64, _limit: i64| {
+                let n = t.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 | 1 => Err(Error::Unavailable("pool timed out".into())),
+                        2 => Ok(vec![after + 1, after + 2]),
+                        _ => Err(Error::Internal(anyhow::anyhow!("broken"))),
+                    }
+                }
+            },
+            |r: &i64| *r,
+            |r: i64| r,
+        );
+        assert_eq!(feed.next().await.unwrap().unwrap(), 1);
+        assert_eq!(feed.next().await.unwrap().unwrap(), 2);
+        let ended = feed.next().await.unwrap().unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::Internal);
+        assert!(feed.next().await.is_none());
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+    }
 }
