@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use http::HeaderValue;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::metrics::{Requests, code_name};
 

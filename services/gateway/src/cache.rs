@@ -36,8 +36,8 @@ impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             max_age: Duration::from_secs(1),
-            stale_for: Duration::from_secs(5),
-            assembling: 4,
+            stale_for: Duration::from_secs(30),
+            assembling: 8,
         }
     }
 }

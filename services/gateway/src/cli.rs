@@ -35,6 +35,9 @@ pub struct Cli {
     /// How long a dashboard or county overview is served from memory before it is read again; 0 reads every time [default: 1000].
     #[arg(long, env = "LINLI_VIEW_MAX_AGE_MS", global = true)]
     pub view_max_age_ms: Option<u64>,
+    /// How long an older dashboard or overview may still be served while a fresh one is assembled [default: 30000].
+    #[arg(long, env = "LINLI_VIEW_STALE_MS", global = true)]
+    pub view_stale_ms: Option<u64>,
     /// Lifetime of access tokens, 60 to 3600 seconds [default: 900].
     #[arg(long, env = "LINLI_ACCESS_TTL_SECS", global = true)]
     pub access_ttl_secs: Option<u64>,

@@ -45,6 +45,7 @@ const SECTIONS: &[&str] = &[
     "logistics_addr",
     "part_timeout_ms",
     "view_max_age_ms",
+    "view_stale_ms",
     "access_ttl_secs",
     "refresh_ttl_secs",
     "http_listen",
@@ -79,6 +80,11 @@ impl Settings {
                     cli.view_max_age_ms,
                     "view_max_age_ms",
                     CacheSettings::default().max_age.as_millis() as u64,
+                )?),
+                stale_for: Duration::from_millis(file.setting(
+                    cli.view_stale_ms,
+                    "view_stale_ms",
+                    CacheSettings::default().stale_for.as_millis() as u64,
                 )?),
                 ..CacheSettings::default()
             },
