@@ -270,21 +270,29 @@ impl Store {
     /// Issues as sent, with their watchers read in one query for the whole list.
     pub(crate) async fn with_watchers(&self, records: &[IssueRecord]) -> Result<Vec<pb::Issue>> {
         let mut watchers: HashMap<String, Vec<String>> = HashMap::new();
-        // Bounded batches keep the IN list well within both databases' placeholder limits.
-        for chunk in records.chunks(500) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT issue_id, household_id FROM issue_watchers WHERE issue_id IN ({placeholders}) ORDER BY household_id"
-            );
-            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-            for r in chunk {
-                q = q.bind(&r.id);
-            }
-            for (issue, household) in q.fetch_all(&self.db.pool).await? {
-                watchers.entry(issue).or_default().push(household);
+        // Asked community by community, so the table's key (community, issue, household)
+        // finds them: by issue alone the database reads every community's watchers.
+        let mut by_community: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for r in records {
+            by_community.entry(&r.community_id).or_default().push(&r.id);
+        }
+        for (community, ids) in by_community {
+            // Bounded batches keep the IN list well within both databases' placeholder limits.
+            for chunk in ids.chunks(500) {
+                let placeholders = (2..=chunk.len() + 1)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT issue_id, household_id FROM issue_watchers WHERE community_id = $1 AND issue_id IN ({placeholders}) ORDER BY household_id"
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(community);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for (issue, household) in q.fetch_all(&self.db.pool).await? {
+                    watchers.entry(issue).or_default().push(household);
+                }
             }
         }
         Ok(records
