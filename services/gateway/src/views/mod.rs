@@ -22,6 +22,8 @@ use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient
 use linli_proto::people::v1 as ppb;
 use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
+mod dashboard;
+
 use crate::backend::Backend;
 use crate::cache::ViewCache;
 use crate::policy::POLICY;
@@ -43,16 +45,6 @@ type Part<T> = Result<T, pb::MissingPart>;
 
 /// How many communities the county overview asks about at once, per service.
 const OVERVIEW_CONCURRENCY: usize = 16;
-/// Weeks of reported and resolved issues on a dashboard.
-const DASHBOARD_WEEKS: i32 = 8;
-/// A dashboard's statistics are of the issues reported in the last twelve
-/// weeks: the eight it charts and four before, so that the first weeks'
-/// resolutions of issues reported earlier are counted. Bounded, so a
-/// community's years of history do not make its dashboard slower.
-const STATISTICS_WEEKS: i64 = 12;
-const WEEK_MICROS: i64 = 7 * 24 * 3_600_000_000;
-/// Open issues listed on a dashboard (the summary counts them all).
-const OPEN_ISSUES_SHOWN: i32 = 100;
 /// Visits shown on a household profile.
 const RECENT_VISITS: usize = 10;
 
@@ -110,39 +102,6 @@ impl ViewsApi {
                 )),
             )),
         }
-    }
-
-    /// Stock at each of a community's depots.
-    async fn stock(
-        &self,
-        actor: &Actor,
-        community_id: &str,
-    ) -> Result<Response<Vec<lpb::StockLevel>>, Status> {
-        let depots = self
-            .logistics()
-            .list_depots(self.req(
-                actor,
-                lpb::ListDepotsRequest {
-                    community_id: community_id.to_owned(),
-                    page_size: 100,
-                    page_token: String::new(),
-                },
-            ))
-            .await?
-            .into_inner()
-            .depots;
-        let levels = futures_util::future::try_join_all(depots.iter().map(|d| {
-            let mut client = self.logistics();
-            let req = self.req(
-                actor,
-                lpb::GetStockRequest {
-                    depot_id: d.id.clone(),
-                },
-            );
-            async move { client.get_stock(req).await.map(|r| r.into_inner().levels) }
-        }))
-        .await?;
-        Ok(Response::new(levels.into_iter().flatten().collect()))
     }
 
     /// Every community of the county, in the order of the place tree.
@@ -222,184 +181,6 @@ impl ViewsApi {
             m
         });
         (out, gap)
-    }
-
-    /// A community's dashboard, every part asked for at once.
-    async fn dashboard(
-        &self,
-        actor: Actor,
-        community_id: String,
-    ) -> Result<pb::GetCommunityDashboardResponse, Status> {
-        let as_of = linli_core::time::now_micros();
-        let c = || community_id.clone();
-        let a = &actor;
-        // The roster's next 24 whole hours, from the start of this one.
-        let hour = 3_600_000_000;
-        let this_hour = as_of.div_euclid(hour) * hour;
-        let (
-            people,
-            compliance,
-            attendance,
-            issues,
-            stats,
-            overdue,
-            open,
-            logistics,
-            report,
-            stock,
-            roster,
-            checkpoints,
-        ) = tokio::join!(
-            self.part("people.summary", async {
-                self.people()
-                    .get_community_summary(
-                        self.req(a, ppb::GetCommunitySummaryRequest { community_id: c() }),
-                    )
-                    .await
-            }),
-            self.part("people.visit_compliance", async {
-                self.people()
-                    .get_compliance_report(self.req(
-                        a,
-                        ppb::GetComplianceReportRequest {
-                            community_id: c(),
-                            as_of: None,
-                            overdue_only: true,
-                        },
-                    ))
-                    .await
-            }),
-            self.part("people.attendance", async {
-                self.people()
-                    .get_attendance_report(self.req(
-                        a,
-                        ppb::GetAttendanceReportRequest {
-                            community_id: c(),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
-            self.part("issues.summary", async {
-                self.issues()
-                    .get_community_summary(
-                        self.req(a, ipb::GetCommunitySummaryRequest { community_id: c() }),
-                    )
-                    .await
-            }),
-            self.part("issues.statistics", async {
-                self.issues()
-                    .get_statistics(self.req(
-                        a,
-                        ipb::GetStatisticsRequest {
-                            community_id: c(),
-                            from: Some(linli_core::time::to_timestamp(
-                                as_of - STATISTICS_WEEKS * WEEK_MICROS,
-                            )),
-                            weeks: DASHBOARD_WEEKS,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
-            self.part("issues.overdue", async {
-                self.issues()
-                    .list_overdue_issues(self.req(
-                        a,
-                        ipb::ListOverdueIssuesRequest {
-                            community_id: c(),
-                            as_of: None,
-                        },
-                    ))
-                    .await
-            }),
-            self.part("issues.open", async {
-                self.issues()
-                    .list_issues(self.req(
-                        a,
-                        ipb::ListIssuesRequest {
-                            community_id: c(),
-                            open_only: true,
-                            page_size: OPEN_ISSUES_SHOWN,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
-            self.part("logistics.summary", async {
-                self.logistics()
-                    .get_community_summary(
-                        self.req(a, lpb::GetCommunitySummaryRequest { community_id: c() }),
-                    )
-                    .await
-            }),
-            self.part("logistics.report", async {
-                self.logistics()
-                    .get_community_report(self.req(
-                        a,
-                        lpb::GetCommunityReportRequest {
-                            community_id: c(),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
-            self.part("logistics.stock", self.stock(a, &community_id)),
-            self.part("logistics.roster", async {
-                self.logistics()
-                    .get_roster_report(self.req(
-                        a,
-                        lpb::GetRosterReportRequest {
-                            community_id: c(),
-                            from: Some(linli_core::time::to_timestamp(this_hour)),
-                            to: Some(linli_core::time::to_timestamp(this_hour + 24 * hour)),
-                        },
-                    ))
-                    .await
-            }),
-            self.part("logistics.checkpoints", async {
-                self.logistics()
-                    .list_checkpoints(
-                        self.req(a, lpb::ListCheckpointsRequest { community_id: c() }),
-                    )
-                    .await
-            }),
-        );
-        // The community itself is people's: if people says there is none, there is none.
-        if let Err(m) = &people
-            && m.code == "NOT_FOUND"
-        {
-            return Err(Error::not_found("community", &community_id).into());
-        }
-        let mut gaps = Vec::new();
-        let people = take(&mut gaps, people);
-        let resp = pb::GetCommunityDashboardResponse {
-            community_name: people
-                .as_ref()
-                .and_then(|p| p.community.as_ref())
-                .map(|p| p.name.clone())
-                .unwrap_or_default(),
-            community_id,
-            people,
-            visit_compliance: take(&mut gaps, compliance),
-            attendance: take(&mut gaps, attendance),
-            issues: take(&mut gaps, issues),
-            issue_statistics: take(&mut gaps, stats),
-            overdue_issues: take(&mut gaps, overdue)
-                .map(|o| o.issues)
-                .unwrap_or_default(),
-            logistics: take(&mut gaps, logistics),
-            logistics_report: take(&mut gaps, report),
-            stock: take(&mut gaps, stock).unwrap_or_default(),
-            roster_next_24h: take(&mut gaps, roster),
-            checkpoints: take(&mut gaps, checkpoints)
-                .map(|c| c.checkpoints)
-                .unwrap_or_default(),
-            open_issues: take(&mut gaps, open).map(|o| o.issues).unwrap_or_default(),
-            missing: gaps,
-            as_of: Some(linli_core::time::to_timestamp(as_of)),
-        };
-        Ok(resp)
     }
 
     /// The county overview: every community's figures from each service.
