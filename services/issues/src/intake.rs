@@ -216,7 +216,7 @@ impl Store {
             },
         )
         .await?;
-        self.events_written.notify_waiters();
+        self.heads.written();
         Ok(issue)
     }
 

@@ -368,7 +368,7 @@ impl Store {
         .await?;
         let issue = self.to_proto(&mut tx, &after).await?;
         tx.commit().await?;
-        self.events_written.notify_waiters();
+        self.heads.written();
         Ok(issue)
     }
 

@@ -5,10 +5,10 @@
 //! for another connection (SQLite pools have one).
 use std::sync::Arc;
 
+use linli_core::feed::Heads;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use tokio::sync::Notify;
 
 use linli_core::db::{fetch_by_id, text_col};
 use linli_core::time::{Micros, opt_timestamp, to_timestamp};
@@ -24,9 +24,9 @@ use crate::domain::{
 pub struct Store {
     pub db: Db,
     pub policy: Arc<DeadlinePolicy>,
-    /// Wakes this replica's watchers when it writes an event; watchers also
-    /// poll, for events other replicas write.
-    pub events_written: Arc<Notify>,
+    /// Where each community's events stand, for the watchers: read at once
+    /// when this replica writes an event, and polled for other replicas'.
+    pub heads: Heads,
     /// The local time zone, for the times written into notes.
     pub utc_offset: chrono::FixedOffset,
 }
@@ -363,12 +363,26 @@ pub struct Sweep {
     pub auto_closed: i32,
 }
 
+/// Every community's newest event seq, in one read.
+fn event_heads(db: &Db) -> Heads {
+    let db = db.clone();
+    Heads::new(move || {
+        let db = db.clone();
+        async move {
+            let heads = sqlx::query_as("SELECT community_id, seq FROM event_heads")
+                .fetch_all(&db.pool)
+                .await?;
+            Ok(heads)
+        }
+    })
+}
+
 impl Store {
     pub fn new(db: Db, policy: DeadlinePolicy) -> Store {
         Store {
+            heads: event_heads(&db),
             db,
             policy: Arc::new(policy),
-            events_written: Arc::new(Notify::new()),
             utc_offset: linli_core::time::china_standard_time(),
         }
     }

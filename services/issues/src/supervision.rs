@@ -122,7 +122,7 @@ impl Store {
             },
         )
         .await?;
-        self.events_written.notify_waiters();
+        self.heads.written();
         event.actor = actor.id.clone();
         Ok(event)
     }
@@ -298,7 +298,7 @@ impl Store {
             }
         }
         if sweep != Sweep::default() {
-            self.events_written.notify_waiters();
+            self.heads.written();
         }
         Ok(sweep)
     }

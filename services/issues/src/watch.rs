@@ -28,14 +28,14 @@ pub(crate) async fn watch_issues(
     } else {
         r.after_seq
     };
-    let written = store.events_written.clone();
+    let head = store.heads.watch(&community);
     let fetch = move |after: i64, limit: i64| {
         let (store, community) = (store.clone(), community.clone());
         async move { store.events_after(&community, after, limit).await }
     };
     Ok(Response::new(linli_core::feed::serve(
         after,
-        Some(written),
+        head,
         fetch,
         |e| e.seq,
         |event| pb::WatchIssuesResponse { event: Some(event) },

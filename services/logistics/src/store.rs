@@ -9,6 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use linli_core::db::text_col;
+use linli_core::feed::Heads;
 use linli_core::time::{Micros, opt_timestamp, to_timestamp};
 use linli_core::{Db, Error, Result};
 use linli_proto::logistics::v1 as pb;
@@ -29,6 +30,8 @@ pub struct Store {
     pub max_duty_hours_per_day: i64,
     /// The local time zone, for the times written into messages.
     pub utc_offset: chrono::FixedOffset,
+    /// Where each community's audit chain stands, for the watchers (polled).
+    pub heads: Heads,
 }
 
 pub(crate) fn lines_to_json(lines: &Lines) -> String {
@@ -283,9 +286,24 @@ impl Owned {
     }
 }
 
+/// Every community's newest audit seq, in one read.
+fn audit_heads(db: &Db) -> Heads {
+    let db = db.clone();
+    Heads::new(move || {
+        let db = db.clone();
+        async move {
+            let heads = sqlx::query_as("SELECT community_id, seq FROM audit_heads")
+                .fetch_all(&db.pool)
+                .await?;
+            Ok(heads)
+        }
+    })
+}
+
 impl Store {
     pub fn new(db: Db, fever_threshold: f64, max_duty_hours_per_day: i64) -> Store {
         Store {
+            heads: audit_heads(&db),
             db,
             fever_threshold,
             max_duty_hours_per_day,

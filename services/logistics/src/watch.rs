@@ -26,6 +26,7 @@ pub(crate) async fn watch_logistics(
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }
     let db = api.store.db.clone();
+    let head = api.store.heads.watch(&community);
     let after = if r.from_now {
         linli_core::audit::head_seq(&db, &community).await?
     } else {
@@ -37,7 +38,7 @@ pub(crate) async fn watch_logistics(
     };
     Ok(Response::new(linli_core::feed::serve(
         after,
-        None,
+        head,
         fetch,
         |e| e.seq,
         |event| pb::WatchLogisticsResponse { event: Some(event) },
