@@ -4,7 +4,10 @@
 //!
 //! An answer is served as it is while it is younger than `max_age`, whole,
 //! and no write has gone through this gateway since it was asked for — so
-//! whoever writes through the gateway reads the change back at once. One that
+//! whoever writes through the gateway reads the change back at once. Where
+//! the caller can tell that nothing has changed since (the services' feeds
+//! counted no change, see `changes.rs`), it is served for up to `quiet_for`
+//! instead. One that
 //! is older, or has parts missing, is still served for up to `stale_for`
 //! while one fresh answer is assembled in the background. Beyond that, after
 //! a write, or when nothing is held, callers wait for a fresh answer — all of
@@ -23,6 +26,9 @@ use tracing::Instrument;
 pub struct CacheSettings {
     /// How long an answer is served without asking again; zero holds nothing.
     pub max_age: Duration,
+    /// How long an answer is served without asking again while its changes
+    /// are counted and none has come (never less than `max_age`).
+    pub quiet_for: Duration,
     /// How long an older answer may still be served while a fresh one is assembled.
     pub stale_for: Duration,
     /// Answers assembled at once in the background, over all keys: a burst
@@ -36,6 +42,7 @@ impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             max_age: Duration::from_secs(1),
+            quiet_for: Duration::from_secs(10),
             stale_for: Duration::from_secs(30),
             assembling: 8,
         }
@@ -53,6 +60,8 @@ struct Held<V> {
     at: Instant,
     /// The writes counted when it was asked for.
     writes: u64,
+    /// The changes counted when it was asked for, if they were.
+    changes: Option<u64>,
     whole: bool,
 }
 
@@ -84,11 +93,14 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
     }
 
     /// The view under `key`: held, or from `fetch`. `writes` is the count of
-    /// writes sent so far; `whole` tells an answer with nothing missing.
+    /// writes sent so far; `changes`, when known, the count of changes to what
+    /// the view shows, from any source; `whole` tells an answer with nothing
+    /// missing.
     pub async fn get<F, Fut>(
         &self,
         key: String,
         writes: u64,
+        changes: Option<u64>,
         whole: fn(&V) -> bool,
         fetch: F,
     ) -> Result<Arc<V>, Status>
@@ -97,7 +109,10 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
         Fut: Future<Output = Result<V, Status>> + Send + 'static,
     {
         let CacheSettings {
-            max_age, stale_for, ..
+            max_age,
+            quiet_for,
+            stale_for,
+            ..
         } = self.settings;
         if max_age.is_zero() {
             return fetch().await.map(Arc::new);
@@ -119,7 +134,11 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                 && h.writes == writes
             {
                 let age = now.saturating_duration_since(h.at);
-                if age < max_age && h.whole {
+                let fresh_for = match (changes, h.changes) {
+                    (Some(now), Some(then)) if now == then => quiet_for.max(max_age),
+                    _ => max_age,
+                };
+                if age < fresh_for && h.whole {
                     return Ok(h.view.clone());
                 }
                 if age < stale_for {
@@ -135,7 +154,8 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                     r.answer.clone()
                 }
                 _ => {
-                    let (answer, begun) = self.start(key, writes, whole, serving, fetch());
+                    let (answer, begun) =
+                        self.start(key, (writes, changes), whole, serving, fetch());
                     slot.refresh = Some(Refresh {
                         writes,
                         answer: answer.clone(),
@@ -161,7 +181,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
     fn start<Fut>(
         &self,
         key: String,
-        writes: u64,
+        (writes, changes): (u64, Option<u64>),
         whole: fn(&V) -> bool,
         queued: bool,
         fetch: Fut,
@@ -195,6 +215,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                             view: view.clone(),
                             at,
                             writes,
+                            changes,
                             whole: whole(view),
                         });
                     }
@@ -222,6 +243,7 @@ mod tests {
     fn cache(max_age_ms: u64) -> ViewCache<u32> {
         ViewCache::new(CacheSettings {
             max_age: Duration::from_millis(max_age_ms),
+            quiet_for: Duration::from_millis(max_age_ms),
             stale_for: Duration::from_secs(10),
             assembling: 2,
         })
@@ -250,15 +272,30 @@ mod tests {
         let c = cache(60_000);
         let n = Arc::new(AtomicU32::new(0));
         let answers = futures_util::future::join_all(
-            (0..8).map(|_| c.get("a".into(), 0, whole, counting(&n))),
+            (0..8).map(|_| c.get("a".into(), 0, None, whole, counting(&n))),
         )
         .await;
         assert!(answers.iter().all(|a| **a.as_ref().unwrap() == 1));
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
         // Another key is its own view.
-        assert_eq!(*c.get("b".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        assert_eq!(
+            *c.get("b".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
         // A write since: asked again, and waited for.
-        assert_eq!(*c.get("a".into(), 1, whole, counting(&n)).await.unwrap(), 3);
+        assert_eq!(
+            *c.get("a".into(), 1, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            3
+        );
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 
@@ -266,12 +303,27 @@ mod tests {
     async fn an_old_answer_is_served_while_a_fresh_one_comes() {
         let c = cache(30);
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
         // Old: served at once, and a fresh one starts.
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -280,49 +332,71 @@ mod tests {
         let n = Arc::new(AtomicU32::new(0));
         let partial = |_: &u32| false;
         assert_eq!(
-            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            *c.get("a".into(), 0, None, partial, counting(&n))
+                .await
+                .unwrap(),
             1
         );
         // Served again at once, but never without asking anew.
         assert_eq!(
-            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            *c.get("a".into(), 0, None, partial, counting(&n))
+                .await
+                .unwrap(),
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, partial, counting(&n)).await.unwrap(),
+            *c.get("a".into(), 0, None, partial, counting(&n))
+                .await
+                .unwrap(),
             2
         );
         let refused = c
-            .get("e".into(), 0, whole, || async {
+            .get("e".into(), 0, None, whole, || async {
                 Err::<u32, _>(Status::not_found("no such community"))
             })
             .await
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::NotFound);
         let m = Arc::new(AtomicU32::new(0));
-        assert_eq!(*c.get("e".into(), 0, whole, counting(&m)).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("e".into(), 0, None, whole, counting(&m))
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn a_caller_who_must_wait_never_queues_behind_background_assemblies() {
         let c = ViewCache::new(CacheSettings {
             max_age: Duration::from_millis(10),
+            quiet_for: Duration::from_millis(10),
             stale_for: Duration::from_secs(10),
             assembling: 1,
         });
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         // "a" is old: served as held while a slow assembly takes the one turn.
         let slow = || async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(99)
         };
-        assert_eq!(*c.get("a".into(), 0, whole, slow).await.unwrap(), 1);
+        assert_eq!(*c.get("a".into(), 0, None, whole, slow).await.unwrap(), 1);
         // "b" has nothing held: its caller's assembly starts at once.
         let started = Instant::now();
-        assert_eq!(*c.get("b".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        assert_eq!(
+            *c.get("b".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -330,7 +404,72 @@ mod tests {
     async fn zero_max_age_holds_nothing() {
         let c = cache(0);
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 1);
-        assert_eq!(*c.get("a".into(), 0, whole, counting(&n)).await.unwrap(), 2);
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn held_longer_while_no_change_is_counted() {
+        let c = ViewCache::new(CacheSettings {
+            max_age: Duration::from_millis(30),
+            quiet_for: Duration::from_secs(60),
+            stale_for: Duration::from_secs(10),
+            assembling: 2,
+        });
+        let n = Arc::new(AtomicU32::new(0));
+        assert_eq!(
+            *c.get("a".into(), 0, Some(5), whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Past max_age, but nothing changed: still current.
+        assert_eq!(
+            *c.get("a".into(), 0, Some(5), whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        // A change: the held one is served while a fresh one comes.
+        assert_eq!(
+            *c.get("a".into(), 0, Some(6), whole, counting(&n))
+                .await
+                .unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            *c.get("a".into(), 0, Some(6), whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
+        // Changes no longer counted (a feed broke): by age alone again.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            2
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            *c.get("a".into(), 0, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            3
+        );
     }
 }

@@ -38,6 +38,9 @@ pub struct Cli {
     /// How long an older dashboard or overview may still be served while a fresh one is assembled [default: 30000].
     #[arg(long, env = "LINLI_VIEW_STALE_MS", global = true)]
     pub view_stale_ms: Option<u64>,
+    /// How long a dashboard is served from memory while the issues and logistics feeds report no change in its community (people's records and passing deadlines show within this) [default: 10000].
+    #[arg(long, env = "LINLI_VIEW_QUIET_MS", global = true)]
+    pub view_quiet_ms: Option<u64>,
     /// Lifetime of access tokens, 60 to 3600 seconds [default: 900].
     #[arg(long, env = "LINLI_ACCESS_TTL_SECS", global = true)]
     pub access_ttl_secs: Option<u64>,

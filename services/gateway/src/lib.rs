@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cache;
+mod changes;
 pub mod cli;
 pub mod policy;
 mod settings;
@@ -88,6 +89,11 @@ impl Application {
             part_timeout: settings.part_timeout,
             dashboards: Arc::new(cache::ViewCache::new(settings.views)),
             overviews: Arc::new(cache::ViewCache::new(settings.views)),
+            changes: Arc::new(changes::Changes::new(
+                issues.clone(),
+                logistics.clone(),
+                keys.clone(),
+            )),
         });
         let web = Arc::new(web::WebState {
             db: db.clone(),

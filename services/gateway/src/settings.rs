@@ -46,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "part_timeout_ms",
     "view_max_age_ms",
     "view_stale_ms",
+    "view_quiet_ms",
     "access_ttl_secs",
     "refresh_ttl_secs",
     "http_listen",
@@ -80,6 +81,11 @@ impl Settings {
                     cli.view_max_age_ms,
                     "view_max_age_ms",
                     CacheSettings::default().max_age.as_millis() as u64,
+                )?),
+                quiet_for: Duration::from_millis(file.setting(
+                    cli.view_quiet_ms,
+                    "view_quiet_ms",
+                    CacheSettings::default().quiet_for.as_millis() as u64,
                 )?),
                 stale_for: Duration::from_millis(file.setting(
                     cli.view_stale_ms,

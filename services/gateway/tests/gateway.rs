@@ -431,6 +431,72 @@ async fn views_on_postgres() {
     views_are_whole_for_a_worker_and_kept_to_their_reach(Backend::Postgres).await;
 }
 
+/// A held dashboard stays current past its age while the community's feeds
+/// are quiet, and a change made past the gateway (straight to a service)
+/// reaches it through the feeds.
+async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
+    let s = Suite::start_with(backend, |settings| {
+        settings.views.max_age = Duration::from_millis(200);
+        settings.views.quiet_for = Duration::from_secs(60);
+    })
+    .await;
+    let worker = s.login("wujing").await;
+    let first = dashboard(&s, &worker.access_token).await.unwrap();
+    assert!(first.missing.is_empty(), "{:?}", first.missing);
+    let open = first.issues.as_ref().unwrap().open_issues;
+    // Once both feeds are followed, two reads further apart than the age
+    // limit get the very same answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = first.as_of;
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let d = dashboard(&s, &worker.access_token).await.unwrap();
+        if d.as_of == last && d.missing.is_empty() {
+            break;
+        }
+        last = d.as_of;
+        assert!(Instant::now() < deadline, "never held past its age");
+    }
+    // Reported straight to the issues service, not through the gateway.
+    let issues = s.issues.as_ref().unwrap().channel.clone();
+    IssuesServiceClient::new(issues)
+        .report_issue(with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: "past-the-gateway".into(),
+                community_id: first.community_id.clone(),
+                title: "单元门禁坏了".into(),
+                category: ipb::Category::Road as i32,
+                source: ipb::Source::Inspection as i32,
+                ..Default::default()
+            },
+            &worker.access_token,
+        ))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = dashboard(&s, &worker.access_token).await.unwrap();
+        if d.issues.as_ref().unwrap().open_issues == open + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the dashboard"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn held_dashboards_follow_the_feeds_on_sqlite() {
+    a_held_dashboard_follows_the_feeds(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn held_dashboards_follow_the_feeds_on_postgres() {
+    a_held_dashboard_follows_the_feeds(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn a_service_down_leaves_the_dashboard_partial_in_time_and_whole_when_back() {
     let part_timeout = Duration::from_millis(800);

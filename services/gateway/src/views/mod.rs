@@ -26,6 +26,7 @@ mod dashboard;
 
 use crate::backend::Backend;
 use crate::cache::ViewCache;
+use crate::changes::Changes;
 use crate::policy::POLICY;
 
 #[derive(Clone)]
@@ -38,6 +39,8 @@ pub struct ViewsApi {
     pub(crate) dashboards: Arc<ViewCache<pb::GetCommunityDashboardResponse>>,
     /// County overviews by the asker's role and scope.
     pub(crate) overviews: Arc<ViewCache<pb::GetCountyOverviewResponse>>,
+    /// What the feeds say has changed, for the dashboards held.
+    pub(crate) changes: Arc<Changes>,
 }
 
 type Resp<T> = Result<Response<T>, Status>;
@@ -268,14 +271,24 @@ impl GatewayService for ViewsApi {
         }
         // What a dashboard holds depends on the community and the asker's role only.
         let key = format!("{community_id}/{:?}", actor.role);
+        let changes = self.changes.of(&community_id);
         let views = self.clone();
         let dashboard = self
             .dashboards
             .get(
                 key,
                 self.writes(),
+                changes,
                 |d| d.missing.is_empty(),
-                move || async move { views.dashboard(actor, community_id).await },
+                move || async move {
+                    let d = views.dashboard(actor, community_id.clone()).await?;
+                    // A community known to exist (its every part answered)
+                    // is followed from now on.
+                    if d.missing.is_empty() {
+                        views.changes.follow(&community_id);
+                    }
+                    Ok(d)
+                },
             )
             .await?;
         Ok(Response::new(dashboard.as_ref().clone()))
@@ -390,6 +403,7 @@ impl GatewayService for ViewsApi {
             .get(
                 key,
                 0,
+                None,
                 |o| o.missing.is_empty(),
                 move || async move { views.overview(actor).await },
             )
