@@ -10,9 +10,10 @@
 //! writes. The embedded default generates one under `./data` on first start;
 //! with PostgreSQL a missing key is a start-up error instead, so replicas never
 //! silently sign with keys of their own.
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -141,7 +142,14 @@ pub struct Keys {
 struct KeysInner {
     signing: SigningKey,
     trusted: Vec<VerifyingKey>,
+    /// Tokens whose signature has verified, with their claims: a signature
+    /// check costs tens of microseconds, and every call of a session carries
+    /// the same token. The claims' times are checked again on every use.
+    verified: Mutex<HashMap<String, Claims>>,
 }
+
+/// Verified tokens remembered at most; past this the memory starts afresh.
+const MOST_VERIFIED: usize = 4096;
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,7 +168,11 @@ impl Keys {
     fn from_signing(signing: SigningKey, mut trusted: Vec<VerifyingKey>) -> Keys {
         trusted.insert(0, signing.verifying_key());
         Keys {
-            inner: Arc::new(KeysInner { signing, trusted }),
+            inner: Arc::new(KeysInner {
+                signing,
+                trusted,
+                verified: Mutex::default(),
+            }),
         }
     }
 
@@ -246,6 +258,42 @@ impl Keys {
     /// The claims of a token this process trusts, if it is well formed, signed by a
     /// trusted key and current. Every failure is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> Result<Claims> {
+        let known = self.verified().get(token).cloned();
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token)?;
+                let mut verified = self.verified();
+                if verified.len() >= MOST_VERIFIED {
+                    verified.clear();
+                }
+                verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
+        let now = crate::time::now_micros() / 1_000_000;
+        if claims.exp + LEEWAY_SECS < now {
+            return Err(Error::Unauthenticated(
+                "token expired: log in again or refresh it".into(),
+            ));
+        }
+        if claims.iat - LEEWAY_SECS > now {
+            return Err(Error::Unauthenticated(
+                "invalid token: issued in the future".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        self.inner
+            .verified
+            .lock()
+            .expect("the verified tokens' lock")
+    }
+
+    /// The claims of a well-formed token signed by a trusted key, times not checked.
+    fn verify_signed(&self, token: &str) -> Result<Claims> {
         let bad = |why: &str| Error::Unauthenticated(format!("invalid token: {why}"));
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -280,15 +328,6 @@ impl Keys {
             .ok()
             .and_then(|p| serde_json::from_slice(&p).ok())
             .ok_or_else(|| bad("unreadable claims"))?;
-        let now = crate::time::now_micros() / 1_000_000;
-        if claims.exp + LEEWAY_SECS < now {
-            return Err(Error::Unauthenticated(
-                "token expired: log in again or refresh it".into(),
-            ));
-        }
-        if claims.iat - LEEWAY_SECS > now {
-            return Err(bad("issued in the future"));
-        }
         if claims.sub.is_empty() {
             return Err(bad("no subject"));
         }
@@ -442,10 +481,16 @@ mod tests {
         let mut old = claims.clone();
         old.iat -= 3600;
         old.exp -= 3600;
-        assert!(unauth(keys.verify(&keys.sign(&old))), "expired");
+        let expired = keys.sign(&old);
+        assert!(unauth(keys.verify(&expired)), "expired");
+        // Its signature is remembered as good, its times are still checked.
+        assert!(unauth(keys.verify(&expired)), "expired, asked again");
 
-        // Raise the role in the payload and keep the signature.
+        // Raise the role in the payload and keep the signature, after the
+        // genuine token has been verified (and remembered).
         let token = keys.sign(&claims);
+        assert_eq!(keys.verify(&token).unwrap(), claims);
+        assert_eq!(keys.verify(&token).unwrap(), claims);
         let mut parts: Vec<&str> = token.split('.').collect();
         let mut raised = claims.clone();
         raised.role = Role::Admin;
