@@ -27,7 +27,8 @@ pub struct CacheSettings {
     /// How long an answer is served without asking again; zero holds nothing.
     pub max_age: Duration,
     /// How long an answer is served without asking again while its changes
-    /// are counted and none has come (never less than `max_age`).
+    /// are counted and none has come (never less than `max_age`); each key
+    /// holds for between three quarters of this and all of it.
     pub quiet_for: Duration,
     /// How long an older answer may still be served while a fresh one is assembled.
     pub stale_for: Duration,
@@ -47,6 +48,15 @@ impl Default for CacheSettings {
             assembling: 8,
         }
     }
+}
+
+/// Between three quarters of `hold` and all of it, the same for a key each
+/// time: views assembled together (as at a start) are not all asked for
+/// again together.
+fn spread(hold: Duration, key: &str) -> Duration {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+    hold.mul_f64(0.75 + 0.25 * (h % 1024) as f64 / 1024.0)
 }
 
 /// Past this many keys, answers older than `stale_for` are dropped.
@@ -135,7 +145,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
             {
                 let age = now.saturating_duration_since(h.at);
                 let fresh_for = match (changes, h.changes) {
-                    (Some(now), Some(then)) if now == then => quiet_for.max(max_age),
+                    (Some(now), Some(then)) if now == then => spread(quiet_for, &key).max(max_age),
                     _ => max_age,
                 };
                 if age < fresh_for && h.whole {
