@@ -168,6 +168,19 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(settings.acquire_timeout)
+                    // A connection that was used a moment ago is alive; one
+                    // that sat idle (the server may have restarted since) is
+                    // asked first. Pinging every time cost each query a
+                    // second round trip under load.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= TRUST_IDLE_FOR {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(options)
                     .await?;
                 (pool.clone(), pool)
@@ -246,6 +259,9 @@ async fn apply(
     }
     Ok(applied)
 }
+
+/// A PostgreSQL connection idle for less than this is handed out without a ping.
+const TRUST_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Makes sure an SQLite file can be created: its directory exists and the URL asks for create mode.
 fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
