@@ -249,6 +249,13 @@ impl People {
         }
     }
 
+    /// Whether `community`, and `household` if given, were confirmed lately:
+    /// checking them now would ask people nothing.
+    pub fn confirmed(&self, community: &str, household: Option<&str>) -> bool {
+        self.communities.get(community).is_some()
+            && household.is_none_or(|h| self.household_communities.get(h).is_some())
+    }
+
     /// The community a household belongs to; NOT_FOUND when there is no such
     /// household (or it is out of the caller's reach). One people confirmed
     /// within the last minute is not asked again.
