@@ -282,14 +282,12 @@ async fn scenario(
     let mut figures = ScenarioFigures::new(name, shape.in_flight, took, &rec);
     figures.print();
     let calls: f64 = figures.ops.iter().map(|o| o.ok as f64).sum();
-    let (cpu, busy) = suite::cpu_spent(
-        &cpu_before,
-        &suite::cpu_times(suite),
-        calls,
-        took.as_secs_f64(),
-    );
+    let cpu_after = suite::cpu_times(suite);
+    let (cpu, busy) = suite::cpu_spent(&cpu_before, &cpu_after, calls, took.as_secs_f64());
+    let machine = suite::machine_busy(&cpu_before, &cpu_after, took.as_secs_f64());
     println!(
-        "  CPU per answered call (ms), {busy:.2} cores busy in all: {}",
+        "  CPU per answered call (ms), {busy:.2} cores busy in these processes \
+         ({machine:.2} on the whole machine, kernel included): {}",
         cpu.iter()
             .map(|(k, ms)| format!("{k} {ms:.3}"))
             .collect::<Vec<_>>()
@@ -297,6 +295,7 @@ async fn scenario(
     );
     figures.cpu_ms_per_call = cpu.into_iter().collect();
     figures.cores_busy = busy;
+    figures.machine_cores_busy = machine;
     let spent = suite::time_spent(&before, &suite::server_times(suite));
     if !spent.is_empty() {
         println!("  server time (from each process's /metrics), most first:");
@@ -367,15 +366,16 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // PostgreSQL's own insert rate, measured before the suite holds its connections.
     if layout.backend == Backend::Postgres && args.scenarios.iter().any(|s| s == "report") {
         match pgbench(&layout, args.in_flight, args.seconds) {
-            Ok((tps, cpu)) => {
+            Ok((tps, cpu, machine)) => {
                 println!(
-                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps; CPU per insert (ms): {}",
+                    "pgbench, one INSERT per transaction, {} clients: {tps:.1} tps; CPU per insert (ms): {}; {machine:.2} cores busy on the whole machine",
                     args.in_flight,
                     cpu.iter()
                         .map(|(k, ms)| format!("{k} {ms:.3}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                report["pgbench_machine_cores_busy"] = json!(machine);
                 report["pgbench_insert_tps"] = json!(tps);
                 report["pgbench_cpu_ms_per_insert"] = json!(
                     cpu.into_iter()
@@ -715,13 +715,16 @@ fn mb_list(m: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+/// CPU ms per call, by process.
+type CpuPerCall = Vec<(String, f64)>;
+
 /// PostgreSQL's own single-row durable insert rate on this machine: pgbench
 /// with a one-INSERT script, `clients` clients, `seconds` seconds.
 fn pgbench(
     layout: &Layout,
     clients: usize,
     seconds: u64,
-) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+) -> anyhow::Result<(f64, CpuPerCall, f64)> {
     let base = layout.postgres.trim_end_matches('/');
     let db = format!("linli_{}_pgbench", layout.db_prefix);
     let psql = |url: &str, sql: &str| {
@@ -773,6 +776,7 @@ fn pgbench(
         if let Some(ms) = suite::cpu_ms(&pgbench_pid, false) {
             all.insert("pgbench".into(), ms);
         }
+        all.insert(suite::MACHINE.into(), suite::machine_busy_ms());
         all
     };
     let window = seconds.saturating_sub(2).max(1);
@@ -794,5 +798,6 @@ fn pgbench(
             )
         })?;
     let (cpu, _) = suite::cpu_spent(&before, &after, tps * window as f64, window as f64);
-    Ok((tps, cpu))
+    let machine = suite::machine_busy(&before, &after, window as f64);
+    Ok((tps, cpu, machine))
 }

@@ -101,6 +101,10 @@ pub struct ScenarioFigures {
     pub cpu_ms_per_call: std::collections::BTreeMap<String, f64>,
     /// Cores the processes above kept busy in all.
     pub cores_busy: f64,
+    /// Cores the whole machine kept busy (`/proc/stat`): what the processes
+    /// above do not show is the kernel's work for them, processes that ended
+    /// during the run, and anything else on the machine.
+    pub machine_cores_busy: f64,
 }
 
 /// One RPC of one service during a scenario.
@@ -139,6 +143,7 @@ impl ScenarioFigures {
             server_time: Vec::new(),
             cpu_ms_per_call: Default::default(),
             cores_busy: 0.0,
+            machine_cores_busy: 0.0,
         }
     }
 

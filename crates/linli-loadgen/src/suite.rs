@@ -521,7 +521,30 @@ pub fn cpu_times(suite: &Suite) -> std::collections::BTreeMap<String, f64> {
         }
     }
     all.insert("loadgen".into(), loadgen_cpu_ms());
+    all.insert(MACHINE.into(), machine_busy_ms());
     all
+}
+
+/// The key under which `cpu_times` keeps the whole machine's busy time.
+pub const MACHINE: &str = "machine";
+
+/// Busy CPU time so far (ms) of the whole machine, from `/proc/stat`: every
+/// process, and the kernel's work on their behalf (softirq included).
+pub fn machine_busy_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy * 1000.0 / TICKS_PER_SEC
 }
 
 /// CPU time so far (ms) of this load generator and the programs it ran and reaped.
@@ -548,8 +571,9 @@ pub fn postgres_cpu() -> std::collections::BTreeMap<String, f64> {
 }
 
 /// CPU ms per call of each process between two snapshots, most first (the
-/// PostgreSQL processes together as `postgres`), and the cores kept busy in
-/// all over `seconds`.
+/// PostgreSQL processes together as `postgres`, those that started in between
+/// included; those that ended in between are lost), and the cores kept busy
+/// in all over `seconds`.
 pub fn cpu_spent(
     before: &std::collections::BTreeMap<String, f64>,
     after: &std::collections::BTreeMap<String, f64>,
@@ -557,15 +581,20 @@ pub fn cpu_spent(
     seconds: f64,
 ) -> (Vec<(String, f64)>, f64) {
     let mut spent: std::collections::BTreeMap<String, f64> = Default::default();
-    for (k, ms) in after {
-        if let Some(was) = before.get(k) {
-            let name = if k.starts_with("postgres:") {
-                "postgres"
-            } else {
-                k
-            };
-            *spent.entry(name.to_owned()).or_default() += ms - was;
-        }
+    for (k, ms) in after.iter().filter(|(k, _)| *k != MACHINE) {
+        let name = if k.starts_with("postgres:") {
+            "postgres"
+        } else {
+            k
+        };
+        // A PostgreSQL process that started meanwhile (a pool opening
+        // connections under the load) spent all its time in the window.
+        let was = match before.get(k) {
+            Some(was) => *was,
+            None if name == "postgres" => 0.0,
+            None => continue,
+        };
+        *spent.entry(name.to_owned()).or_default() += ms - was;
     }
     let mut rows: Vec<(String, f64)> = spent.into_iter().filter(|(_, ms)| *ms > 0.0).collect();
     let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
@@ -575,4 +604,14 @@ pub fn cpu_spent(
         .map(|(k, ms)| (k, ms / calls.max(1.0)))
         .collect();
     (per_call, total / 1000.0 / seconds.max(1e-9))
+}
+
+/// The cores the whole machine kept busy between two snapshots.
+pub fn machine_busy(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    seconds: f64,
+) -> f64 {
+    let busy = |m: &std::collections::BTreeMap<String, f64>| m.get(MACHINE).copied().unwrap_or(0.0);
+    (busy(after) - busy(before)) / 1000.0 / seconds.max(1e-9)
 }
