@@ -25,7 +25,9 @@ use crate::backend::Backend;
 const MOST_FOLLOWED: usize = 4096;
 /// The feeds followed per community.
 const FEEDS: usize = 2;
-/// How long a feed that broke or could not be opened waits before trying again.
+/// How long a feed stays closed after it told of a change (or broke, or
+/// could not be opened) before it is opened again from now; meanwhile the
+/// community's dashboards are held by age alone.
 const REOPEN: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
@@ -83,14 +85,14 @@ impl Changes {
         followed.insert(community.to_owned(), c.clone());
 
         let (backend, keys, id) = (self.issues.clone(), self.keys.clone(), community.to_owned());
-        tokio::spawn(follow(c.clone(), self.stop.subscribe(), move |after| {
+        tokio::spawn(follow(c.clone(), self.stop.subscribe(), move || {
             let mut client = IssuesServiceClient::new(backend.clone());
             let req = keys
                 .service_actor("gateway")
                 .request(ipb::WatchIssuesRequest {
                     community_id: id.clone(),
-                    after_seq: after.unwrap_or(0),
-                    from_now: after.is_none(),
+                    after_seq: 0,
+                    from_now: true,
                 });
             async move {
                 let events = client.watch_issues(req).await?.into_inner();
@@ -102,14 +104,14 @@ impl Changes {
             self.keys.clone(),
             community.to_owned(),
         );
-        tokio::spawn(follow(c, self.stop.subscribe(), move |after| {
+        tokio::spawn(follow(c, self.stop.subscribe(), move || {
             let mut client = LogisticsServiceClient::new(backend.clone());
             let req = keys
                 .service_actor("gateway")
                 .request(lpb::WatchLogisticsRequest {
                     community_id: id.clone(),
-                    after_seq: after.unwrap_or(0),
-                    from_now: after.is_none(),
+                    after_seq: 0,
+                    from_now: true,
                 });
             async move {
                 let events = client.watch_logistics(req).await?.into_inner();
@@ -119,22 +121,24 @@ impl Changes {
     }
 }
 
-/// Follows one feed of one community: `open(after)` opens it after the seq
-/// last heard (`None`: from now on). Each event, and each opening, counts as
-/// a change; the feed counts as open only while its stream is.
+/// Follows one feed of one community: `open()` opens it from now on. The
+/// first event heard counts as a change, and the feed is then closed for
+/// `REOPEN` and opened again from now (which counts as a change too):
+/// whatever else happens meanwhile is covered by that, so a busy community
+/// or a bulk import is never read event by event. The feed counts as open
+/// only while its stream is.
 async fn follow<F, Fut, S>(
     community: Arc<Community>,
     mut stop: tokio::sync::watch::Receiver<()>,
     open: F,
 ) where
-    F: Fn(Option<i64>) -> Fut,
+    F: Fn() -> Fut,
     Fut: Future<Output = Result<S, Status>>,
     S: Stream<Item = Result<i64, Status>> + Unpin,
 {
-    let mut after = None;
     loop {
         let opened = tokio::select! {
-            opened = open(after) => opened,
+            opened = open() => opened,
             _ = stop.changed() => return,
         };
         match opened {
@@ -143,24 +147,15 @@ async fn follow<F, Fut, S>(
                 // count newer than anything it may have missed while shut.
                 community.changes.fetch_add(1, Ordering::AcqRel);
                 community.open.fetch_add(1, Ordering::AcqRel);
-                loop {
-                    let next = tokio::select! {
-                        next = events.next() => next,
-                        _ = stop.changed() => return,
-                    };
-                    match next {
-                        Some(Ok(seq)) => {
-                            after = Some(seq);
-                            community.changes.fetch_add(1, Ordering::AcqRel);
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e.message(), "a followed feed broke");
-                            break;
-                        }
-                        None => break,
-                    }
-                }
+                let next = tokio::select! {
+                    next = events.next() => next,
+                    _ = stop.changed() => return,
+                };
                 community.open.fetch_sub(1, Ordering::AcqRel);
+                community.changes.fetch_add(1, Ordering::AcqRel);
+                if let Some(Err(e)) = next {
+                    tracing::debug!(error = %e.message(), "a followed feed broke");
+                }
             }
             Err(e) => tracing::debug!(error = %e.message(), "a feed could not be followed"),
         }
