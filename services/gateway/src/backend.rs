@@ -8,13 +8,14 @@
 //! `Backend` is a tower service over HTTP/2 gRPC requests, so the same path
 //! serves the generic forwarding of whole APIs and the typed clients of the
 //! aggregated views.
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use tonic::Status;
@@ -66,9 +67,44 @@ struct Inner {
     settings: BackendSettings,
     replicas: RwLock<Vec<Arc<Replica>>>,
     next: AtomicUsize,
-    /// Writes sent through this gateway, answered or not: what the views'
-    /// cache compares to tell whether an answer it holds may be out of date.
-    writes: AtomicU64,
+    /// When each caller's latest write sent through this gateway was
+    /// answered (or failed): a view they ask for after it is not one
+    /// assembled before it.
+    writers: Callers,
+}
+
+/// A moment remembered per caller, by a hash of their token (a collision
+/// only makes a view assembled anew when it need not be).
+#[derive(Default)]
+pub struct Callers(Mutex<HashMap<u64, Instant>>);
+
+/// Callers remembered at once; past this, those whose moment is older than
+/// `CALLERS_KEPT` are forgotten.
+const MOST_CALLERS: usize = 8192;
+const CALLERS_KEPT: Duration = Duration::from_secs(120);
+
+impl Callers {
+    fn key(token: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let token = token.strip_prefix(b"Bearer ").unwrap_or(token);
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(token)
+    }
+
+    /// Notes now for the caller with `token` (or `Bearer <token>`).
+    pub fn note(&self, token: &[u8]) {
+        let (key, now) = (Callers::key(token), Instant::now());
+        let mut callers = self.0.lock().expect("the callers' lock");
+        if callers.len() >= MOST_CALLERS {
+            callers.retain(|_, at| now.duration_since(*at) < CALLERS_KEPT);
+        }
+        callers.insert(key, now);
+    }
+
+    /// The moment last noted for the caller with `token`.
+    pub fn noted(&self, token: &str) -> Option<Instant> {
+        let callers = self.0.lock().expect("the callers' lock");
+        callers.get(&Callers::key(token.as_bytes())).copied()
+    }
 }
 
 struct Replica {
@@ -149,7 +185,7 @@ impl Backend {
                 settings: settings.clone(),
                 replicas: RwLock::new(replicas),
                 next: AtomicUsize::new(0),
-                writes: AtomicU64::new(0),
+                writers: Callers::default(),
             }),
         })
     }
@@ -304,19 +340,23 @@ impl Backend {
             .collect()
     }
 
-    /// How many writes this gateway has sent to the service (a count that only rises).
-    pub fn writes(&self) -> u64 {
-        self.inner.writes.load(Ordering::Acquire)
+    /// When the caller with `token` last had a write to this service answered
+    /// through this gateway.
+    pub fn wrote_at(&self, token: &str) -> Option<Instant> {
+        self.inner.writers.noted(token)
     }
 
     /// Sends one gRPC request to a healthy replica. Every failure is a gRPC
     /// status response, never a transport error, so callers see a code.
     pub async fn send(&self, req: http::Request<Body>) -> http::Response<Body> {
         let read = is_read(req.uri().path());
+        let writer = (!read)
+            .then(|| req.headers().get(http::header::AUTHORIZATION).cloned())
+            .flatten();
         let resp = self.send_once(req, read).await;
-        if !read {
-            // Counted once answered, so a view asked after the answer is asked anew.
-            self.inner.writes.fetch_add(1, Ordering::AcqRel);
+        if let Some(writer) = writer {
+            // Noted once answered, so a view asked after the answer is assembled after it.
+            self.inner.writers.note(writer.as_bytes());
         }
         resp
     }

@@ -3,8 +3,8 @@
 //! screen.
 //!
 //! An answer is served as it is while it is younger than `max_age`, whole,
-//! and no write has gone through this gateway since it was asked for — so
-//! whoever writes through the gateway reads the change back at once. Where
+//! and assembled after the caller's own latest write through this gateway —
+//! so whoever writes through the gateway reads the change back at once. Where
 //! the caller can tell that nothing has changed since (the services' feeds
 //! counted no change, see `changes.rs`), it is served for up to `quiet_for`
 //! instead. One that
@@ -68,15 +68,14 @@ struct Held<V> {
     view: Arc<V>,
     /// When it was asked for.
     at: Instant,
-    /// The writes counted when it was asked for.
-    writes: u64,
     /// The changes counted when it was asked for, if they were.
     changes: Option<u64>,
     whole: bool,
 }
 
 struct Refresh<V> {
-    writes: u64,
+    /// When it was started (it asks for the view then or later).
+    created: Instant,
     answer: watch::Receiver<Answer<V>>,
     /// Under way (not waiting its turn).
     begun: Arc<AtomicBool>,
@@ -102,14 +101,15 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
         }
     }
 
-    /// The view under `key`: held, or from `fetch`. `writes` is the count of
-    /// writes sent so far; `changes`, when known, the count of changes to what
+    /// The view under `key`: held, or from `fetch`. `wrote_at` is when the
+    /// caller's latest write was answered, if they wrote; `changes`, when
+    /// known, the count of changes to what
     /// the view shows, from any source; `whole` tells an answer with nothing
     /// missing.
     pub async fn get<F, Fut>(
         &self,
         key: String,
-        writes: u64,
+        wrote_at: Option<Instant>,
         changes: Option<u64>,
         whole: fn(&V) -> bool,
         fetch: F,
@@ -140,8 +140,10 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                 refresh: None,
             });
             let mut stale = None;
+            // Asked for after the caller's write, an answer shows it.
+            let after_write = |at: Instant| wrote_at.is_none_or(|w| at > w);
             if let Some(h) = &slot.held
-                && h.writes == writes
+                && after_write(h.at)
             {
                 let age = now.saturating_duration_since(h.at);
                 let fresh_for = match (changes, h.changes) {
@@ -160,14 +162,15 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
             // one already under way, else starts its own at once.
             let serving = stale.is_some();
             let answer = match &slot.refresh {
-                Some(r) if r.writes >= writes && (serving || r.begun.load(Ordering::Acquire)) => {
+                Some(r)
+                    if after_write(r.created) && (serving || r.begun.load(Ordering::Acquire)) =>
+                {
                     r.answer.clone()
                 }
                 _ => {
-                    let (answer, begun) =
-                        self.start(key, (writes, changes), whole, serving, fetch());
+                    let (answer, begun) = self.start(key, changes, whole, serving, fetch());
                     slot.refresh = Some(Refresh {
-                        writes,
+                        created: now,
                         answer: answer.clone(),
                         begun,
                     });
@@ -191,7 +194,7 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
     fn start<Fut>(
         &self,
         key: String,
-        (writes, changes): (u64, Option<u64>),
+        changes: Option<u64>,
         whole: fn(&V) -> bool,
         queued: bool,
         fetch: Fut,
@@ -216,15 +219,11 @@ impl<V: Send + Sync + 'static> ViewCache<V> {
                 let answer = fetch.await.map(Arc::new);
                 if let Some(slot) = slots.lock().expect("the view cache's lock").get_mut(&key) {
                     if let Ok(view) = &answer
-                        && slot
-                            .held
-                            .as_ref()
-                            .is_none_or(|h| (h.writes, h.at) <= (writes, at))
+                        && slot.held.as_ref().is_none_or(|h| h.at <= at)
                     {
                         slot.held = Some(Held {
                             view: view.clone(),
                             at,
-                            writes,
                             changes,
                             whole: whole(view),
                         });
@@ -282,26 +281,34 @@ mod tests {
         let c = cache(60_000);
         let n = Arc::new(AtomicU32::new(0));
         let answers = futures_util::future::join_all(
-            (0..8).map(|_| c.get("a".into(), 0, None, whole, counting(&n))),
+            (0..8).map(|_| c.get("a".into(), None, None, whole, counting(&n))),
         )
         .await;
         assert!(answers.iter().all(|a| **a.as_ref().unwrap() == 1));
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         // Another key is its own view.
         assert_eq!(
-            *c.get("b".into(), 0, None, whole, counting(&n))
+            *c.get("b".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             2
         );
-        // A write since: asked again, and waited for.
+        // The caller wrote since: asked again, and waited for.
+        let wrote = Some(Instant::now());
         assert_eq!(
-            *c.get("a".into(), 1, None, whole, counting(&n))
+            *c.get("a".into(), wrote, None, whole, counting(&n))
+                .await
+                .unwrap(),
+            3
+        );
+        // That answer was asked for after the write: held for them too.
+        assert_eq!(
+            *c.get("a".into(), wrote, None, whole, counting(&n))
                 .await
                 .unwrap(),
             3
@@ -314,7 +321,7 @@ mod tests {
         let c = cache(30);
         let n = Arc::new(AtomicU32::new(0));
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             1
@@ -322,14 +329,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(40)).await;
         // Old: served at once, and a fresh one starts.
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             2
@@ -342,27 +349,27 @@ mod tests {
         let n = Arc::new(AtomicU32::new(0));
         let partial = |_: &u32| false;
         assert_eq!(
-            *c.get("a".into(), 0, None, partial, counting(&n))
+            *c.get("a".into(), None, None, partial, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         // Served again at once, but never without asking anew.
         assert_eq!(
-            *c.get("a".into(), 0, None, partial, counting(&n))
+            *c.get("a".into(), None, None, partial, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, None, partial, counting(&n))
+            *c.get("a".into(), None, None, partial, counting(&n))
                 .await
                 .unwrap(),
             2
         );
         let refused = c
-            .get("e".into(), 0, None, whole, || async {
+            .get("e".into(), None, None, whole, || async {
                 Err::<u32, _>(Status::not_found("no such community"))
             })
             .await
@@ -370,7 +377,7 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::NotFound);
         let m = Arc::new(AtomicU32::new(0));
         assert_eq!(
-            *c.get("e".into(), 0, None, whole, counting(&m))
+            *c.get("e".into(), None, None, whole, counting(&m))
                 .await
                 .unwrap(),
             1
@@ -387,7 +394,7 @@ mod tests {
         });
         let n = Arc::new(AtomicU32::new(0));
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             1
@@ -398,11 +405,14 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(99)
         };
-        assert_eq!(*c.get("a".into(), 0, None, whole, slow).await.unwrap(), 1);
+        assert_eq!(
+            *c.get("a".into(), None, None, whole, slow).await.unwrap(),
+            1
+        );
         // "b" has nothing held: its caller's assembly starts at once.
         let started = Instant::now();
         assert_eq!(
-            *c.get("b".into(), 0, None, whole, counting(&n))
+            *c.get("b".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             2
@@ -415,13 +425,13 @@ mod tests {
         let c = cache(0);
         let n = Arc::new(AtomicU32::new(0));
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             2
@@ -438,7 +448,7 @@ mod tests {
         });
         let n = Arc::new(AtomicU32::new(0));
         assert_eq!(
-            *c.get("a".into(), 0, Some(5), whole, counting(&n))
+            *c.get("a".into(), None, Some(5), whole, counting(&n))
                 .await
                 .unwrap(),
             1
@@ -446,7 +456,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         // Past max_age, but nothing changed: still current.
         assert_eq!(
-            *c.get("a".into(), 0, Some(5), whole, counting(&n))
+            *c.get("a".into(), None, Some(5), whole, counting(&n))
                 .await
                 .unwrap(),
             1
@@ -454,14 +464,14 @@ mod tests {
         assert_eq!(n.load(Ordering::SeqCst), 1);
         // A change: the held one is served while a fresh one comes.
         assert_eq!(
-            *c.get("a".into(), 0, Some(6), whole, counting(&n))
+            *c.get("a".into(), None, Some(6), whole, counting(&n))
                 .await
                 .unwrap(),
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, Some(6), whole, counting(&n))
+            *c.get("a".into(), None, Some(6), whole, counting(&n))
                 .await
                 .unwrap(),
             2
@@ -469,14 +479,14 @@ mod tests {
         // Changes no longer counted (a feed broke): by age alone again.
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             2
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            *c.get("a".into(), 0, None, whole, counting(&n))
+            *c.get("a".into(), None, None, whole, counting(&n))
                 .await
                 .unwrap(),
             3

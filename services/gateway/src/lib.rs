@@ -89,6 +89,7 @@ impl Application {
             part_timeout: settings.part_timeout,
             dashboards: Arc::new(cache::ViewCache::new(settings.views)),
             overviews: Arc::new(cache::ViewCache::new(settings.views)),
+            told: Arc::default(),
             changes: Arc::new(changes::Changes::new(
                 issues.clone(),
                 logistics.clone(),

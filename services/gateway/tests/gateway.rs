@@ -457,6 +457,37 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
         last = d.as_of;
         assert!(Instant::now() < deadline, "never held past its age");
     }
+    // Another session writes through the gateway: it reads its own change
+    // back at once, while the first is still answered from memory.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = s.login("wujing").await;
+    assert_ne!(other.access_token, worker.access_token);
+    IssuesServiceClient::new(s.channel())
+        .report_issue(with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: "through-the-gateway".into(),
+                community_id: first.community_id.clone(),
+                title: "楼道堆放杂物".into(),
+                category: ipb::Category::Road as i32,
+                source: ipb::Source::Inspection as i32,
+                ..Default::default()
+            },
+            &other.access_token,
+        ))
+        .await
+        .unwrap();
+    let written = linli_core::time::now_micros();
+    let theirs = dashboard(&s, &worker.access_token).await.unwrap();
+    let micros = |t: Option<prost_types::Timestamp>| {
+        t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+    };
+    assert!(
+        micros(theirs.as_of).unwrap() < written,
+        "assembled anew for a caller who did not write"
+    );
+    let own = dashboard(&s, &other.access_token).await.unwrap();
+    assert_eq!(own.issues.as_ref().unwrap().open_issues, open + 1);
+
     // Reported straight to the issues service, not through the gateway.
     let issues = s.issues.as_ref().unwrap().channel.clone();
     IssuesServiceClient::new(issues)
@@ -476,7 +507,7 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let d = dashboard(&s, &worker.access_token).await.unwrap();
-        if d.issues.as_ref().unwrap().open_issues == open + 1 {
+        if d.issues.as_ref().unwrap().open_issues == open + 2 {
             break;
         }
         assert!(

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio_stream::Stream;
@@ -41,6 +41,8 @@ pub struct ViewsApi {
     pub(crate) overviews: Arc<ViewCache<pb::GetCountyOverviewResponse>>,
     /// What the feeds say has changed, for the dashboards held.
     pub(crate) changes: Arc<Changes>,
+    /// When each caller was last told of a change (see `told`).
+    pub(crate) told: Arc<crate::backend::Callers>,
 }
 
 type Resp<T> = Result<Response<T>, Status>;
@@ -65,10 +67,24 @@ fn take<T>(missing: &mut Vec<pb::MissingPart>, part: Part<T>) -> Option<T> {
 }
 
 impl ViewsApi {
-    /// Writes this gateway has sent to any service: a held view asked for
-    /// before the latest is asked for again.
-    fn writes(&self) -> u64 {
-        self.people.writes() + self.issues.writes() + self.logistics.writes()
+    /// When `actor`'s latest write through this gateway, to any service, was
+    /// answered, or they were last told of a change (`told`): a held view
+    /// assembled before it is not served to them.
+    fn wrote_at(&self, actor: &Actor) -> Option<Instant> {
+        let token = actor.token()?;
+        [&self.people, &self.issues, &self.logistics]
+            .iter()
+            .filter_map(|b| b.wrote_at(token))
+            .chain(self.told.noted(token))
+            .max()
+    }
+
+    /// `actor` has been told of a change (a live page's event): what they
+    /// ask for next is assembled after it.
+    pub fn told(&self, actor: &Actor) {
+        if let Some(token) = actor.token() {
+            self.told.note(token.as_bytes());
+        }
     }
 
     fn people(&self) -> PeopleServiceClient<Backend> {
@@ -277,7 +293,7 @@ impl GatewayService for ViewsApi {
             .dashboards
             .get(
                 key,
-                self.writes(),
+                self.wrote_at(&actor),
                 changes,
                 |d| d.missing.is_empty(),
                 move || async move {
@@ -402,7 +418,7 @@ impl GatewayService for ViewsApi {
             .overviews
             .get(
                 key,
-                0,
+                None,
                 None,
                 |o| o.missing.is_empty(),
                 move || async move { views.overview(actor).await },

@@ -324,16 +324,21 @@ pub async fn community_events(
         .await?
         .into_inner();
     let mut stopping = state.stop.subscribe();
+    let (views, actor) = (state.views.clone(), signed.actor.clone());
     let events = stream
         .take_while(|item| std::future::ready(item.is_ok()))
-        .filter_map(|item| async move {
-            let r = item.ok()?;
-            use pb::watch_community_response::Event as E;
-            let kind = match r.event? {
-                E::Issue(e) => format!("issue:{}", e.issue_id),
-                E::Logistics(e) => format!("{}:{}", e.entity, e.entity_id),
-            };
-            Some(Ok(Event::default().id(r.cursor).event("change").data(kind)))
+        .filter_map(move |item| {
+            // Told now: the live part this page fetches next is read after it.
+            views.told(&actor);
+            async move {
+                let r = item.ok()?;
+                use pb::watch_community_response::Event as E;
+                let kind = match r.event? {
+                    E::Issue(e) => format!("issue:{}", e.issue_id),
+                    E::Logistics(e) => format!("{}:{}", e.entity, e.entity_id),
+                };
+                Some(Ok(Event::default().id(r.cursor).event("change").data(kind)))
+            }
         })
         .take_until(async move {
             let _ = stopping.wait_for(|stop| *stop).await;
