@@ -66,6 +66,19 @@ impl Heads {
         }
     }
 
+    /// Heads kept in `table` (`community_id`, `seq`), one row per community.
+    pub fn in_table(db: &crate::Db, table: &'static str) -> Heads {
+        let db = db.clone();
+        let sql = format!("SELECT community_id, seq FROM {table}");
+        Heads::new(move || {
+            let (db, sql) = (db.clone(), sql.clone());
+            async move {
+                let heads = sqlx::query_as(&sql).fetch_all(&db.pool).await?;
+                Ok(heads)
+            }
+        })
+    }
+
     /// This replica has written: read the heads now rather than at the next poll.
     pub fn written(&self) {
         self.inner.written.notify_one();

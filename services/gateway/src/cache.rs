@@ -276,6 +276,19 @@ mod tests {
         true
     }
 
+    /// A whole view under `key`, fetched (when it must be) by `counting(n)`.
+    async fn ask(
+        c: &ViewCache<u32>,
+        key: &str,
+        wrote_at: Option<Instant>,
+        changes: Option<u64>,
+        n: &Arc<AtomicU32>,
+    ) -> u32 {
+        *c.get(key.into(), wrote_at, changes, whole, counting(n))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn callers_at_once_share_one_fetch_and_a_write_asks_again() {
         let c = cache(60_000);
@@ -285,34 +298,14 @@ mod tests {
         )
         .await;
         assert!(answers.iter().all(|a| **a.as_ref().unwrap() == 1));
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 1);
         // Another key is its own view.
-        assert_eq!(
-            *c.get("b".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "b", None, None, &n).await, 2);
         // The caller wrote since: asked again, and waited for.
         let wrote = Some(Instant::now());
-        assert_eq!(
-            *c.get("a".into(), wrote, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            3
-        );
+        assert_eq!(ask(&c, "a", wrote, None, &n).await, 3);
         // That answer was asked for after the write: held for them too.
-        assert_eq!(
-            *c.get("a".into(), wrote, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            3
-        );
+        assert_eq!(ask(&c, "a", wrote, None, &n).await, 3);
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 
@@ -320,27 +313,12 @@ mod tests {
     async fn an_old_answer_is_served_while_a_fresh_one_comes() {
         let c = cache(30);
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 1);
         tokio::time::sleep(Duration::from_millis(40)).await;
         // Old: served at once, and a fresh one starts.
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 2);
     }
 
     #[tokio::test]
@@ -376,12 +354,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::NotFound);
         let m = Arc::new(AtomicU32::new(0));
-        assert_eq!(
-            *c.get("e".into(), None, None, whole, counting(&m))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "e", None, None, &m).await, 1);
     }
 
     #[tokio::test]
@@ -393,12 +366,7 @@ mod tests {
             assembling: 1,
         });
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         // "a" is old: served as held while a slow assembly takes the one turn.
         let slow = || async {
@@ -411,12 +379,7 @@ mod tests {
         );
         // "b" has nothing held: its caller's assembly starts at once.
         let started = Instant::now();
-        assert_eq!(
-            *c.get("b".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "b", None, None, &n).await, 2);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -424,18 +387,8 @@ mod tests {
     async fn zero_max_age_holds_nothing() {
         let c = cache(0);
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 1);
+        assert_eq!(ask(&c, "a", None, None, &n).await, 2);
     }
 
     #[tokio::test]
@@ -447,49 +400,19 @@ mod tests {
             assembling: 2,
         });
         let n = Arc::new(AtomicU32::new(0));
-        assert_eq!(
-            *c.get("a".into(), None, Some(5), whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, Some(5), &n).await, 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
         // Past max_age, but nothing changed: still current.
-        assert_eq!(
-            *c.get("a".into(), None, Some(5), whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, Some(5), &n).await, 1);
         assert_eq!(n.load(Ordering::SeqCst), 1);
         // A change: the held one is served while a fresh one comes.
-        assert_eq!(
-            *c.get("a".into(), None, Some(6), whole, counting(&n))
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(ask(&c, "a", None, Some(6), &n).await, 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(
-            *c.get("a".into(), None, Some(6), whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "a", None, Some(6), &n).await, 2);
         // Changes no longer counted (a feed broke): by age alone again.
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 2);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(
-            *c.get("a".into(), None, None, whole, counting(&n))
-                .await
-                .unwrap(),
-            3
-        );
+        assert_eq!(ask(&c, "a", None, None, &n).await, 3);
     }
 }

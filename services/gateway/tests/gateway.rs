@@ -36,6 +36,30 @@ async fn dashboard(
         .map(|r| r.into_inner())
 }
 
+/// An inspection report of a road problem, as `token`, through `channel`.
+async fn report(
+    channel: Channel,
+    token: &str,
+    key: &str,
+    community_id: &str,
+    title: &str,
+) -> tonic::Response<ipb::ReportIssueResponse> {
+    IssuesServiceClient::new(channel)
+        .report_issue(with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: key.into(),
+                community_id: community_id.into(),
+                title: title.into(),
+                category: ipb::Category::Road as i32,
+                source: ipb::Source::Inspection as i32,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+}
+
 async fn login_err(s: &Suite, username: &str, password: &str) -> tonic::Status {
     s.auth()
         .login(pb::LoginRequest {
@@ -294,20 +318,14 @@ async fn views_are_whole_for_a_worker_and_kept_to_their_reach(backend: Backend) 
     let again = dashboard(&s, &worker.access_token).await.unwrap();
     assert_eq!(again.as_of, d.as_of);
     // A write sent through the gateway is seen by the next dashboard at once.
-    IssuesServiceClient::new(s.channel())
-        .report_issue(with_token(
-            ipb::ReportIssueRequest {
-                idempotency_key: "gateway-dashboard-fresh".into(),
-                community_id: d.community_id.clone(),
-                title: "楼道灯不亮".into(),
-                category: ipb::Category::Road as i32,
-                source: ipb::Source::Inspection as i32,
-                ..Default::default()
-            },
-            &worker.access_token,
-        ))
-        .await
-        .unwrap();
+    report(
+        s.channel(),
+        &worker.access_token,
+        "gateway-dashboard-fresh",
+        &d.community_id,
+        "楼道灯不亮",
+    )
+    .await;
     let after = dashboard(&s, &worker.access_token).await.unwrap();
     assert_eq!(after.issues.as_ref().unwrap().open_issues, open + 1);
     let at = |t: &Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
@@ -462,20 +480,14 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let other = s.login("wujing").await;
     assert_ne!(other.access_token, worker.access_token);
-    IssuesServiceClient::new(s.channel())
-        .report_issue(with_token(
-            ipb::ReportIssueRequest {
-                idempotency_key: "through-the-gateway".into(),
-                community_id: first.community_id.clone(),
-                title: "楼道堆放杂物".into(),
-                category: ipb::Category::Road as i32,
-                source: ipb::Source::Inspection as i32,
-                ..Default::default()
-            },
-            &other.access_token,
-        ))
-        .await
-        .unwrap();
+    report(
+        s.channel(),
+        &other.access_token,
+        "through-the-gateway",
+        &first.community_id,
+        "楼道堆放杂物",
+    )
+    .await;
     let written = linli_core::time::now_micros();
     let theirs = dashboard(&s, &worker.access_token).await.unwrap();
     let micros = |t: Option<prost_types::Timestamp>| {
@@ -490,20 +502,14 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
 
     // Reported straight to the issues service, not through the gateway.
     let issues = s.issues.as_ref().unwrap().channel.clone();
-    IssuesServiceClient::new(issues)
-        .report_issue(with_token(
-            ipb::ReportIssueRequest {
-                idempotency_key: "past-the-gateway".into(),
-                community_id: first.community_id.clone(),
-                title: "单元门禁坏了".into(),
-                category: ipb::Category::Road as i32,
-                source: ipb::Source::Inspection as i32,
-                ..Default::default()
-            },
-            &worker.access_token,
-        ))
-        .await
-        .unwrap();
+    report(
+        issues,
+        &worker.access_token,
+        "past-the-gateway",
+        &first.community_id,
+        "单元门禁坏了",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let d = dashboard(&s, &worker.access_token).await.unwrap();
@@ -684,23 +690,17 @@ async fn watch_community_resumes_after_a_reconnect_without_gaps_or_repeats() {
     );
 
     // A new issue reported through the gateway while disconnected.
-    let reported = IssuesServiceClient::new(s.channel())
-        .report_issue(with_token(
-            ipb::ReportIssueRequest {
-                idempotency_key: "gateway-watch-test".into(),
-                community_id: community.clone(),
-                title: "路灯不亮".into(),
-                category: ipb::Category::Road as i32,
-                source: ipb::Source::Inspection as i32,
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .issue
-        .unwrap();
+    let reported = report(
+        s.channel(),
+        &token,
+        "gateway-watch-test",
+        &community,
+        "路灯不亮",
+    )
+    .await
+    .into_inner()
+    .issue
+    .unwrap();
 
     // Resumed: each source continues just after the cursor, and the new issue comes.
     let mut stream = watch(&cursor).await;

@@ -363,24 +363,10 @@ pub struct Sweep {
     pub auto_closed: i32,
 }
 
-/// Every community's newest event seq, in one read.
-fn event_heads(db: &Db) -> Heads {
-    let db = db.clone();
-    Heads::new(move || {
-        let db = db.clone();
-        async move {
-            let heads = sqlx::query_as("SELECT community_id, seq FROM event_heads")
-                .fetch_all(&db.pool)
-                .await?;
-            Ok(heads)
-        }
-    })
-}
-
 impl Store {
     pub fn new(db: Db, policy: DeadlinePolicy) -> Store {
         Store {
-            heads: event_heads(&db),
+            heads: Heads::in_table(&db, "event_heads"),
             db,
             policy: Arc::new(policy),
             utc_offset: linli_core::time::china_standard_time(),

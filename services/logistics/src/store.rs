@@ -286,24 +286,10 @@ impl Owned {
     }
 }
 
-/// Every community's newest audit seq, in one read.
-fn audit_heads(db: &Db) -> Heads {
-    let db = db.clone();
-    Heads::new(move || {
-        let db = db.clone();
-        async move {
-            let heads = sqlx::query_as("SELECT community_id, seq FROM audit_heads")
-                .fetch_all(&db.pool)
-                .await?;
-            Ok(heads)
-        }
-    })
-}
-
 impl Store {
     pub fn new(db: Db, fever_threshold: f64, max_duty_hours_per_day: i64) -> Store {
         Store {
-            heads: audit_heads(&db),
+            heads: Heads::in_table(&db, "audit_heads"),
             db,
             fever_threshold,
             max_duty_hours_per_day,
