@@ -73,8 +73,10 @@ struct Inner {
     writers: Callers,
 }
 
-/// A moment remembered per caller, by a hash of their token (a collision
-/// only makes a view assembled anew when it need not be).
+/// A moment remembered per caller, by a hash of who they are (a collision
+/// only makes a view assembled anew when it need not be). A caller is the
+/// subject of their tokens, not a token: the web side signs a token per
+/// request.
 #[derive(Default)]
 pub struct Callers(Mutex<HashMap<u64, Instant>>);
 
@@ -84,15 +86,14 @@ const MOST_CALLERS: usize = 8192;
 const CALLERS_KEPT: Duration = Duration::from_secs(120);
 
 impl Callers {
-    fn key(token: &[u8]) -> u64 {
+    fn key(caller: &str) -> u64 {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let token = token.strip_prefix(b"Bearer ").unwrap_or(token);
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(token)
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(caller)
     }
 
-    /// Notes now for the caller with `token` (or `Bearer <token>`).
-    pub fn note(&self, token: &[u8]) {
-        let (key, now) = (Callers::key(token), Instant::now());
+    /// Notes now for `caller` (an actor's id, the subject of their tokens).
+    pub fn note(&self, caller: &str) {
+        let (key, now) = (Callers::key(caller), Instant::now());
         let mut callers = self.0.lock().expect("the callers' lock");
         if callers.len() >= MOST_CALLERS {
             callers.retain(|_, at| now.duration_since(*at) < CALLERS_KEPT);
@@ -100,11 +101,28 @@ impl Callers {
         callers.insert(key, now);
     }
 
-    /// The moment last noted for the caller with `token`.
-    pub fn noted(&self, token: &str) -> Option<Instant> {
+    /// The moment last noted for `caller`.
+    pub fn noted(&self, caller: &str) -> Option<Instant> {
         let callers = self.0.lock().expect("the callers' lock");
-        callers.get(&Callers::key(token.as_bytes())).copied()
+        callers.get(&Callers::key(caller)).copied()
     }
+}
+
+/// The subject an `authorization: Bearer <token>` value names, read without
+/// checking the signature: the service the request goes to checks it, and a
+/// forged one can only make someone's next view assembled anew.
+fn subject(authorization: &[u8]) -> Option<String> {
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        sub: String,
+    }
+    let token = std::str::from_utf8(authorization).ok()?;
+    let payload = token.strip_prefix("Bearer ")?.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Subject>(&json).ok().map(|s| s.sub)
 }
 
 struct Replica {
@@ -340,10 +358,10 @@ impl Backend {
             .collect()
     }
 
-    /// When the caller with `token` last had a write to this service answered
-    /// through this gateway.
-    pub fn wrote_at(&self, token: &str) -> Option<Instant> {
-        self.inner.writers.noted(token)
+    /// When `caller` (an actor's id) last had a write to this service
+    /// answered through this gateway.
+    pub fn wrote_at(&self, caller: &str) -> Option<Instant> {
+        self.inner.writers.noted(caller)
     }
 
     /// Sends one gRPC request to a healthy replica. Every failure is a gRPC
@@ -351,12 +369,13 @@ impl Backend {
     pub async fn send(&self, req: http::Request<Body>) -> http::Response<Body> {
         let read = is_read(req.uri().path());
         let writer = (!read)
-            .then(|| req.headers().get(http::header::AUTHORIZATION).cloned())
-            .flatten();
+            .then(|| req.headers().get(http::header::AUTHORIZATION))
+            .flatten()
+            .and_then(|v| subject(v.as_bytes()));
         let resp = self.send_once(req, read).await;
         if let Some(writer) = writer {
             // Noted once answered, so a view asked after the answer is assembled after it.
-            self.inner.writers.note(writer.as_bytes());
+            self.inner.writers.note(&writer);
         }
         resp
     }

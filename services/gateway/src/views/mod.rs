@@ -71,20 +71,17 @@ impl ViewsApi {
     /// answered, or they were last told of a change (`told`): a held view
     /// assembled before it is not served to them.
     fn wrote_at(&self, actor: &Actor) -> Option<Instant> {
-        let token = actor.token()?;
         [&self.people, &self.issues, &self.logistics]
             .iter()
-            .filter_map(|b| b.wrote_at(token))
-            .chain(self.told.noted(token))
+            .filter_map(|b| b.wrote_at(&actor.id))
+            .chain(self.told.noted(&actor.id))
             .max()
     }
 
     /// `actor` has been told of a change (a live page's event): what they
     /// ask for next is assembled after it.
     pub fn told(&self, actor: &Actor) {
-        if let Some(token) = actor.token() {
-            self.told.note(token.as_bytes());
-        }
+        self.told.note(&actor.id);
     }
 
     fn people(&self) -> PeopleServiceClient<Backend> {
