@@ -81,7 +81,7 @@ struct Inner {
 pub struct Callers(Mutex<HashMap<u64, Instant>>);
 
 /// Callers remembered at once; past this, those whose moment is older than
-/// `CALLERS_KEPT` are forgotten.
+/// `CALLERS_KEPT` are forgotten, or all of them if none is.
 const MOST_CALLERS: usize = 8192;
 const CALLERS_KEPT: Duration = Duration::from_secs(120);
 
@@ -97,6 +97,11 @@ impl Callers {
         let mut callers = self.0.lock().expect("the callers' lock");
         if callers.len() >= MOST_CALLERS {
             callers.retain(|_, at| now.duration_since(*at) < CALLERS_KEPT);
+            // All recent (a crisis, many writing): start afresh rather than
+            // scan them all again on every write.
+            if callers.len() >= MOST_CALLERS {
+                callers.clear();
+            }
         }
         callers.insert(key, now);
     }
@@ -456,6 +461,20 @@ fn grpc_status<B>(resp: &http::Response<B>) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn callers_past_the_limit_start_afresh() {
+        let callers = super::Callers::default();
+        for i in 0..super::MOST_CALLERS {
+            callers.note(&format!("account:{i}"));
+        }
+        assert!(callers.noted("account:0").is_some());
+        assert!(callers.noted("account:else").is_none());
+        // All of them recent: the next one starts the memory afresh.
+        callers.note("account:next");
+        assert!(callers.noted("account:next").is_some());
+        assert!(callers.noted("account:0").is_none());
+    }
+
     #[tokio::test]
     async fn a_dns_name_stands_for_every_address_it_resolves_to() {
         let backend = super::Backend::new(
