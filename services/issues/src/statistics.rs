@@ -160,6 +160,10 @@ pub(crate) fn ranking(tally: Vec<(String, u32, u32)>) -> Vec<pb::RankingEntry> {
     entries
 }
 
+/// Issues that are not real ones to be worked on, and those resolved.
+const DISMISSED: &str = "state NOT IN ('rejected', 'duplicate')";
+const RESOLVED: &str = "state IN ('resolved', 'verified', 'closed_unconfirmed')";
+
 impl Store {
     /// Issues reported in [from, to), in a community, claimed by a unit, or county-wide.
     /// Per community (or per claiming unit), the issues reported in the period
@@ -197,8 +201,9 @@ impl Store {
 
     /// Statistics over the issues in `scope`, as of `as_of` (see the proto
     /// for the definitions), with `weeks` weeks of reported and resolved
-    /// counts. Counted and ranked by the database, a handful of small queries:
-    /// a community's whole history is never loaded into memory.
+    /// counts. Counted and ranked by the database in at most four queries,
+    /// each one pass over the scope's issues: a community's whole history is
+    /// never loaded into memory.
     pub async fn statistics(
         &self,
         scope: &Scope<'_>,
@@ -206,12 +211,22 @@ impl Store {
         weeks: usize,
     ) -> Result<pb::GetStatisticsResponse> {
         let f = scope.filter();
-        const DISMISSED: &str = "state NOT IN ('rejected', 'duplicate')";
-        const RESOLVED: &str = "state IN ('resolved', 'verified', 'closed_unconfirmed')";
-        let groups: Vec<(String, String, String, i64)> = scope
+        // Per (state, category, mark): how many, and the rates' and the
+        // durations' parts among them (the caller adds the parts of the
+        // groups that count).
+        type Group = (String, String, String, i64, i64, i64, i64, i64, i64, i64);
+        let groups: Vec<Group> = scope
             .bind(sqlx::query_as(&format!(
-                "SELECT state, category, three_most, COUNT(*) FROM issues WHERE {f} GROUP BY state, category, three_most"
+                "SELECT state, category, three_most, COUNT(*), \
+                 CAST(SUM(CASE WHEN responded_at IS NOT NULL OR response_due_at < $5 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN responded_at IS NOT NULL AND responded_at <= response_due_at THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN rating IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN rating >= 4 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN first_claimed_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN resolved_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM issues WHERE {f} GROUP BY state, category, three_most"
             )))
+            .bind(as_of)
             .fetch_all(&self.db.pool)
             .await?;
         let mut by_state: BTreeMap<&str, i32> = BTreeMap::new();
@@ -220,7 +235,9 @@ impl Store {
         let mut open_by_three_most: BTreeMap<&str, i32> = BTreeMap::new();
         let mut out = pb::GetStatisticsResponse::default();
         let (mut res_num, mut res_den) = (0, 0);
-        for (state, category, three_most, n) in &groups {
+        let (mut resp_den, mut resp_num, mut sat_den, mut sat_num) = (0, 0, 0, 0);
+        let (mut claimed, mut resolved) = (0, 0);
+        for (state, category, three_most, n, rd, rn, sd, sn, cl, rs) in &groups {
             let n = *n as i32;
             let state = IssueState::parse(state).ok_or_else(|| {
                 Error::Internal(anyhow::anyhow!(
@@ -244,32 +261,23 @@ impl Store {
                 IssueState::ClosedUnconfirmed => out.closed_unconfirmed += n,
                 _ => {}
             }
+            if state.is_resolved() {
+                resolved += rs;
+            }
             if !state.is_dismissed() {
                 res_den += n;
                 if state.is_resolved() {
                     res_num += n;
                 }
+                (resp_den, resp_num, sat_den, sat_num) =
+                    (resp_den + rd, resp_num + rn, sat_den + sd, sat_num + sn);
+                claimed += cl;
             }
         }
-        let (resp_den, resp_num, sat_den, sat_num): (i64, i64, i64, i64) = scope
-            .bind(sqlx::query_as(&format!(
-                "SELECT CAST(COALESCE(SUM(CASE WHEN responded_at IS NOT NULL OR response_due_at < $5 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN responded_at IS NOT NULL AND responded_at <= response_due_at THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN rating IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN rating >= 4 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                 FROM issues WHERE {f} AND {DISMISSED}"
-            )))
-            .bind(as_of)
-            .fetch_one(&self.db.pool)
-            .await?;
-        let rate = |n: i32, d: i32| pb::Rate {
-            numerator: n,
-            denominator: d,
-            value: if d == 0 {
-                0.0
-            } else {
-                f64::from(n) / f64::from(d)
-            },
+        let rate = |n: i64, d: i64| pb::Rate {
+            numerator: n as i32,
+            denominator: d as i32,
+            value: if d == 0 { 0.0 } else { n as f64 / d as f64 },
         };
         let counts = |m: BTreeMap<&str, i32>| {
             m.into_iter()
@@ -283,14 +291,15 @@ impl Store {
         out.by_category = counts(by_category);
         out.by_three_most = counts(by_three_most);
         out.open_by_three_most = counts(open_by_three_most);
-        out.response_rate = Some(rate(resp_num as i32, resp_den as i32));
-        out.resolution_rate = Some(rate(res_num, res_den));
-        out.satisfaction_rate = Some(rate(sat_num as i32, sat_den as i32));
+        out.response_rate = Some(rate(resp_num, resp_den));
+        out.resolution_rate = Some(rate(res_num.into(), res_den.into()));
+        out.satisfaction_rate = Some(rate(sat_num, sat_den));
         out.time_to_claim = Some(
             self.durations(
                 scope,
                 "first_claimed_at",
                 &format!("{DISMISSED} AND first_claimed_at IS NOT NULL"),
+                claimed,
             )
             .await?,
         );
@@ -299,6 +308,7 @@ impl Store {
                 scope,
                 "resolved_at",
                 &format!("{RESOLVED} AND resolved_at IS NOT NULL"),
+                resolved,
             )
             .await?,
         );
@@ -306,40 +316,40 @@ impl Store {
         Ok(out)
     }
 
-    /// Seconds from report to `column` where `condition` holds: how many, and
-    /// the nearest-rank median and 90th percentile, picked by the database.
+    /// Seconds from report to `column` for the `n` issues where `condition`
+    /// holds: the nearest-rank median and 90th percentile, both picked by the
+    /// database in one sort.
     async fn durations(
         &self,
         scope: &Scope<'_>,
         column: &str,
         condition: &str,
+        n: i64,
     ) -> Result<pb::Durations> {
-        let f = scope.filter();
-        let (n,): (i64,) = scope
-            .bind(sqlx::query_as(&format!(
-                "SELECT COUNT(*) FROM issues WHERE {f} AND {condition}"
-            )))
-            .fetch_one(&self.db.pool)
-            .await?;
-        let at = |q: f64| {
-            let rank = ((q * n as f64).ceil() as i64).clamp(1, n.max(1));
-            let sql = format!(
-                "SELECT ({column} - reported_at) / 1000000 AS s FROM issues WHERE {f} AND {condition} ORDER BY s LIMIT 1 OFFSET $5"
-            );
-            async move {
-                if n == 0 {
-                    return Ok::<i64, Error>(0);
+        let rank = |q: f64| ((q * n as f64).ceil() as i64).clamp(1, n.max(1));
+        let (median_rank, p90_rank) = (rank(0.5), rank(0.9));
+        let (mut median, mut p90) = (0, 0);
+        if n > 0 {
+            let f = scope.filter();
+            let picked: Vec<(i64, i64)> = scope
+                .bind(sqlx::query_as(&format!(
+                    "SELECT rn, s FROM (SELECT ({column} - reported_at) / 1000000 AS s, \
+                     ROW_NUMBER() OVER (ORDER BY ({column} - reported_at) / 1000000) AS rn \
+                     FROM issues WHERE {f} AND {condition}) ranked WHERE rn = $5 OR rn = $6"
+                )))
+                .bind(median_rank)
+                .bind(p90_rank)
+                .fetch_all(&self.db.pool)
+                .await?;
+            for (rn, s) in picked {
+                if rn == median_rank {
+                    median = s;
                 }
-                let (v,): (i64,) = scope
-                    .bind(sqlx::query_as(&sql))
-                    .bind(rank - 1)
-                    .fetch_one(&self.db.pool)
-                    .await?;
-                Ok(v)
+                if rn == p90_rank {
+                    p90 = s;
+                }
             }
-        };
-        let median = at(0.5).await?;
-        let p90 = at(0.9).await?;
+        }
         Ok(pb::Durations {
             samples: n as i32,
             median_seconds: median,
@@ -367,31 +377,27 @@ impl Store {
                 ..Default::default()
             })
             .collect();
+        // One pass: each issue's week of report and, if resolved in the
+        // weeks shown, of resolution (-1 when outside them).
         let f = scope.filter();
-        for (column, condition) in [
-            ("reported_at", "TRUE"),
-            (
-                "resolved_at",
-                "state IN ('resolved', 'verified', 'closed_unconfirmed')",
-            ),
-        ] {
-            let rows: Vec<(i64, i64)> = scope
-                .bind(sqlx::query_as(&format!(
-                    "SELECT ({column} - $5) / $6 AS w, COUNT(*) FROM issues \
-                     WHERE {f} AND {condition} AND {column} >= $5 GROUP BY ({column} - $5) / $6"
-                )))
-                .bind(first)
-                .bind(WEEK)
-                .fetch_all(&self.db.pool)
-                .await?;
-            for (w, n) in rows {
-                if let Some(week) = usize::try_from(w).ok().and_then(|w| out.get_mut(w)) {
-                    if column == "reported_at" {
-                        week.reported += n as i32;
-                    } else {
-                        week.resolved += n as i32;
-                    }
-                }
+        let rows: Vec<(i64, i64, i64)> = scope
+            .bind(sqlx::query_as(&format!(
+                "SELECT CASE WHEN reported_at >= $5 THEN (reported_at - $5) / $6 ELSE -1 END AS rw, \
+                 CASE WHEN {RESOLVED} AND resolved_at >= $5 THEN (resolved_at - $5) / $6 ELSE -1 END AS sw, \
+                 COUNT(*) FROM issues WHERE {f} AND (reported_at >= $5 OR ({RESOLVED} AND resolved_at >= $5)) \
+                 GROUP BY rw, sw"
+            )))
+            .bind(first)
+            .bind(WEEK)
+            .fetch_all(&self.db.pool)
+            .await?;
+        for (reported, resolved, n) in rows {
+            let n = n as i32;
+            if let Some(week) = usize::try_from(reported).ok().and_then(|w| out.get_mut(w)) {
+                week.reported += n;
+            }
+            if let Some(week) = usize::try_from(resolved).ok().and_then(|w| out.get_mut(w)) {
+                week.resolved += n;
             }
         }
         Ok(out)
