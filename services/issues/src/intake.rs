@@ -164,9 +164,10 @@ impl Store {
                 let resolution_due =
                     s.policy
                         .resolution_due(new.reported_at, new.category, new.three_most);
-                sqlx::query(&format!(
+                // Written and read back in one statement.
+                let row = sqlx::query(&format!(
                     "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
-                     $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1)"
+                     $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1) RETURNING {ISSUE_COLS}"
                 ))
                 .bind(&new.community_id)
                 .bind(id)
@@ -185,8 +186,9 @@ impl Store {
                 .bind(response_due)
                 .bind(resolution_due)
                 .bind(attachments_to_json(&new.attachments))
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+                let r = record_from_row(&row)?;
                 if !new.household_id.is_empty() {
                     sqlx::query("INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES ($1, $2, $3)")
                         .bind(&new.community_id)
@@ -195,7 +197,6 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let r = s.load(&mut *tx, id).await?;
                 append_event(
                     &mut *tx,
                     actor,
@@ -217,7 +218,11 @@ impl Store {
                         id,
                         r.audit_json(),
                     );
-                    Ok(Made::new(s.to_proto(&mut *tx, &r).await?, change))
+                    // Its one watcher, if any, is the household that reported it.
+                    let watchers = Vec::from_iter(
+                        (!new.household_id.is_empty()).then(|| new.household_id.clone()),
+                    );
+                    Ok(Made::new(r.to_proto(watchers), change))
                 })
             },
         )
