@@ -210,8 +210,11 @@ impl GrpcServer {
     }
 }
 
-/// How often readiness asks the database, and how long it waits for an answer.
+/// How often readiness asks the database (more often while it does not
+/// answer, so a database that is back is served at once), and how long it
+/// waits for an answer.
 const READINESS_EVERY: Duration = Duration::from_secs(1);
+const READINESS_EVERY_WHILE_DOWN: Duration = Duration::from_millis(200);
 const READINESS_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Keeps the services' health at SERVING while `db` answers and NOT_SERVING
@@ -226,7 +229,12 @@ fn watch_readiness(
     tokio::spawn(async move {
         let mut ready = true;
         loop {
-            tokio::time::sleep(READINESS_EVERY).await;
+            tokio::time::sleep(if ready {
+                READINESS_EVERY
+            } else {
+                READINESS_EVERY_WHILE_DOWN
+            })
+            .await;
             let now = db.is_reachable(READINESS_TIMEOUT).await;
             if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 return;

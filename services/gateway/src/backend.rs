@@ -147,6 +147,9 @@ enum Probe {
     Late,
 }
 
+/// How many times a replica marked down is probed per `probe_interval`.
+const DOWN_PROBES_PER_INTERVAL: u32 = 5;
+
 /// Late probes in a row that mark a replica down.
 const LATE_PROBES_BEFORE_DOWN: u32 = 3;
 
@@ -284,22 +287,30 @@ impl Backend {
         *self.inner.replicas.write().expect("replicas lock") = next;
     }
 
-    /// Probes every replica's health every `probe_interval` (and looks DNS
-    /// names up again every `resolve_interval`), until dropped.
+    /// Probes every replica's health every `probe_interval`, and a replica
+    /// marked down five times as often, so one that is back (or was marked
+    /// down by a dropped connection while alive) takes calls again soon.
+    /// Looks DNS names up again every `resolve_interval`. Until dropped.
     pub fn spawn_probes(&self, settings: &BackendSettings) -> tokio::task::JoinHandle<()> {
         let backend = self.clone();
         let settings = settings.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(settings.probe_interval);
+            let mut tick =
+                tokio::time::interval(settings.probe_interval / DOWN_PROBES_PER_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut resolved_at: Option<tokio::time::Instant> = None;
-            loop {
+            for round in 0u64.. {
                 tick.tick().await;
                 if resolved_at.is_none_or(|at| at.elapsed() >= settings.resolve_interval) {
                     backend.resolve().await;
                     resolved_at = Some(tokio::time::Instant::now());
                 }
-                let replicas = backend.replicas();
+                let every = round % u64::from(DOWN_PROBES_PER_INTERVAL) == 0;
+                let replicas: Vec<_> = backend
+                    .replicas()
+                    .into_iter()
+                    .filter(|r| every || !r.healthy.load(Ordering::Relaxed))
+                    .collect();
                 let probes = replicas
                     .iter()
                     .map(|r| backend.probe(r, settings.probe_timeout));
@@ -428,8 +439,9 @@ impl Backend {
                     // Not reached (refused, reset, timed out connecting): mark it
                     // down until a probe says otherwise, and try the next.
                     replica.healthy.store(false, Ordering::Relaxed);
+                    let e = with_causes(&e);
                     tracing::warn!(service = self.inner.service, replica = %replica.addr, error = %e, "backend replica unreachable");
-                    last_error = e.to_string();
+                    last_error = e;
                 }
             }
         }
@@ -439,6 +451,18 @@ impl Backend {
         ))
         .into_http()
     }
+}
+
+/// An error and what caused it, outermost first ("transport error" alone tells little).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Waits before retrying a read on the next replica (times the attempt).
