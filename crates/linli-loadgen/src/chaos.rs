@@ -65,6 +65,11 @@ struct Load {
     acked: Arc<Mutex<Vec<Acked>>>,
     /// Dashboards answered with parts missing, by phase.
     partial: Arc<Vec<AtomicU64>>,
+    /// The slowest call (µs) begun in each phase, wherever it ended: a call
+    /// is counted in the phase it ended in (one in flight when a process is
+    /// killed fails in the fault's phase), and this keeps one that hung
+    /// through a fault from escaping the fault's check.
+    slowest_begun: Arc<Vec<AtomicU64>>,
 }
 
 const PHASES: usize = 16;
@@ -79,6 +84,7 @@ fn start_load(
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let partial = Arc::new((0..PHASES).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+    let slowest_begun = Arc::new((0..PHASES).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
     let run = format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -87,8 +93,13 @@ fn start_load(
     );
     let mut tasks = Vec::new();
     for w in 0..writers + readers {
-        let (phase, stop, acked, partial) =
-            (phase.clone(), stop.clone(), acked.clone(), partial.clone());
+        let (phase, stop, acked, partial, slowest_begun) = (
+            phase.clone(),
+            stop.clone(),
+            acked.clone(),
+            partial.clone(),
+            slowest_begun.clone(),
+        );
         let channel = channels[w % channels.len()].clone();
         let county = county.clone();
         let run = run.clone();
@@ -98,7 +109,8 @@ fn start_load(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let m = &county.members[(w + n as usize) % county.members.len()];
-                let p = phase.load(Ordering::Relaxed).min(PHASES - 1);
+                let now = || phase.load(Ordering::Relaxed).min(PHASES - 1);
+                let begun_in = now();
                 let began = Instant::now();
                 if w < writers {
                     let key = format!("chaos-{run}-{w}-{n}");
@@ -114,6 +126,7 @@ fn start_load(
                     let outcome = IssuesServiceClient::new(channel.clone())
                         .report_issue(with_token(request.clone(), &m.resident))
                         .await;
+                    let p = now();
                     let outcome = match outcome {
                         Ok(r) => {
                             let id = r.into_inner().issue.map(|i| i.id).unwrap_or_default();
@@ -124,7 +137,10 @@ fn start_load(
                             });
                             Ok(())
                         }
-                        Err(s) => Err(s.code()),
+                        Err(s) => {
+                            recs[p].failed("ReportIssue", &s);
+                            Err(s.code())
+                        }
                     };
                     recs[p].record("ReportIssue", began.elapsed(), outcome);
                 } else {
@@ -137,6 +153,7 @@ fn start_load(
                             &m.worker,
                         ))
                         .await;
+                    let p = now();
                     let outcome = match outcome {
                         Ok(r) => {
                             if !r.get_ref().missing.is_empty() {
@@ -144,11 +161,16 @@ fn start_load(
                             }
                             Ok(())
                         }
-                        Err(s) => Err(s.code()),
+                        Err(s) => {
+                            recs[p].failed("GetCommunityDashboard", &s);
+                            Err(s.code())
+                        }
                     };
                     recs[p].record("GetCommunityDashboard", began.elapsed(), outcome);
                 }
-                if recs[p].ops.values().any(|s| !s.errors.is_empty()) {
+                slowest_begun[begun_in]
+                    .fetch_max(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+                if recs[now()].ops.values().any(|s| !s.errors.is_empty()) {
                     // Keep a failing writer from spinning.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -162,6 +184,7 @@ fn start_load(
         tasks,
         acked,
         partial,
+        slowest_begun,
     }
 }
 
@@ -430,6 +453,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let channels = suite::channels(&suite.gateway, 2).await?;
     let county = Arc::new(mix::log_in(&channels[0], args.communities).await?);
     ensure!(!county.members.is_empty(), "no community to drive");
+    // The steady phase starts once the gateway has found every backend (its
+    // first probes may run before a backend listens).
+    until_whole(&channels[0], &county, Duration::from_secs(30))
+        .await
+        .context("the suite was never whole before the faults")?;
     let load = start_load(&channels, &county, args.writers, 2);
     let steady = Duration::from_secs(args.steady_secs);
     let down = Duration::from_secs(args.down_secs);
@@ -533,6 +561,13 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
                     ));
                 }
             }
+            let begun = load.slowest_begun[i].load(Ordering::Relaxed) as f64 / 1000.0;
+            if begun > FAIL_FAST.as_secs_f64() * 1000.0 {
+                problems.push(format!(
+                    "a call begun during it took {begun:.0} ms (limit {} ms)",
+                    FAIL_FAST.as_millis()
+                ));
+            }
         }
         let recovery = recoveries
             .iter()
@@ -569,6 +604,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             })
             .collect();
         println!("{:<28} {}", f.fault, calls.join("; "));
+        for o in &f.during.ops {
+            for (code, message) in &o.messages {
+                println!("{:<28} {} {code}: {message}", "", o.op);
+            }
+        }
         if f.partial_dashboards > 0 {
             println!(
                 "{:<28} {} dashboards answered partial",

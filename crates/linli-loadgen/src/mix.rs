@@ -304,7 +304,7 @@ impl Driver {
         worker: usize,
         rng: &mut Rng,
         spread: Spread,
-    ) -> (&'static str, Result<(), tonic::Code>) {
+    ) -> (&'static str, Result<(), tonic::Status>) {
         let ch = self.channels[worker % self.channels.len()].clone();
         let m = match spread {
             Spread::County => rng.below(self.county.members.len()),
@@ -312,7 +312,6 @@ impl Driver {
         };
         let member = &self.county.members[m];
         let p = &self.pipeline;
-        let code = |s: tonic::Status| s.code();
         let transition = |o: &Open| {
             Some(ipb::Transition {
                 issue_id: o.id.clone(),
@@ -330,13 +329,15 @@ impl Driver {
                     &self.limit_fanout
                 };
                 let Some(limit) = limit else {
-                    return (op.name(), Err(tonic::Code::FailedPrecondition));
+                    return (
+                        op.name(),
+                        Err(tonic::Status::failed_precondition("no limit server")),
+                    );
                 };
                 HealthClient::new(limit.clone())
                     .check(HealthCheckRequest::default())
                     .await
                     .map(drop)
-                    .map_err(code)
             }
             // A view with parts missing is counted apart: it answered, but not whole.
             Op::Dashboard | Op::DashboardFresh => {
@@ -359,7 +360,7 @@ impl Driver {
                         },
                         Ok(()),
                     ),
-                    other => (op.name(), other.map(drop).map_err(code)),
+                    other => (op.name(), other.map(drop)),
                 };
             }
             Op::County => {
@@ -371,7 +372,7 @@ impl Driver {
                     .await;
                 return match answer {
                     Ok(r) if !r.get_ref().missing.is_empty() => (PARTIAL_COUNTY, Ok(())),
-                    other => (op.name(), other.map(drop).map_err(code)),
+                    other => (op.name(), other.map(drop)),
                 };
             }
             Op::ListOpen => list_open(&mut issues, member).await,
@@ -406,7 +407,7 @@ impl Driver {
                         );
                         Ok(())
                     }
-                    Err(s) => Err(s.code()),
+                    Err(s) => Err(s),
                 }
             }
             Op::Claim | Op::Start | Op::Resolve | Op::Confirm => {
@@ -471,7 +472,7 @@ impl Driver {
                         }
                         Ok(())
                     }
-                    Err(s) => Err(s.code()),
+                    Err(s) => Err(s),
                 }
             }
             Op::Visit => {
@@ -490,7 +491,6 @@ impl Driver {
                     ))
                     .await
                     .map(drop)
-                    .map_err(code)
             }
             Op::CheckIn => PeopleServiceClient::new(ch)
                 .check_in(with_token(
@@ -504,8 +504,7 @@ impl Driver {
                     &member.cadre,
                 ))
                 .await
-                .map(drop)
-                .map_err(code),
+                .map(drop),
             Op::Household => GatewayServiceClient::new(ch)
                 .get_household_profile(with_token(
                     gpb::GetHouseholdProfileRequest {
@@ -514,8 +513,7 @@ impl Driver {
                     &member.resident,
                 ))
                 .await
-                .map(drop)
-                .map_err(code),
+                .map(drop),
             Op::Batches => LogisticsServiceClient::new(ch)
                 .list_batches(with_token(
                     lpb::ListBatchesRequest {
@@ -526,8 +524,7 @@ impl Driver {
                     &member.worker,
                 ))
                 .await
-                .map(drop)
-                .map_err(code),
+                .map(drop),
         };
         (op.name(), outcome)
     }
@@ -536,7 +533,7 @@ impl Driver {
 async fn list_open(
     issues: &mut IssuesServiceClient<Channel>,
     member: &Member,
-) -> Result<(), tonic::Code> {
+) -> Result<(), tonic::Status> {
     issues
         .list_issues(with_token(
             ipb::ListIssuesRequest {
@@ -549,7 +546,6 @@ async fn list_open(
         ))
         .await
         .map(drop)
-        .map_err(|s| s.code())
 }
 
 /// How a scenario runs.
@@ -628,7 +624,10 @@ pub async fn work(
         let op = rng.pick(&mix);
         let began = Instant::now();
         let (name, outcome) = driver.call(op, worker, &mut rng, spread).await;
-        rec.record(name, began.elapsed(), outcome);
+        if let Err(s) = &outcome {
+            rec.failed(name, s);
+        }
+        rec.record(name, began.elapsed(), outcome.map_err(|s| s.code()));
         calls.fetch_add(1, Ordering::Relaxed);
     }
     rec

@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct OpStats {
     pub latency: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// The first message seen with each code, to tell why.
+    pub messages: BTreeMap<String, String>,
     /// The slowest failed call (µs): failing fast is part of the contract.
     pub slowest_failure_us: u64,
 }
@@ -21,6 +23,7 @@ impl Default for OpStats {
             // 1 µs to 10 min, three significant figures.
             latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
             errors: BTreeMap::new(),
+            messages: BTreeMap::new(),
             slowest_failure_us: 0,
         }
     }
@@ -46,6 +49,15 @@ impl Recorder {
         }
     }
 
+    /// Notes why a call failed: the first message with each code is kept.
+    pub fn failed(&mut self, op: &'static str, status: &tonic::Status) {
+        let stats = self.ops.entry(op).or_default();
+        stats
+            .messages
+            .entry(code_name(status.code()))
+            .or_insert_with(|| status.message().to_owned());
+    }
+
     pub fn merge(&mut self, other: &Recorder) {
         for (op, s) in &other.ops {
             let mine = self.ops.entry(op).or_default();
@@ -53,6 +65,11 @@ impl Recorder {
             mine.slowest_failure_us = mine.slowest_failure_us.max(s.slowest_failure_us);
             for (code, n) in &s.errors {
                 *mine.errors.entry(code.clone()).or_default() += n;
+            }
+            for (code, m) in &s.messages {
+                mine.messages
+                    .entry(code.clone())
+                    .or_insert_with(|| m.clone());
             }
         }
     }
@@ -84,6 +101,9 @@ pub struct OpFigures {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
+    /// A message seen with each code.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub messages: BTreeMap<String, String>,
     pub slowest_failure_ms: f64,
 }
 
@@ -137,6 +157,7 @@ impl ScenarioFigures {
                     p99_ms: ms(&s.latency, 0.99),
                     max_ms: s.latency.max() as f64 / 1000.0,
                     errors: s.errors.clone(),
+                    messages: s.messages.clone(),
                     slowest_failure_ms: s.slowest_failure_us as f64 / 1000.0,
                 })
                 .collect(),
@@ -174,6 +195,9 @@ impl ScenarioFigures {
                 "  {:<28} {:>9} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {errors}",
                 o.op, o.ok, o.per_sec, o.p50_ms, o.p95_ms, o.p99_ms, o.max_ms
             );
+            for (code, message) in &o.messages {
+                println!("    {code}, first: {message}");
+            }
         }
     }
 }
@@ -200,6 +224,8 @@ mod tests {
         let mut b = Recorder::default();
         b.record("x", Duration::from_millis(8), Ok(()));
         b.record("y", Duration::from_millis(1), Err(tonic::Code::Unavailable));
+        b.failed("y", &tonic::Status::unavailable("issues is unavailable"));
+        b.failed("y", &tonic::Status::unavailable("a later reason"));
         a.merge(&b);
         let f = ScenarioFigures::new("t", 1, Duration::from_secs(2), &a);
         let x = f.op("x").unwrap();
@@ -207,5 +233,10 @@ mod tests {
         assert!((x.max_ms - 8.0).abs() < 0.01, "{}", x.max_ms);
         assert_eq!(x.errors["UNAVAILABLE"], 1);
         assert_eq!(f.op("y").unwrap().errors["UNAVAILABLE"], 1);
+        assert_eq!(
+            f.op("y").unwrap().messages["UNAVAILABLE"],
+            "issues is unavailable"
+        );
+        assert!(x.messages.is_empty());
     }
 }
