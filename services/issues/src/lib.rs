@@ -44,6 +44,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0002_original_deadline",
         sql: include_str!("../migrations/0002_original_deadline.sql"),
     });
+    all.push(Migration {
+        id: "issues/0003_statistics_index",
+        sql: include_str!("../migrations/0003_statistics_index.sql"),
+    });
     all
 }
 
