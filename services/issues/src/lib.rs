@@ -48,6 +48,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0003_statistics_index",
         sql: include_str!("../migrations/0003_statistics_index.sql"),
     });
+    all.push(Migration {
+        id: "issues/0004_open_index",
+        sql: include_str!("../migrations/0004_open_index.sql"),
+    });
     all
 }
 
