@@ -435,6 +435,16 @@ impl Backend {
                     last_error = "answered UNAVAILABLE".into();
                 }
                 Ok(resp) => return resp,
+                // The caller's deadline ran out: the replica is slow, not gone.
+                // Marking it down would fail every other call at once (under
+                // load, a cascade); late health probes decide that instead.
+                Err(e) if timed_out(&e) => {
+                    return Status::deadline_exceeded(format!(
+                        "{} did not answer within the deadline",
+                        self.inner.service
+                    ))
+                    .into_http();
+                }
                 Err(e) => {
                     // Not reached (refused, reset, timed out connecting): mark it
                     // down until a probe says otherwise, and try the next.
@@ -451,6 +461,18 @@ impl Backend {
         ))
         .into_http()
     }
+}
+
+/// Whether the call's own deadline (`grpc-timeout`) ended it.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An error and what caused it, outermost first ("transport error" alone tells little).
@@ -522,6 +544,42 @@ mod tests {
             "{addrs:?}"
         );
         assert!(!addrs.iter().any(|a| a.contains("localhost")), "{addrs:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_leaves_the_replica_healthy() {
+        // A replica that takes connections and never answers (a busy one, as far
+        // as a deadline can tell).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let backend = super::Backend::new(
+            super::PEOPLE,
+            &[format!("http://{addr}")],
+            &super::BackendSettings::default(),
+        )
+        .unwrap();
+        let req = http::Request::builder()
+            .uri("/linli.people.v1.PeopleService/GetHousehold")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "100m")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        let began = std::time::Instant::now();
+        let resp = backend.send(req).await;
+        assert_eq!(
+            super::grpc_status(&resp),
+            Some(&b"4"[..]),
+            "DEADLINE_EXCEEDED"
+        );
+        assert!(began.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(backend.candidates().len(), 1, "still taken as healthy");
     }
 
     #[test]
