@@ -463,28 +463,24 @@ impl Backend {
     }
 }
 
-/// Whether the call's own deadline (`grpc-timeout`) ended it.
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.is::<tonic::TimeoutExpired>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+/// An error and what caused it, outermost first.
+fn causes<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |c| c.source())
 }
 
-/// An error and what caused it, outermost first ("transport error" alone tells little).
+/// Whether the call's own deadline (`grpc-timeout`) ended it.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    causes(e).any(|c| c.is::<tonic::TimeoutExpired>())
+}
+
+/// An error with its causes ("transport error" alone tells little).
 fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    causes(e)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Waits before retrying a read on the next replica (times the attempt).
