@@ -66,6 +66,13 @@ text_enum!(EventKind: linli_proto::issues::v1::EventKind {
 
 text_enum!(DeadlineKind: linli_proto::issues::v1::DeadlineKind { Response = "response", Resolution = "resolution" });
 
+/// [`IssueState::is_open`] in SQL, word for word as the partial index
+/// `issues_open` is defined (so the planner sees that the index serves it).
+pub const OPEN_SQL: &str =
+    "state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened')";
+/// [`IssueState::is_resolved`] in SQL.
+pub const RESOLVED_SQL: &str = "state IN ('resolved', 'verified', 'closed_unconfirmed')";
+
 impl IssueState {
     /// Still waiting for someone to act.
     pub fn is_open(self) -> bool {
@@ -397,6 +404,22 @@ pub fn parse_attachment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sql_state_lists_are_the_rust_ones() {
+        let listed = |sql: &str, s: IssueState| sql.contains(&format!("'{}'", s.as_str()));
+        for &s in IssueState::ALL {
+            assert_eq!(listed(OPEN_SQL, s), s.is_open(), "{s:?} in OPEN_SQL");
+            assert_eq!(
+                listed(RESOLVED_SQL, s),
+                s.is_resolved(),
+                "{s:?} in RESOLVED_SQL"
+            );
+        }
+        // The partial index is defined on the same words, or the planner would not use it.
+        let index = include_str!("../migrations/0005_counts.sql");
+        assert!(index.contains(&format!("WHERE {OPEN_SQL};")));
+    }
 
     #[test]
     fn enums_cross_the_wire_both_ways() {

@@ -3,9 +3,8 @@
 use linli_core::metrics::{Gauge, GaugeFuture, Gauges};
 use linli_core::time::now_micros;
 
+use crate::domain::OPEN_SQL;
 use crate::store::Store;
-
-const OPEN: &str = "('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened')";
 
 impl Gauges for Store {
     fn gauges(&self) -> GaugeFuture<'_> {
@@ -13,7 +12,7 @@ impl Gauges for Store {
             let pool = &self.db.pool;
             let mut out = Vec::new();
             let open: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT state, COUNT(*) FROM issues WHERE state IN {OPEN} GROUP BY state"
+                "SELECT state, COUNT(*) FROM issues WHERE {OPEN_SQL} GROUP BY state"
             ))
             .fetch_all(pool)
             .await
@@ -30,8 +29,8 @@ impl Gauges for Store {
             }
             let now = now_micros();
             let overdue: Option<i64> = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM issues WHERE (state = 'reported' AND response_due_at < $1) \
-                 OR (state IN {OPEN} AND resolution_due_at < $1)"
+                "SELECT COUNT(*) FROM issues WHERE {OPEN_SQL} \
+                 AND ((state = 'reported' AND response_due_at < $1) OR resolution_due_at < $1)"
             ))
             .bind(now)
             .fetch_one(pool)

@@ -256,14 +256,14 @@ impl Store {
         // can read open issues from their own index (`issues_open`) instead of
         // walking a community's whole history for the first page.
         let open = if filter.open_only {
-            "$12 = 1 AND state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened')"
+            format!("$12 = 1 AND {OPEN_SQL}")
         } else {
-            "$12 = 0"
+            "$12 = 0".to_owned()
         };
         let sql = format!(
             "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3) \
              AND ($4 = '' OR three_most = $4) AND ($5 = '' OR claim_cadre_id = $5 OR claim_unit_id = $5 OR claim_participants LIKE $6) \
-             AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $8)) \
+             AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR ({OPEN_SQL} AND resolution_due_at < $8)) \
              AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND ($11 = '' OR household_id = $11) \
              AND {open} AND id > $13 ORDER BY id LIMIT $14"
         );

@@ -52,6 +52,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0004_open_index",
         sql: include_str!("../migrations/0004_open_index.sql"),
     });
+    all.push(Migration {
+        id: "issues/0005_counts",
+        sql: include_str!("../migrations/0005_counts.sql"),
+    });
     all
 }
 

@@ -350,6 +350,13 @@ impl Store {
             },
         )
         .await?;
+        let resolved = |r: &IssueRecord| i64::from(r.domain.state.is_resolved());
+        count_resolved(
+            &mut tx,
+            &after.community_id,
+            resolved(&after) - resolved(&before),
+        )
+        .await?;
         if kind == EventKind::MarkedDuplicate {
             self.join_watchers(&mut tx, actor, &after, at).await?;
         }

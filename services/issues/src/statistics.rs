@@ -1,5 +1,5 @@
 //! The three rates (三率), times to claim and resolve, the fair ranking, and a community's summary.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use tonic::{Request, Response};
 
@@ -162,7 +162,6 @@ pub(crate) fn ranking(tally: Vec<(String, u32, u32)>) -> Vec<pb::RankingEntry> {
 
 /// Issues that are not real ones to be worked on, and those resolved.
 const DISMISSED: &str = "state NOT IN ('rejected', 'duplicate')";
-const RESOLVED: &str = "state IN ('resolved', 'verified', 'closed_unconfirmed')";
 
 impl Store {
     /// Issues reported in [from, to), in a community, claimed by a unit, or county-wide.
@@ -307,7 +306,7 @@ impl Store {
             self.durations(
                 scope,
                 "resolved_at",
-                &format!("{RESOLVED} AND resolved_at IS NOT NULL"),
+                &format!("{RESOLVED_SQL} AND resolved_at IS NOT NULL"),
                 resolved,
             )
             .await?,
@@ -383,8 +382,8 @@ impl Store {
         let rows: Vec<(i64, i64, i64)> = scope
             .bind(sqlx::query_as(&format!(
                 "SELECT CASE WHEN reported_at >= $5 THEN (reported_at - $5) / $6 ELSE -1 END AS rw, \
-                 CASE WHEN {RESOLVED} AND resolved_at >= $5 THEN (resolved_at - $5) / $6 ELSE -1 END AS sw, \
-                 COUNT(*) FROM issues WHERE {f} AND (reported_at >= $5 OR ({RESOLVED} AND resolved_at >= $5)) \
+                 CASE WHEN {RESOLVED_SQL} AND resolved_at >= $5 THEN (resolved_at - $5) / $6 ELSE -1 END AS sw, \
+                 COUNT(*) FROM issues WHERE {f} AND (reported_at >= $5 OR ({RESOLVED_SQL} AND resolved_at >= $5)) \
                  GROUP BY rw, sw"
             )))
             .bind(first)
@@ -403,35 +402,25 @@ impl Store {
         Ok(out)
     }
 
+    /// A community's open and overdue issues, counted from the open issues'
+    /// own index, and its resolved ones from their running count: the cost
+    /// follows what is open now, not the years of history.
     pub async fn summary(&self, community_id: &str) -> Result<pb::GetCommunitySummaryResponse> {
-        let now = now_micros();
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM issues WHERE community_id = $1 GROUP BY state",
-        )
+        let (open, overdue, resolved): (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT COUNT(*), \
+             CAST(COALESCE(SUM(CASE WHEN (state = 'reported' AND response_due_at < $2) OR resolution_due_at < $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE((SELECT resolved FROM issue_counts WHERE community_id = $1), 0) AS BIGINT) \
+             FROM issues WHERE community_id = $1 AND {OPEN_SQL}"
+        ))
         .bind(community_id)
-        .fetch_all(&self.db.pool)
-        .await?;
-        let by: HashMap<String, i64> = counts.into_iter().collect();
-        let count = |states: &[IssueState]| {
-            states
-                .iter()
-                .map(|s| by.get(s.as_str()).copied().unwrap_or(0))
-                .sum::<i64>() as i32
-        };
-        let (overdue,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM issues WHERE community_id = $1 AND ((state = 'reported' AND response_due_at < $2) \
-             OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $2))",
-        )
-        .bind(community_id)
-        .bind(now)
+        .bind(now_micros())
         .fetch_one(&self.db.pool)
         .await?;
-        use IssueState::*;
         Ok(pb::GetCommunitySummaryResponse {
             community_id: community_id.to_owned(),
-            open_issues: count(&[Reported, Acknowledged, Claimed, InProgress, Reopened]),
+            open_issues: open as i32,
             overdue_issues: overdue as i32,
-            resolved_issues: count(&[Resolved, Verified, ClosedUnconfirmed]),
+            resolved_issues: resolved as i32,
         })
     }
 }

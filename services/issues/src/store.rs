@@ -284,6 +284,28 @@ pub(crate) struct NewEvent<'a> {
     pub(crate) attachments: &'a [Attachment],
 }
 
+/// Moves a community's running count of resolved issues (`issue_counts`,
+/// which its summary reads) by `delta`, in the caller's transaction. Taken
+/// after the community's event head, as every writer does, so the two row
+/// locks are always taken in the same order.
+pub(crate) async fn count_resolved(
+    conn: &mut AnyConnection,
+    community_id: &str,
+    delta: i64,
+) -> Result<()> {
+    if delta != 0 {
+        sqlx::query(
+            "INSERT INTO issue_counts (community_id, resolved) VALUES ($1, $2) \
+             ON CONFLICT (community_id) DO UPDATE SET resolved = issue_counts.resolved + excluded.resolved",
+        )
+        .bind(community_id)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn append_event(
     conn: &mut AnyConnection,
     actor: &Actor,

@@ -134,10 +134,17 @@ impl Store {
         community_id: &str,
         as_of: Micros,
     ) -> Result<Vec<IssueRecord>> {
+        // Written out, not guarded by a parameter, so that both the one
+        // community and the open states are seen by the planner, which reads
+        // them from the open issues' index (`issues_open`).
+        let community = if community_id.is_empty() {
+            "$1 = ''"
+        } else {
+            "community_id = $1"
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) \
-             AND ((state = 'reported' AND response_due_at < $2) \
-               OR (state IN ('reported', 'acknowledged', 'claimed', 'in_progress', 'reopened') AND resolution_due_at < $2)) \
+            "SELECT {ISSUE_COLS} FROM issues WHERE {community} AND {OPEN_SQL} \
+             AND ((state = 'reported' AND response_due_at < $2) OR resolution_due_at < $2) \
              ORDER BY id"
         ))
         .bind(community_id)

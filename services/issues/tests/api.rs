@@ -859,6 +859,18 @@ async fn a_down_people_service_writes_nothing(backend: Backend) {
     h.server.stop().await;
 }
 
+/// A community's summary as (open, overdue, resolved).
+async fn summary_counts(c: &mut Client, community: &str) -> (i32, i32, i32) {
+    let s = c
+        .get_community_summary(pb::GetCommunitySummaryRequest {
+            community_id: community.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (s.open_issues, s.overdue_issues, s.resolved_issues)
+}
+
 async fn reopen_reject_and_duplicates(backend: Backend) {
     let mut h = Harness::start(backend).await;
     let w = &h.world;
@@ -945,6 +957,8 @@ async fn reopen_reject_and_duplicates(backend: Backend) {
     let i = walk.start(i, ago(0)).await;
     let i = walk.resolve(i, ago(0)).await;
     let c = walk.c;
+    // The third is open, the duplicate is neither open nor resolved.
+    assert_eq!(summary_counts(c, &w.community).await, (1, 0, 1));
     assert_status(
         c.reopen_issue(pb::ReopenIssueRequest {
             transition: mv(&i),
@@ -965,6 +979,11 @@ async fn reopen_reject_and_duplicates(backend: Backend) {
         .issue
         .unwrap();
     assert_eq!((i.state, i.reopen_count), (S::Reopened as i32, 1));
+    assert_eq!(
+        summary_counts(c, &w.community).await,
+        (2, 0, 0),
+        "a reopened issue is counted open again, and no longer resolved"
+    );
     assert!(i.resolved_at.is_none());
     let due = |t: Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos)).unwrap();
     assert!(
@@ -998,6 +1017,11 @@ async fn reopen_reject_and_duplicates(backend: Backend) {
     let i = walk.resolve(i, ago(0)).await;
     let i = walk.confirm(i, &w.households[0], 4, ago(0)).await;
     assert_eq!(i.state, S::Verified as i32);
+    assert_eq!(
+        summary_counts(walk.c, &w.community).await,
+        (1, 0, 1),
+        "resolved, then verified: counted once"
+    );
     h.stop().await;
 }
 
@@ -1077,6 +1101,8 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
     assert_eq!(overdue[0].issue.as_ref().unwrap().id, late.id);
     assert_eq!(overdue[0].deadline, pb::DeadlineKind::Response as i32);
     assert!(overdue[0].overdue_seconds >= 2 * DAY - 60);
+    let (_, overdue_count, _) = summary_counts(&mut h.client, &w.community).await;
+    assert_eq!(overdue_count, 1, "the summary counts the one listed");
     // A community that does not exist is NOT_FOUND, as in the other calls; one with no
     // overdue issues is an empty list.
     assert_status(

@@ -267,7 +267,9 @@ async fn write_batch(
     community_id: &str,
     issues: &[(IssueRecord, Vec<Step>)],
 ) -> anyhow::Result<()> {
-    use crate::store::{EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, participants_to_db};
+    use crate::store::{
+        EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, count_resolved, participants_to_db,
+    };
     use sqlx::Arguments;
     let mut tx = store.db.begin_write().await?;
     sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
@@ -350,6 +352,11 @@ async fn write_batch(
     )
     .execute(&mut *tx)
     .await?;
+    let resolved = issues
+        .iter()
+        .filter(|(r, _)| r.domain.state.is_resolved())
+        .count();
+    count_resolved(&mut tx, community_id, resolved as i64).await?;
 
     // Watchers and events, in slices that keep under every backend's limit of parameters.
     let mut watchers = sqlx::any::AnyArguments::default();
