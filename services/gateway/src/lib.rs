@@ -88,6 +88,9 @@ impl Application {
             logistics: logistics.clone(),
             part_timeout: settings.part_timeout,
             dashboards: Arc::new(cache::ViewCache::new(settings.views)),
+            statistics: Arc::new(cache::ViewCache::new(views::statistics_hold(
+                settings.views,
+            ))),
             overviews: Arc::new(cache::ViewCache::new(settings.views)),
             told: Arc::default(),
             changes: Arc::new(changes::Changes::new(

@@ -462,6 +462,12 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
     let first = dashboard(&s, &worker.access_token).await.unwrap();
     assert!(first.missing.is_empty(), "{:?}", first.missing);
     let open = first.issues.as_ref().unwrap().open_issues;
+    // The statistics are held longer than the rest while quiet (a minute
+    // here), and must still move with every change.
+    let reported = |d: &linli_proto::gateway::v1::GetCommunityDashboardResponse| {
+        d.issue_statistics.as_ref().unwrap().total
+    };
+    let total = reported(&first);
     // Once both feeds are followed, two reads further apart than the age
     // limit get the very same answer.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -510,6 +516,7 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
     .await;
     let own = dashboard(&s, &worker.access_token).await.unwrap();
     assert_eq!(own.issues.as_ref().unwrap().open_issues, open + 2);
+    assert_eq!(reported(&own), total + 2, "statistics read after the write");
 
     // Reported straight to the issues service, not through the gateway.
     let issues = s.issues.as_ref().unwrap().channel.clone();
@@ -525,6 +532,11 @@ async fn a_held_dashboard_follows_the_feeds(backend: Backend) {
     loop {
         let d = dashboard(&s, &worker.access_token).await.unwrap();
         if d.issues.as_ref().unwrap().open_issues == open + 3 {
+            assert_eq!(
+                reported(&d),
+                total + 3,
+                "statistics read again with the change"
+            );
             break;
         }
         assert!(

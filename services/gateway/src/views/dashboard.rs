@@ -10,6 +10,7 @@ use linli_proto::logistics::v1 as lpb;
 use linli_proto::people::v1 as ppb;
 
 use super::{ViewsApi, take};
+use crate::cache::CacheSettings;
 
 /// Weeks of reported and resolved issues on a dashboard.
 const DASHBOARD_WEEKS: i32 = 8;
@@ -21,6 +22,33 @@ const STATISTICS_WEEKS: i64 = 12;
 const WEEK_MICROS: i64 = 7 * 24 * 3_600_000_000;
 /// Open issues listed on a dashboard (the summary counts them all).
 const OPEN_ISSUES_SHOWN: i32 = 100;
+/// How many times longer than a dashboard its issue statistics are held
+/// while the community's feeds count no change.
+const STATISTICS_HELD_LONGER: u32 = 6;
+
+/// How a dashboard is assembled: `Fresh` reads every part now; `Held` (for
+/// the dashboards the gateway holds) may take a part that changes only with
+/// the community's events from a hold of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Assembly {
+    Fresh,
+    Held,
+}
+
+/// The hold for dashboards' issue statistics, from the dashboards' own.
+/// Twelve weeks of counts and percentiles change only with the community's
+/// events, which its feeds count, and with the turn of a week: while nothing
+/// is counted they are held six times as long as the dashboard (a minute by
+/// default), so a quiet dashboard assembled again reads them once a minute,
+/// not every ten seconds. After any change, or the caller's own write, they
+/// are read again at once; an older answer is never served meanwhile.
+pub(crate) fn statistics_hold(dashboards: CacheSettings) -> CacheSettings {
+    CacheSettings {
+        quiet_for: dashboards.quiet_for * STATISTICS_HELD_LONGER,
+        stale_for: dashboards.max_age,
+        ..dashboards
+    }
+}
 
 impl ViewsApi {
     /// A community's dashboard, every part asked for at once.
@@ -28,6 +56,7 @@ impl ViewsApi {
         &self,
         actor: Actor,
         community_id: String,
+        assembly: Assembly,
     ) -> Result<pb::GetCommunityDashboardResponse, Status> {
         let as_of = linli_core::time::now_micros();
         let c = || community_id.clone();
@@ -86,21 +115,10 @@ impl ViewsApi {
                     )
                     .await
             }),
-            self.part("issues.statistics", async {
-                self.issues()
-                    .get_statistics(self.req(
-                        a,
-                        ipb::GetStatisticsRequest {
-                            community_id: c(),
-                            from: Some(linli_core::time::to_timestamp(
-                                as_of - STATISTICS_WEEKS * WEEK_MICROS,
-                            )),
-                            weeks: DASHBOARD_WEEKS,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-            }),
+            self.part(
+                "issues.statistics",
+                self.statistics(a, &community_id, as_of, assembly)
+            ),
             self.part("issues.overdue", async {
                 self.issues()
                     .list_overdue_issues(self.req(
@@ -199,6 +217,43 @@ impl ViewsApi {
             as_of: Some(linli_core::time::to_timestamp(as_of)),
         };
         Ok(resp)
+    }
+
+    /// A dashboard's issue statistics: the twelve weeks up to `as_of`, read
+    /// now, or held (see [`statistics_hold`]).
+    async fn statistics(
+        &self,
+        actor: &Actor,
+        community_id: &str,
+        as_of: linli_core::time::Micros,
+        assembly: Assembly,
+    ) -> Result<Response<ipb::GetStatisticsResponse>, Status> {
+        let req = self.req(
+            actor,
+            ipb::GetStatisticsRequest {
+                community_id: community_id.to_owned(),
+                from: Some(linli_core::time::to_timestamp(
+                    as_of - STATISTICS_WEEKS * WEEK_MICROS,
+                )),
+                weeks: DASHBOARD_WEEKS,
+                ..Default::default()
+            },
+        );
+        let mut client = self.issues();
+        if assembly == Assembly::Fresh {
+            return client.get_statistics(req).await;
+        }
+        let held = self
+            .statistics
+            .get(
+                format!("{community_id}/{:?}", actor.role),
+                self.wrote_at(actor),
+                self.changes.of(community_id),
+                |_| true,
+                move || async move { client.get_statistics(req).await.map(Response::into_inner) },
+            )
+            .await?;
+        Ok(Response::new(held.as_ref().clone()))
     }
 
     /// Stock at each of a community's depots.

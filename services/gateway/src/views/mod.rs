@@ -24,6 +24,9 @@ use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
 mod dashboard;
 
+use dashboard::Assembly;
+pub(crate) use dashboard::statistics_hold;
+
 use crate::backend::Backend;
 use crate::cache::ViewCache;
 use crate::changes::Changes;
@@ -37,6 +40,10 @@ pub struct ViewsApi {
     pub(crate) part_timeout: Duration,
     /// Dashboards by community and the asker's role.
     pub(crate) dashboards: Arc<ViewCache<pb::GetCommunityDashboardResponse>>,
+    /// Dashboards' issue statistics by community and the asker's role, held
+    /// longer than the rest of a dashboard while nothing changes (see
+    /// `ViewsApi::statistics`).
+    pub(crate) statistics: Arc<ViewCache<ipb::GetStatisticsResponse>>,
     /// County overviews by the asker's role and scope.
     pub(crate) overviews: Arc<ViewCache<pb::GetCountyOverviewResponse>>,
     /// What the feeds say has changed, for the dashboards held.
@@ -280,7 +287,9 @@ impl GatewayService for ViewsApi {
             return Err(Error::required("community_id").into());
         }
         if asked.fresh {
-            return Ok(Response::new(self.dashboard(actor, community_id).await?));
+            return Ok(Response::new(
+                self.dashboard(actor, community_id, Assembly::Fresh).await?,
+            ));
         }
         // What a dashboard holds depends on the community and the asker's role only.
         let key = format!("{community_id}/{:?}", actor.role);
@@ -294,7 +303,9 @@ impl GatewayService for ViewsApi {
                 changes,
                 |d| d.missing.is_empty(),
                 move || async move {
-                    let d = views.dashboard(actor, community_id.clone()).await?;
+                    let d = views
+                        .dashboard(actor, community_id.clone(), Assembly::Held)
+                        .await?;
                     // A community known to exist (its every part answered)
                     // is followed from now on.
                     if d.missing.is_empty() {
