@@ -42,12 +42,14 @@ pub(crate) async fn list_overdue_issues(
     let r = req.into_inner();
     let community = actor.community_filter("community_id", &r.community_id)?;
     let as_of = linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
+    let limit =
+        usize::try_from(r.limit).map_err(|_| Error::invalid("limit", "must not be negative"))?;
     if !r.community_id.is_empty() {
         // A community with no issues is not one that does not exist: people knows which.
         api.people.community(actor, &community).await?;
     }
     Ok(Response::new(pb::ListOverdueIssuesResponse {
-        issues: api.store.overdue(&community, as_of).await?,
+        issues: api.store.overdue(&community, as_of, limit).await?,
     }))
 }
 
@@ -168,10 +170,13 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Open issues past a deadline as of `as_of`, most overdue first; at
+    /// most `limit` of them (0: all), whose watchers alone are read.
     pub async fn overdue(
         &self,
         community_id: &str,
         as_of: Micros,
+        limit: usize,
     ) -> Result<Vec<pb::OverdueIssue>> {
         let mut late = Vec::new();
         for r in self.breached_records(community_id, as_of).await? {
@@ -187,9 +192,14 @@ impl Store {
                 late.push((r, breach));
             }
         }
+        // Most overdue first (the earliest deadline); the same deadline in id order.
+        late.sort_by_key(|(r, (_, due))| (*due, r.id.clone()));
+        if limit > 0 {
+            late.truncate(limit);
+        }
         let records: Vec<IssueRecord> = late.iter().map(|(r, _)| r.clone()).collect();
         let issues = self.with_watchers(&records).await?;
-        let mut out: Vec<pb::OverdueIssue> = issues
+        Ok(issues
             .into_iter()
             .zip(late)
             .map(|(issue, (_, (kind, due)))| pb::OverdueIssue {
@@ -198,9 +208,7 @@ impl Store {
                 due_at: Some(to_timestamp(due)),
                 overdue_seconds: (as_of - due) / 1_000_000,
             })
-            .collect();
-        out.sort_by_key(|o| std::cmp::Reverse(o.overdue_seconds));
-        Ok(out)
+            .collect())
     }
 
     /// Escalates every missed deadline once, and closes resolutions nobody

@@ -176,6 +176,7 @@ async fn call(c: &mut Client, rpc: &str, t: &Target, token: &str) -> Result<Stri
             pb::ListOverdueIssuesRequest {
                 community_id: community(),
                 as_of: None,
+                limit: 0,
             }
         ),
         "RunSupervision" => send!(run_supervision, pb::RunSupervisionRequest { as_of: None }),

@@ -1092,6 +1092,7 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
         .list_overdue_issues(pb::ListOverdueIssuesRequest {
             community_id: w.community.clone(),
             as_of: None,
+            limit: 0,
         })
         .await
         .unwrap()
@@ -1110,6 +1111,7 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
             .list_overdue_issues(pb::ListOverdueIssuesRequest {
                 community_id: linli_core::new_id(),
                 as_of: None,
+                limit: 0,
             })
             .await,
         Code::NotFound,
@@ -1120,6 +1122,7 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
         .list_overdue_issues(pb::ListOverdueIssuesRequest {
             community_id: w.other_community.clone(),
             as_of: None,
+            limit: 0,
         })
         .await
         .unwrap()
@@ -1149,6 +1152,49 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
             .await,
         Code::InvalidArgument,
         "as_of",
+    );
+
+    // A limit keeps the most overdue: one reported two days ago is less late.
+    let later = h
+        .client
+        .report_issue(pb::ReportIssueRequest {
+            reported_at: Some(ago(2 * DAY)),
+            ..report(w, "路灯不亮")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap();
+    let overdue = |limit| pb::ListOverdueIssuesRequest {
+        community_id: w.community.clone(),
+        as_of: None,
+        limit,
+    };
+    let ids = |r: pb::ListOverdueIssuesResponse| {
+        r.issues
+            .into_iter()
+            .map(|o| o.issue.unwrap().id)
+            .collect::<Vec<_>>()
+    };
+    let all = ids(h
+        .client
+        .list_overdue_issues(overdue(0))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(all, [late.id.clone(), later.id.clone()]);
+    let first = ids(h
+        .client
+        .list_overdue_issues(overdue(1))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(first, [late.id.clone()]);
+    assert_status(
+        h.client.list_overdue_issues(overdue(-1)).await,
+        Code::InvalidArgument,
+        "limit",
     );
 
     // 督办: supervisors only; idempotent by key.

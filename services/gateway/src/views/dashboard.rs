@@ -22,6 +22,10 @@ const STATISTICS_WEEKS: i64 = 12;
 const WEEK_MICROS: i64 = 7 * 24 * 3_600_000_000;
 /// Open issues listed on a dashboard (the summary counts them all).
 const OPEN_ISSUES_SHOWN: i32 = 100;
+/// Overdue issues listed on a dashboard, the most overdue first (the summary
+/// counts them all). Bounded like the open ones, so that a county with many
+/// more issues does not make every dashboard answer larger.
+const OVERDUE_ISSUES_SHOWN: i32 = 20;
 /// How many times longer than a dashboard its issue statistics are held
 /// while the community's feeds count no change.
 const STATISTICS_HELD_LONGER: u32 = 6;
@@ -126,6 +130,7 @@ impl ViewsApi {
                         ipb::ListOverdueIssuesRequest {
                             community_id: c(),
                             as_of: None,
+                            limit: OVERDUE_ISSUES_SHOWN,
                         },
                     ))
                     .await

@@ -316,6 +316,15 @@ pub fn community_live(lang: Lang, data: &CommunityData) -> Markup {
                         }
                     }
                 }
+                @let all = d.issues.as_ref().map_or(0, |s| s.overdue_issues.max(0) as usize);
+                @if all > d.overdue_issues.len() {
+                    p.muted #overdue-more { (format!(
+                        "{} {} / {}",
+                        lang.t("最逾期的", "The most overdue:"),
+                        d.overdue_issues.len(),
+                        all
+                    )) }
+                }
             }
         }
         section {
