@@ -51,6 +51,17 @@ impl Default for DbOptions {
     }
 }
 
+/// What asking the database found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Answered,
+    /// No answer in time, or no connection free in time, while every
+    /// connection of the pool was in use: busy, which says nothing either way.
+    Busy,
+    /// No answer with a connection free to ask on, or an error.
+    Unreachable,
+}
+
 /// A connection pool and the backend behind it.
 #[derive(Clone)]
 pub struct Db {
@@ -194,12 +205,27 @@ impl Db {
     }
 
     /// Whether the database answers within `timeout`: what readiness reports.
+    /// A database too busy to say (see [`Reach::Busy`]) counts as reachable.
     pub async fn is_reachable(&self, timeout: Duration) -> bool {
+        self.reach(timeout).await != Reach::Unreachable
+    }
+
+    /// Asks the database `SELECT 1` through the pool, within `timeout`.
+    pub async fn reach(&self, timeout: Duration) -> Reach {
+        // Every connection open and in use: the ask queues behind the load,
+        // and a late or refused turn says the pool is busy, not that the
+        // database is gone (a database that is gone fails those connections'
+        // own queries, and they are closed).
+        let queued = self.pool.size() > 0 && self.pool.num_idle() == 0;
         let ping = async {
             let mut conn = self.pool.acquire().await?;
             conn.execute("SELECT 1").await.map(|_| ())
         };
-        matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(())) => Reach::Answered,
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) if queued => Reach::Busy,
+            _ => Reach::Unreachable,
+        }
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock
@@ -384,6 +410,28 @@ mod tests {
             redact_url("sqlite://data/people.db"),
             "sqlite://data/people.db"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pool_in_use_is_busy_not_unreachable() {
+        let dir = std::env::temp_dir().join(format!("linli-db-{}", crate::new_id()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        let db = Db::connect(&url).await.unwrap();
+        let wait = Duration::from_millis(200);
+        assert_eq!(db.reach(wait).await, Reach::Answered);
+        // Every reader taken, as by long reports under load.
+        let mut held = Vec::new();
+        for _ in 0..SQLITE_READERS {
+            held.push(db.pool.acquire().await.unwrap());
+        }
+        assert_eq!(db.reach(wait).await, Reach::Busy);
+        assert!(db.is_reachable(wait).await);
+        drop(held);
+        assert_eq!(db.reach(wait).await, Reach::Answered);
+        db.pool.close().await;
+        assert_eq!(db.reach(wait).await, Reach::Unreachable);
+        db.writer.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -235,7 +235,14 @@ fn watch_readiness(
                 READINESS_EVERY_WHILE_DOWN
             })
             .await;
-            let now = db.is_reachable(READINESS_TIMEOUT).await;
+            // Busy under load is not down: readiness stays as it was, or a
+            // replica answering slowly would be taken out of every balancer
+            // and its load would fail instead of queue.
+            let now = match db.reach(READINESS_TIMEOUT).await {
+                crate::db::Reach::Answered => true,
+                crate::db::Reach::Busy => ready,
+                crate::db::Reach::Unreachable => false,
+            };
             if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
