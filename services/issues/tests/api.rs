@@ -1190,7 +1190,7 @@ async fn supervision_escalates_each_breach_once_across_replicas(backend: Backend
         .await
         .unwrap()
         .into_inner());
-    assert_eq!(first, [late.id.clone()]);
+    assert_eq!(first, std::slice::from_ref(&late.id));
     assert_status(
         h.client.list_overdue_issues(overdue(-1)).await,
         Code::InvalidArgument,
