@@ -392,6 +392,177 @@ pub async fn fetch_by_id<T>(
         .ok_or_else(|| crate::Error::not_found(what, id))
 }
 
+/// Moves communities' heads (`table`: a `seq` keyed by `community_id`) on,
+/// each by its count, and returns each one's row as it now stands (its
+/// `community_id` and the `returning` columns; `seq` is the last one taken).
+/// A community without a head gets one first (`new_head`, its id as `$1`).
+///
+/// One head is moved with one statement, several with one statement for all.
+/// Their row locks are what order each community's writers; on PostgreSQL,
+/// several are locked first in the order of their ids, so that writers
+/// moving several at once never wait on each other in a cycle. (SQLite has
+/// one writer at a time.)
+pub async fn advance_heads(
+    conn: &mut AnyConnection,
+    table: &str,
+    returning: &str,
+    new_head: &str,
+    counts: &std::collections::BTreeMap<&str, i64>,
+) -> crate::Result<std::collections::HashMap<String, sqlx::any::AnyRow>> {
+    use sqlx::Row;
+    let mut heads = std::collections::HashMap::new();
+    let mut todo: Vec<(&str, i64)> = counts.iter().map(|(c, n)| (*c, *n)).collect();
+    for first_try in [true, false] {
+        if todo.is_empty() {
+            break;
+        }
+        let rows = if let [(community, by)] = todo[..] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET seq = seq + $2 WHERE community_id = $1 RETURNING community_id, {returning}"
+            ))
+            .bind(community.to_owned())
+            .bind(by)
+            .fetch_all(&mut *conn)
+            .await?
+        } else {
+            if conn.backend_name() == "PostgreSQL" {
+                let list: Vec<String> = (1..=todo.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT community_id FROM {table} WHERE community_id IN ({}) ORDER BY community_id FOR UPDATE",
+                    list.join(", ")
+                );
+                let mut lock = sqlx::query(&sql);
+                for (community, _) in &todo {
+                    lock = lock.bind(community.to_string());
+                }
+                lock.fetch_all(&mut *conn).await?;
+            }
+            let mut by = Values::default();
+            for (community, n) in &todo {
+                by.bind(community.to_string())?.bind(*n)?.row();
+            }
+            sqlx::query_with(
+                &format!(
+                    "UPDATE {table} SET seq = seq + d.n FROM ({}) AS d WHERE community_id = d.c \
+                     RETURNING community_id, {returning}",
+                    by.select(&["c", "n"])
+                ),
+                by.args(),
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        };
+        for row in rows {
+            heads.insert(row.try_get::<String, _>("community_id")?, row);
+        }
+        todo.retain(|(community, _)| !heads.contains_key(*community));
+        if first_try {
+            for (community, _) in &todo {
+                sqlx::query(new_head)
+                    .bind(community.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    if let Some((community, _)) = todo.first() {
+        return Err(crate::Error::Internal(anyhow::anyhow!(
+            "{table}: no head for community {community}"
+        )));
+    }
+    Ok(heads)
+}
+
+/// The rows of a multi-row `VALUES` list and their arguments: many records
+/// written in one statement (a batch of creates, a seeding).
+///
+/// ```ignore
+/// let mut v = Values::default();
+/// for r in rows { v.bind(&r.a)?.bind(r.b)?.row(); }
+/// sqlx::query_with(&format!("INSERT INTO t (a, b) VALUES {}", v.sql()), v.args()).execute(conn).await?;
+/// ```
+#[derive(Default)]
+pub struct Values {
+    args: sqlx::any::AnyArguments<'static>,
+    /// Each row's placeholders and constants.
+    rows: Vec<Vec<String>>,
+    row: Vec<String>,
+}
+
+impl Values {
+    /// The next value of the current row, as a placeholder.
+    pub fn bind<T>(&mut self, value: T) -> crate::Result<&mut Self>
+    where
+        T: 'static + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        use sqlx::Arguments;
+        self.args
+            .add(value)
+            .map_err(|e| crate::Error::Internal(anyhow::anyhow!("binding a value: {e}")))?;
+        self.row.push(format!("${}", self.args.len()));
+        Ok(self)
+    }
+
+    /// The next value of the current row, written into the statement (a constant).
+    pub fn literal(&mut self, sql: &'static str) -> &mut Self {
+        self.row.push(sql.to_owned());
+        self
+    }
+
+    /// Ends the current row.
+    pub fn row(&mut self) {
+        self.rows.push(std::mem::take(&mut self.row));
+    }
+
+    /// How many rows have been ended.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows, to follow `VALUES`.
+    pub fn sql(&self) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|row| format!("({})", row.join(", ")))
+            .collect();
+        rows.join(", ")
+    }
+
+    /// The rows as a `SELECT … UNION ALL SELECT …` whose columns are named
+    /// `names`, to join an `UPDATE … FROM` with (both databases read it; a
+    /// `VALUES` list's columns are named differently in each).
+    pub fn select(&self, names: &[&str]) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let values: Vec<String> = if i == 0 {
+                    // The first row names the columns.
+                    row.iter()
+                        .zip(names)
+                        .map(|(v, name)| format!("{v} AS {name}"))
+                        .collect()
+                } else {
+                    row.clone()
+                };
+                format!("SELECT {}", values.join(", "))
+            })
+            .collect();
+        rows.join(" UNION ALL ")
+    }
+
+    /// The arguments, in the order the placeholders number them.
+    pub fn args(self) -> sqlx::any::AnyArguments<'static> {
+        self.args
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,46 @@ pub async fn claim(
     Ok(Claim::Replay(id))
 }
 
+/// Claims several keys in `scope` in one statement, each for the record about
+/// to be made with its id, and returns the keys that were new. A key already
+/// held (a retry, or a key reused by mistake) is left as it was; the caller
+/// answers its request through [`create`], which tells the two apart. The keys
+/// must differ from one another. They are claimed in the order of the keys, so
+/// that two batches claiming the same keys at once never wait on each other in
+/// a cycle.
+pub async fn claim_all(
+    conn: &mut AnyConnection,
+    scope: &str,
+    keys: &[(&IdemKey, &str)],
+) -> Result<std::collections::HashSet<String>> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let now = crate::time::now_micros();
+    let mut rows = crate::db::Values::default();
+    for (idem, new_id) in sorted {
+        rows.bind(scope.to_owned())?
+            .bind(idem.key.clone())?
+            .bind(idem.fingerprint.clone())?
+            .bind(new_id.to_owned())?
+            .bind(now)?
+            .row();
+    }
+    if rows.is_empty() {
+        return Ok(Default::default());
+    }
+    let claimed: Vec<(String,)> = sqlx::query_as_with(
+        &format!(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) VALUES {} \
+             ON CONFLICT (scope, key) DO NOTHING RETURNING key",
+            rows.sql()
+        ),
+        rows.args(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(claimed.into_iter().map(|(k,)| k).collect())
+}
+
 /// What a create made: the record, the change that describes it, and any changes
 /// it caused to other records (recorded after it, in this order).
 pub struct Made<T> {
