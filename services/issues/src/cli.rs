@@ -23,6 +23,9 @@ pub struct Cli {
     /// Seconds between supervision sweeps (escalations, auto-close) [default: 60].
     #[arg(long, env = "LINLI_SUPERVISION_INTERVAL_SECS", global = true)]
     pub supervision_interval_secs: Option<u64>,
+    /// The most reports written together in one transaction under load; 1 writes each alone [default: 64].
+    #[arg(long, env = "LINLI_REPORT_BATCH", global = true)]
+    pub report_batch: Option<usize>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

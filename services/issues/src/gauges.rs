@@ -54,6 +54,17 @@ impl Gauges for Store {
                     n as f64,
                 ));
             }
+            let (batches, reports) = self.reports.written_together();
+            out.push(Gauge::new(
+                "linli_issues_report_batches",
+                "Transactions that wrote several reports together, since start (only rises).",
+                batches as f64,
+            ));
+            out.push(Gauge::new(
+                "linli_issues_reports_batched",
+                "Reports written together with others, since start (only rises).",
+                reports as f64,
+            ));
             out
         })
     }

@@ -1,9 +1,15 @@
 //! Intake: residents' problems reported, looked up, listed and followed on their timeline.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use tonic::{Request, Response};
 
 use linli_core::audit::Change;
+use linli_core::db::Values;
 use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
 use linli_core::time::{now_micros, past_or_now};
@@ -145,90 +151,218 @@ pub(crate) async fn get_timeline(
 }
 
 impl Store {
+    /// Writes a report: together with others waiting at the same moment when
+    /// reports are batched ([`Reports`]), otherwise alone.
     pub async fn report(&self, actor: &Actor, idem: &IdemKey, new: NewIssue) -> Result<pb::Issue> {
+        let Some(queue) = self.reports.queue(self, &new.community_id) else {
+            return self.report_alone(actor, idem, new).await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            actor: actor.clone(),
+            idem: idem.clone(),
+            new,
+            reply,
+        };
+        match queue.send(pending).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "the report writer stopped; send the report again with the same key".into(),
+                ))
+            }),
+            // The writers are gone (their runtime is ending): write it here.
+            Err(mpsc::error::SendError(p)) => self.report_alone(actor, idem, p.new).await,
+        }
+    }
+
+    /// One report in its own transaction: the key claimed (a retry gets the
+    /// first issue back), the issue written, audited, committed.
+    pub(crate) async fn report_alone(
+        &self,
+        actor: &Actor,
+        idem: &IdemKey,
+        new: NewIssue,
+    ) -> Result<pb::Issue> {
         let issue = idempotency::create(
-            &(self, actor),
+            &(self, actor, &new),
             &self.db,
             actor,
             ISSUE_SCOPE,
             idem,
-            |&(s, _), tx, existing| {
+            |&(s, _, _), tx, existing| {
                 Box::pin(async move {
                     let r = s.load(&mut *tx, existing).await?;
                     s.to_proto(&mut *tx, &r).await
                 })
             },
-            |&(s, actor), tx, id| {
+            |&(s, actor, new), tx, id| {
                 Box::pin(async move {
-                let response_due = s.policy.response_due(new.reported_at, new.three_most);
-                let resolution_due =
-                    s.policy
-                        .resolution_due(new.reported_at, new.category, new.three_most);
-                // Written and read back in one statement.
-                let row = sqlx::query(&format!(
-                    "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'reported', '', '', '', NULL, NULL, \
-                     $14, $15, $16, NULL, NULL, NULL, NULL, '', '', '', 0, $17, $14, 1) RETURNING {ISSUE_COLS}"
-                ))
-                .bind(&new.community_id)
-                .bind(id)
-                .bind(&new.compound_id)
-                .bind(&new.building_id)
-                .bind(&new.household_id)
-                .bind(&new.title)
-                .bind(&new.description)
-                .bind(new.category.as_str())
-                .bind(new.three_most.map_or("", ThreeMost::as_str))
-                .bind(&new.location_text)
-                .bind(new.latitude)
-                .bind(new.longitude)
-                .bind(new.source.as_str())
-                .bind(new.reported_at)
-                .bind(response_due)
-                .bind(resolution_due)
-                .bind(attachments_to_json(&new.attachments))
-                .fetch_one(&mut *tx)
-                .await?;
-                let r = record_from_row(&row)?;
-                if !new.household_id.is_empty() {
-                    sqlx::query("INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES ($1, $2, $3)")
-                        .bind(&new.community_id)
-                        .bind(id)
-                        .bind(&new.household_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                append_event(
-                    &mut *tx,
-                    actor,
-                    NewEvent {
-                        issue: &r,
-                        at: new.reported_at,
-                        kind: EventKind::Reported,
-                        from: None,
-                        to: Some(IssueState::Reported),
-                        note: "",
-                        attachments: &new.attachments,
-                    },
-                )
-                .await?;
-                    let change = Change::created(
-                        &r.community_id,
-                        "issue.report",
-                        "issue",
-                        id,
-                        r.audit_json(),
-                    );
-                    // Its one watcher, if any, is the household that reported it.
-                    let watchers = Vec::from_iter(
-                        (!new.household_id.is_empty()).then(|| new.household_id.clone()),
-                    );
-                    Ok(Made::new(r.to_proto(watchers), change))
+                    let (issue, change) =
+                        s.write_new(&mut *tx, &[(actor, id, new)]).await?.remove(0);
+                    Ok(Made::new(issue, change))
                 })
             },
         )
         .await?;
         self.heads.written();
         Ok(issue)
+    }
+
+    /// Reports waiting together, in one transaction: their keys claimed in
+    /// one statement, the issues, watchers, events and audit records each
+    /// written in one (and each community's heads moved once). Each comes back
+    /// in the order of `batch`: its issue, or `None` when its key was already
+    /// held, for [`Store::report_alone`] to answer as a retry or a misused key.
+    async fn report_together(&self, batch: &[Pending]) -> Result<Vec<Option<pb::Issue>>> {
+        let ids: Vec<String> = batch.iter().map(|_| linli_core::new_id()).collect();
+        let mut tx = self.db.begin_write().await?;
+        let keys: Vec<(&IdemKey, &str)> = batch
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| (&p.idem, id.as_str()))
+            .collect();
+        let claimed = idempotency::claim_all(&mut tx, ISSUE_SCOPE, &keys).await?;
+        let fresh: Vec<(&Actor, &str, &NewIssue)> = batch
+            .iter()
+            .zip(&ids)
+            .filter(|(p, _)| claimed.contains(&p.idem.key))
+            .map(|(p, id)| (&p.actor, id.as_str(), &p.new))
+            .collect();
+        let made = self.write_new(&mut tx, &fresh).await?;
+        let changes = fresh
+            .iter()
+            .zip(&made)
+            .map(|((actor, _, _), (_, change))| (*actor, change.clone()))
+            .collect();
+        linli_core::audit::record_all(&mut tx, changes).await?;
+        tx.commit().await?;
+        self.heads.written();
+        let mut made = made.into_iter().map(|(issue, _)| issue);
+        Ok(batch
+            .iter()
+            .map(|p| claimed.contains(&p.idem.key).then(|| made.next()).flatten())
+            .collect())
+    }
+
+    /// New issues written under their ids, with the reporting household as
+    /// each one's watcher and a `Reported` event on each timeline; each comes
+    /// back with the change that describes it, for the audit trail.
+    async fn write_new(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        items: &[(&Actor, &str, &NewIssue)],
+    ) -> Result<Vec<(pb::Issue, Change)>> {
+        let mut rows = Values::default();
+        for (_, id, new) in items {
+            let response_due = self.policy.response_due(new.reported_at, new.three_most);
+            let resolution_due =
+                self.policy
+                    .resolution_due(new.reported_at, new.category, new.three_most);
+            rows.bind(new.community_id.clone())?
+                .bind(id.to_string())?
+                .bind(new.compound_id.clone())?
+                .bind(new.building_id.clone())?
+                .bind(new.household_id.clone())?
+                .bind(new.title.clone())?
+                .bind(new.description.clone())?
+                .bind(new.category.as_str())?
+                .bind(new.three_most.map_or("", ThreeMost::as_str))?
+                .bind(new.location_text.clone())?
+                .bind(new.latitude)?
+                .bind(new.longitude)?
+                .bind(new.source.as_str())?;
+            // State, claim (cadre, unit, participants, claimed, first claimed).
+            for v in ["'reported'", "''", "''", "''", "NULL", "NULL"] {
+                rows.literal(v);
+            }
+            rows.bind(new.reported_at)?
+                .bind(response_due)?
+                .bind(resolution_due)?;
+            // Responded, resolved, closed, rating; its comment, duplicate of,
+            // reject reason; reopen count.
+            for v in ["NULL", "NULL", "NULL", "NULL", "''", "''", "''", "0"] {
+                rows.literal(v);
+            }
+            rows.bind(attachments_to_json(&new.attachments))?
+                .bind(new.reported_at)?
+                .literal("1")
+                .row();
+        }
+        // Written and read back in one statement.
+        let written = sqlx::query_with(
+            &format!(
+                "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES {} RETURNING {ISSUE_COLS}",
+                rows.sql()
+            ),
+            rows.args(),
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut by_id = HashMap::new();
+        for row in &written {
+            let r = record_from_row(row)?;
+            by_id.insert(r.id.clone(), r);
+        }
+        let records = items
+            .iter()
+            .map(|(_, id, _)| {
+                by_id
+                    .remove(*id)
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("issue {id} was not read back")))
+            })
+            .collect::<Result<Vec<IssueRecord>>>()?;
+        let mut watchers = Values::default();
+        for r in records.iter().filter(|r| !r.household_id.is_empty()) {
+            watchers
+                .bind(r.community_id.clone())?
+                .bind(r.id.clone())?
+                .bind(r.household_id.clone())?
+                .row();
+        }
+        if !watchers.is_empty() {
+            sqlx::query_with(
+                &format!(
+                    "INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES {}",
+                    watchers.sql()
+                ),
+                watchers.args(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        let events = items
+            .iter()
+            .zip(&records)
+            .map(|((actor, _, new), r)| {
+                let event = NewEvent {
+                    issue: r,
+                    at: new.reported_at,
+                    kind: EventKind::Reported,
+                    from: None,
+                    to: Some(IssueState::Reported),
+                    note: "",
+                    attachments: &new.attachments,
+                };
+                (*actor, event)
+            })
+            .collect();
+        append_events(&mut *conn, events).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let change = Change::created(
+                    &r.community_id,
+                    "issue.report",
+                    "issue",
+                    &r.id,
+                    r.audit_json(),
+                );
+                // Its one watcher, if any, is the household that reported it.
+                let watchers =
+                    Vec::from_iter((!r.household_id.is_empty()).then(|| r.household_id.clone()));
+                (r.to_proto(watchers), change)
+            })
+            .collect())
     }
 
     pub async fn list(
@@ -329,5 +463,254 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+/// How reports reach the database. Under load, the reports that arrive while
+/// a transaction is being written wait for the next one and are written
+/// together (group commit): one transaction and a handful of statements for
+/// the lot, where each report alone costs ten statements and a commit. A
+/// report that finds no other waiting is written alone, as soon as it comes,
+/// so a quiet service answers as fast as before.
+#[derive(Clone)]
+pub struct Reports {
+    /// The most reports written together; 1 writes each alone.
+    max: usize,
+    /// One queue per writer; a community's reports always wait in the same one.
+    queues: Arc<OnceLock<Vec<mpsc::Sender<Pending>>>>,
+    /// Transactions that wrote more than one report, and the reports they wrote.
+    counts: Arc<[AtomicU64; 2]>,
+}
+
+/// Writers of batches, each its own transaction on its own connection, each
+/// for its own share of the communities. A batch runs on one database
+/// process, one statement after another, so several are written at once to
+/// use the database's cores; and as each community's reports go to one
+/// writer, two batches never wait on each other for a community's heads.
+const REPORT_WRITERS: usize = 4;
+
+/// A report waiting for its batch.
+pub(crate) struct Pending {
+    actor: Actor,
+    idem: IdemKey,
+    new: NewIssue,
+    reply: tokio::sync::oneshot::Sender<Result<pb::Issue>>,
+}
+
+impl Reports {
+    pub fn new(max: usize) -> Reports {
+        Reports {
+            max: max.max(1),
+            queues: Arc::default(),
+            counts: Arc::default(),
+        }
+    }
+
+    /// Transactions that wrote more than one report, and the reports they
+    /// wrote, since the service started.
+    pub fn written_together(&self) -> (u64, u64) {
+        let [batches, reports] = &*self.counts;
+        (
+            batches.load(Ordering::Relaxed),
+            reports.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Where a community's reports wait, the writers started on first use;
+    /// `None` when each report is written alone.
+    fn queue(&self, store: &Store, community_id: &str) -> Option<&mpsc::Sender<Pending>> {
+        if self.max == 1 {
+            return None;
+        }
+        let queues = self.queues.get_or_init(|| {
+            // The writers' store has queues of its own, never used, so that
+            // they end once every other handle on this one is dropped.
+            let writer = Store {
+                reports: Reports {
+                    queues: Arc::default(),
+                    ..self.clone()
+                },
+                ..store.clone()
+            };
+            (0..REPORT_WRITERS)
+                .map(|_| {
+                    let (tx, rx) = mpsc::channel(self.max * 2);
+                    tokio::spawn(write_reports(writer.clone(), rx, self.max));
+                    tx
+                })
+                .collect()
+        });
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(community_id, &mut hasher);
+        let share = std::hash::Hasher::finish(&hasher) as usize % queues.len();
+        Some(&queues[share])
+    }
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports::new(crate::settings::DEFAULT_REPORT_BATCH)
+    }
+}
+
+/// One writer: takes what is waiting (at most `max`), writes it, and again.
+async fn write_reports(store: Store, mut queue: mpsc::Receiver<Pending>, max: usize) {
+    let mut batch = Vec::with_capacity(max);
+    while queue.recv_many(&mut batch, max).await > 0 {
+        let span = tracing::info_span!("issues.write_reports", reports = batch.len());
+        store
+            .write_batch(std::mem::take(&mut batch))
+            .instrument(span)
+            .await;
+    }
+}
+
+impl Store {
+    /// Writes a batch and answers each report in it. A key that comes twice
+    /// in one batch, a key already held, and every report of a batch the
+    /// database refused are written alone afterwards, each in its own
+    /// transaction. When the database cannot be reached, all are answered
+    /// `UNAVAILABLE` at once.
+    async fn write_batch(&self, batch: Vec<Pending>) {
+        let mut keys = std::collections::HashSet::new();
+        let (together, mut alone): (Vec<Pending>, Vec<Pending>) = batch
+            .into_iter()
+            .partition(|p| keys.insert(p.idem.key.clone()));
+        if together.len() > 1 {
+            match self.report_together(&together).await {
+                Ok(made) => {
+                    let [batches, reports] = &*self.reports.counts;
+                    batches.fetch_add(1, Ordering::Relaxed);
+                    reports.fetch_add(made.iter().flatten().count() as u64, Ordering::Relaxed);
+                    for (p, issue) in together.into_iter().zip(made) {
+                        match issue {
+                            Some(issue) => {
+                                let _ = p.reply.send(Ok(issue));
+                            }
+                            None => alone.push(p),
+                        }
+                    }
+                }
+                // The database cannot be reached: each alone would wait for it
+                // in turn, so every report is answered at once instead.
+                Err(e) if e.code() == tonic::Code::Unavailable => {
+                    tracing::warn!(error = %e, reports = together.len(), "a batch of reports could not be written");
+                    for p in together.into_iter().chain(alone) {
+                        let _ = p.reply.send(Err(Error::Unavailable(
+                            "the database is unavailable; retry later".into(),
+                        )));
+                    }
+                    return;
+                }
+                // Something in it was refused (a conflict, a value the database
+                // cannot store): each is written alone, so only that one fails.
+                Err(e) => {
+                    tracing::warn!(error = %e, reports = together.len(), "a batch of reports failed; writing each alone");
+                    alone.splice(0..0, together);
+                }
+            }
+        } else {
+            alone.splice(0..0, together);
+        }
+        for p in alone {
+            let _ = p
+                .reply
+                .send(self.report_alone(&p.actor, &p.idem, p.new).await);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_issue(community_id: &str, title: &str) -> NewIssue {
+        NewIssue {
+            community_id: community_id.to_owned(),
+            compound_id: String::new(),
+            building_id: String::new(),
+            household_id: format!("household-of-{community_id}"),
+            title: title.to_owned(),
+            description: String::new(),
+            category: Category::Drainage,
+            three_most: None,
+            location_text: String::new(),
+            latitude: 0.0,
+            longitude: 0.0,
+            source: Source::ResidentReport,
+            attachments: Vec::new(),
+            reported_at: now_micros(),
+        }
+    }
+
+    /// A batch over several communities, one of its keys already held and
+    /// one in it twice: each report is answered, the held key with its first
+    /// issue, and every community's stream and audit chain come out whole.
+    #[tokio::test]
+    async fn a_batch_over_several_communities_is_written_whole() {
+        linli_core::audit::use_key([7; 32]);
+        let dir = std::env::temp_dir().join(format!("linli-batch-{}", linli_core::new_id()));
+        let url = format!("sqlite://{}/issues.db", dir.display());
+        let settings = crate::Settings::new(&url, "http://127.0.0.1:9").unwrap();
+        let store = crate::open_store(&settings).await.unwrap();
+        let actor = Actor::local("linli-test");
+        let key = |k: &str| IdemKey {
+            key: k.to_owned(),
+            fingerprint: format!("fp-{k}"),
+        };
+        let held = store
+            .report_alone(&actor, &key("k0"), new_issue("c1", "first"))
+            .await
+            .unwrap();
+
+        let mut answers = Vec::new();
+        let mut batch = Vec::new();
+        for (k, community) in [
+            ("k0", "c1"),
+            ("k1", "c1"),
+            ("k2", "c2"),
+            ("k3", "c3"),
+            ("k2", "c2"),
+            ("k4", "c2"),
+        ] {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            batch.push(Pending {
+                actor: actor.clone(),
+                idem: key(k),
+                new: new_issue(community, "again"),
+                reply,
+            });
+            answers.push(answer);
+        }
+        store.write_batch(batch).await;
+        let mut ids = Vec::new();
+        for answer in answers {
+            ids.push(answer.await.unwrap().unwrap().id);
+        }
+        assert_eq!(ids[0], held.id, "a held key answers with its first issue");
+        assert_eq!(ids[2], ids[4], "a key twice in one batch makes one issue");
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 5);
+        assert_eq!(store.reports.written_together(), (1, 4));
+
+        for (community, issues) in [("c1", 2), ("c2", 2), ("c3", 1)] {
+            let chain = linli_core::audit::verify(&store.db, community)
+                .await
+                .unwrap();
+            assert!(
+                chain.intact && chain.checked == issues,
+                "{community}: {chain:?}"
+            );
+            let seqs: Vec<i64> = sqlx::query_scalar(
+                "SELECT seq FROM issue_events WHERE community_id = $1 ORDER BY seq",
+            )
+            .bind(community)
+            .fetch_all(&store.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(seqs, (1..=issues).collect::<Vec<i64>>(), "{community}");
+        }
+        store.db.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

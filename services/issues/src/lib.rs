@@ -64,7 +64,9 @@ pub fn migrations() -> Vec<Migration> {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let db = Db::connect_with(settings.common.database_url.expose(), &settings.common.db).await?;
     db.migrate(&migrations()).await?;
-    Ok(Store::new(db, settings.deadlines.clone()).with_utc_offset(settings.common.utc_offset))
+    Ok(Store::new(db, settings.deadlines.clone())
+        .with_utc_offset(settings.common.utc_offset)
+        .with_report_batch(settings.report_batch))
 }
 
 /// The issues service assembled from its settings: its store, its client of the

@@ -12,6 +12,11 @@ pub const DEFAULTS: Defaults = Defaults {
     listen: "127.0.0.1:50052",
 };
 
+/// Reports written together at most, by default.
+pub(crate) const DEFAULT_REPORT_BATCH: usize = 64;
+/// A batch's statements stay within both databases' limits on parameters.
+const MAX_REPORT_BATCH: usize = 500;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: linli_core::config::Settings,
@@ -21,12 +26,20 @@ pub struct Settings {
     pub people_addr: String,
     /// How often each replica sweeps for missed deadlines.
     pub supervision_interval: Duration,
+    /// The most reports written together in one transaction under load; 1
+    /// writes each alone.
+    pub report_batch: usize,
 }
 
 impl Settings {
     pub fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
         let file = ConfigFile::load(cli.common.config.as_deref())?;
-        let sections = ["deadlines", "people_addr", "supervision_interval_secs"];
+        let sections = [
+            "deadlines",
+            "people_addr",
+            "supervision_interval_secs",
+            "report_batch",
+        ];
         let common =
             linli_core::config::Settings::resolve(&cli.common, &file, &sections, DEFAULTS)?;
         let settings = Settings {
@@ -42,6 +55,7 @@ impl Settings {
                 "supervision_interval_secs",
                 60,
             )?),
+            report_batch: file.setting(cli.report_batch, "report_batch", DEFAULT_REPORT_BATCH)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -55,6 +69,7 @@ impl Settings {
             deadlines: DeadlinePolicy::default(),
             people_addr: people_addr.to_owned(),
             supervision_interval: Duration::from_secs(60),
+            report_batch: DEFAULT_REPORT_BATCH,
         })
     }
 
@@ -62,6 +77,9 @@ impl Settings {
         self.deadlines.validate()?;
         if self.supervision_interval.is_zero() {
             anyhow::bail!("supervision_interval_secs must be at least 1");
+        }
+        if !(1..=MAX_REPORT_BATCH).contains(&self.report_batch) {
+            anyhow::bail!("report_batch must be from 1 to {MAX_REPORT_BATCH}");
         }
         Ok(())
     }

@@ -29,6 +29,8 @@ pub struct Store {
     pub heads: Heads,
     /// The local time zone, for the times written into notes.
     pub utc_offset: chrono::FixedOffset,
+    /// How reports reach the database: alone, or together under load.
+    pub reports: crate::intake::Reports,
 }
 
 pub struct NewIssue {
@@ -311,53 +313,88 @@ pub(crate) async fn append_event(
     actor: &Actor,
     e: NewEvent<'_>,
 ) -> Result<pb::IssueEvent> {
-    let community = &e.issue.community_id;
-    // The head's row lock orders one community's events, so seqs are gapless
-    // and in commit order. The community's first event makes its head.
-    let advance = || {
-        sqlx::query_as::<_, (i64,)>(
-            "UPDATE event_heads SET seq = seq + 1 WHERE community_id = $1 RETURNING seq",
-        )
-        .bind(community)
-    };
-    let (seq,) = match advance().fetch_optional(&mut *conn).await? {
-        Some(seq) => seq,
-        None => {
-            sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
-                .bind(community)
-                .execute(&mut *conn)
-                .await?;
-            advance().fetch_one(&mut *conn).await?
+    let mut events = append_events(conn, vec![(actor, e)]).await?;
+    Ok(events.remove(0))
+}
+
+/// Appends events to their issues' timelines and their communities' streams,
+/// in the order given within each community; they come back in the order of
+/// `events`. The communities' heads are moved on together, once for all of
+/// their events (a head's row lock orders one community's events, so seqs
+/// are gapless and in commit order; see `linli_core::db::advance_heads`), and
+/// the events are written in one statement.
+pub(crate) async fn append_events(
+    conn: &mut AnyConnection,
+    events: Vec<(&Actor, NewEvent<'_>)>,
+) -> Result<Vec<pb::IssueEvent>> {
+    let mut by_community = std::collections::BTreeMap::<&str, Vec<usize>>::new();
+    for (i, (_, e)) in events.iter().enumerate() {
+        by_community
+            .entry(e.issue.community_id.as_str())
+            .or_default()
+            .push(i);
+    }
+    let counts = by_community
+        .iter()
+        .map(|(community, indexes)| (*community, indexes.len() as i64))
+        .collect();
+    let heads = linli_core::db::advance_heads(
+        conn,
+        "event_heads",
+        "seq",
+        "INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING",
+        &counts,
+    )
+    .await?;
+    let mut seqs = vec![0; events.len()];
+    for (community, indexes) in by_community {
+        let last: i64 = heads[community].try_get("seq")?;
+        for (seq, i) in (last - indexes.len() as i64 + 1..).zip(indexes) {
+            seqs[i] = seq;
         }
-    };
-    let id = new_id();
-    sqlx::query(&format!("INSERT INTO issue_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-        .bind(community)
-        .bind(seq)
-        .bind(&id)
-        .bind(&e.issue.id)
-        .bind(e.at)
-        .bind(&actor.id)
-        .bind(e.kind.as_str())
-        .bind(e.from.map_or("", IssueState::as_str))
-        .bind(e.to.map_or("", IssueState::as_str))
-        .bind(e.note)
-        .bind(attachments_to_json(e.attachments))
+    }
+    let mut rows = linli_core::db::Values::default();
+    let mut out = Vec::with_capacity(events.len());
+    for ((actor, e), seq) in events.iter().zip(seqs) {
+        let id = new_id();
+        rows.bind(e.issue.community_id.clone())?
+            .bind(seq)?
+            .bind(id.clone())?
+            .bind(e.issue.id.clone())?
+            .bind(e.at)?
+            .bind(actor.id.clone())?
+            .bind(e.kind.as_str())?
+            .bind(e.from.map_or("", IssueState::as_str))?
+            .bind(e.to.map_or("", IssueState::as_str))?
+            .bind(e.note.to_owned())?
+            .bind(attachments_to_json(e.attachments))?
+            .row();
+        out.push(pb::IssueEvent {
+            id,
+            issue_id: e.issue.id.clone(),
+            community_id: e.issue.community_id.clone(),
+            seq,
+            at: Some(to_timestamp(e.at)),
+            actor: actor.id.clone(),
+            kind: e.kind.to_proto(),
+            from_state: e.from.map_or(0, IssueState::to_proto),
+            to_state: e.to.map_or(0, IssueState::to_proto),
+            note: e.note.to_owned(),
+            attachments: e.attachments.iter().map(attachment_to_proto).collect(),
+        });
+    }
+    if !rows.is_empty() {
+        sqlx::query_with(
+            &format!(
+                "INSERT INTO issue_events ({EVENT_COLS}) VALUES {}",
+                rows.sql()
+            ),
+            rows.args(),
+        )
         .execute(&mut *conn)
         .await?;
-    Ok(pb::IssueEvent {
-        id,
-        issue_id: e.issue.id.clone(),
-        community_id: community.clone(),
-        seq,
-        at: Some(to_timestamp(e.at)),
-        actor: actor.id.clone(),
-        kind: e.kind.to_proto(),
-        from_state: e.from.map_or(0, IssueState::to_proto),
-        to_state: e.to.map_or(0, IssueState::to_proto),
-        note: e.note.to_owned(),
-        attachments: e.attachments.iter().map(attachment_to_proto).collect(),
-    })
+    }
+    Ok(out)
 }
 
 /// Filters for listing issues.
@@ -392,7 +429,15 @@ impl Store {
             db,
             policy: Arc::new(policy),
             utc_offset: linli_core::time::china_standard_time(),
+            reports: crate::intake::Reports::default(),
         }
+    }
+
+    /// At most `max` reports are written together in one transaction; 1
+    /// writes each alone.
+    pub fn with_report_batch(mut self, max: usize) -> Store {
+        self.reports = crate::intake::Reports::new(max);
+        self
     }
 
     /// Times in the service's notes are written in this zone.

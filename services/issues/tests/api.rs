@@ -2130,7 +2130,114 @@ async fn a_reopened_issue_is_judged_against_its_first_deadline(backend: Backend)
     h.stop().await;
 }
 
+/// Reports that arrive at once are written together (one transaction for
+/// those waiting at the same moment), and each is whole: a retry sent in the
+/// same burst gets the same issue, a key reused for another report is
+/// refused, each community's stream of events stays gapless, and each audit
+/// chain is intact.
+async fn reports_at_once_are_written_together_and_whole(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let w = &h.world;
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        let mut r = report(w, &format!("楼道灯坏了 {i}"));
+        if i % 2 == 1 {
+            r.community_id = w.other_community.clone();
+            r.household_id = w.other_household.clone();
+        }
+        requests.push(r);
+    }
+    // Retries of five of them in the same burst, and a key reused for another report.
+    for i in 0..5 {
+        requests.push(requests[i].clone());
+    }
+    requests.push(pb::ReportIssueRequest {
+        title: "另一件事".into(),
+        ..requests[10].clone()
+    });
+    let mut burst = tokio::task::JoinSet::new();
+    for (i, r) in requests.iter().cloned().enumerate() {
+        let mut c = h.client.clone();
+        burst.spawn(async move { (i, c.report_issue(r).await) });
+    }
+    let mut answers: Vec<Option<Result<pb::Issue, tonic::Status>>> = vec![None; requests.len()];
+    while let Some(done) = burst.join_next().await {
+        let (i, answer) = done.unwrap();
+        answers[i] = Some(answer.map(|r| r.into_inner().issue.unwrap()));
+    }
+    let answers: Vec<_> = answers.into_iter().map(Option::unwrap).collect();
+    let id = |i: usize| answers[i].as_ref().map(|issue| issue.id.clone());
+
+    for i in 0..5 {
+        assert_eq!(
+            id(i).unwrap(),
+            id(40 + i).unwrap(),
+            "a retry gets the same issue"
+        );
+    }
+    // Of the two requests under one key, the one written first holds it.
+    match (&answers[10], &answers[45]) {
+        (Ok(_), Err(refused)) | (Err(refused), Ok(_)) => {
+            assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+            assert!(refused.message().contains("idempotency_key"), "{refused:?}");
+        }
+        other => panic!("one of the two must be refused: {other:?}"),
+    }
+    let ids: std::collections::HashSet<String> =
+        answers.iter().flatten().map(|i| i.id.clone()).collect();
+    assert_eq!(ids.len(), 40);
+    for (r, issue) in requests.iter().zip(&answers).take(40) {
+        if let Ok(issue) = issue {
+            assert_eq!(issue.community_id, r.community_id);
+            assert_eq!(issue.watcher_household_ids, vec![r.household_id.clone()]);
+        }
+    }
+    let (batches, batched) = h.store.reports.written_together();
+    assert!(
+        batches >= 1 && batched >= 2,
+        "46 reports at once were all written alone ({batches} batches, {batched} reports)"
+    );
+
+    let c = &mut h.client;
+    for community in [&w.community, &w.other_community] {
+        assert_eq!(summary_counts(c, community).await, (20, 0, 0));
+        let seqs: Vec<i64> =
+            sqlx::query_scalar("SELECT seq FROM issue_events WHERE community_id = $1 ORDER BY seq")
+                .bind(community)
+                .fetch_all(&h.store.db.writer)
+                .await
+                .unwrap();
+        assert_eq!(
+            seqs,
+            (1..=20).collect::<Vec<i64>>(),
+            "one event each, gapless"
+        );
+        let chain = c
+            .verify_audit_trail(pb::VerifyAuditTrailRequest {
+                community_id: community.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .verification
+            .unwrap();
+        assert!(chain.intact && chain.checked == 20, "{chain:?}");
+    }
+    let timeline = c
+        .get_timeline(pb::GetTimelineRequest {
+            issue_id: id(0).unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0].kind, pb::EventKind::Reported as i32);
+    h.stop().await;
+}
+
 linli_core::backend_tests!(
+    reports_at_once_are_written_together_and_whole,
     a_reopened_issue_is_judged_against_its_first_deadline,
     a_claim_straight_from_the_report_acknowledges_it,
     reporting_and_the_happy_path,
