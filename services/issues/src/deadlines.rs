@@ -117,10 +117,55 @@ pub fn breaches(
     out
 }
 
+/// [`breaches`] finds something, in SQL, for an issue known to be open
+/// ([`crate::domain::OPEN_SQL`]); `as_of` is the placeholder that holds the time.
+pub fn overdue_sql(as_of: &str) -> String {
+    format!("((state = 'reported' AND response_due_at < {as_of}) OR resolution_due_at < {as_of})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use IssueState::*;
+
+    /// The SQL rule, asked of a database, agrees with [`breaches`] for every
+    /// state and every order of the two deadlines and the time.
+    #[tokio::test]
+    async fn the_sql_overdue_rule_is_breaches() {
+        let dir = std::env::temp_dir().join(format!("linli-overdue-{}", linli_core::new_id()));
+        let db = linli_core::Db::connect(&format!("sqlite://{}/x.db", dir.display()))
+            .await
+            .unwrap();
+        let sql = format!(
+            "SELECT CASE WHEN {} AND {} THEN 1 ELSE 0 END \
+             FROM (SELECT $1 AS state, $2 AS response_due_at, $3 AS resolution_due_at) AS issue",
+            crate::domain::OPEN_SQL,
+            overdue_sql("$4")
+        );
+        for &state in IssueState::ALL {
+            for (response_due, resolution_due) in [(10, 100), (100, 10), (10, 10)] {
+                for as_of in [5, 10, 11, 50, 100, 101] {
+                    let (sql_says,): (i64,) = sqlx::query_as(&sql)
+                        .bind(state.as_str())
+                        .bind(response_due)
+                        .bind(resolution_due)
+                        .bind(as_of)
+                        .fetch_one(&db.pool)
+                        .await
+                        .unwrap();
+                    let rust_says =
+                        !breaches(state, response_due, resolution_due, as_of).is_empty();
+                    assert_eq!(
+                        sql_says == 1,
+                        rust_says,
+                        "{state:?}, due {response_due}/{resolution_due}, as of {as_of}"
+                    );
+                }
+            }
+        }
+        db.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn deadlines_follow_category_and_three_most() {

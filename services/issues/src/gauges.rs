@@ -3,6 +3,7 @@
 use linli_core::metrics::{Gauge, GaugeFuture, Gauges};
 use linli_core::time::now_micros;
 
+use crate::deadlines::overdue_sql;
 use crate::domain::OPEN_SQL;
 use crate::store::Store;
 
@@ -29,8 +30,8 @@ impl Gauges for Store {
             }
             let now = now_micros();
             let overdue: Option<i64> = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM issues WHERE {OPEN_SQL} \
-                 AND ((state = 'reported' AND response_due_at < $1) OR resolution_due_at < $1)"
+                "SELECT COUNT(*) FROM issues WHERE {OPEN_SQL} AND {}",
+                overdue_sql("$1")
             ))
             .bind(now)
             .fetch_one(pool)

@@ -11,7 +11,7 @@ use tonic::{Request, Response};
 use linli_core::audit::Change;
 use linli_core::db::Values;
 use linli_core::idempotency::{self, IdemKey, Made, idem_key};
-use linli_core::page::{PageRequest, fetch_page};
+use linli_core::page::{BindValue, PageRequest, fetch_page};
 use linli_core::time::{now_micros, past_or_now};
 use linli_core::validate::{
     optional_enum, parse_id, parse_name, parse_opt_id, parse_text, required_enum,
@@ -375,46 +375,60 @@ impl Store {
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        let title = if escaped.is_empty() {
-            String::new()
-        } else {
-            format!("%{}%", escaped.to_lowercase())
+        // Only the filters asked for are written into the statement, rather
+        // than each guarded by a parameter (`$1 = '' OR community_id = $1`),
+        // so that the planner sees them: SQLite plans a statement once, and
+        // a guarded column is one it cannot seek by its index. Open issues
+        // are read from their own index (`issues_open`) this way too.
+        let mut binds: Vec<BindValue> = Vec::new();
+        let mut bind = |value: BindValue| {
+            binds.push(value);
+            format!("${}", binds.len())
         };
-        let claimant = if filter.claimant_id.is_empty() {
-            String::new()
-        } else {
-            format!("%,{},%", filter.claimant_id)
-        };
-        let now = now_micros();
-        // Written out rather than guarded by a parameter, so that the planner
-        // can read open issues from their own index (`issues_open`) instead of
-        // walking a community's whole history for the first page.
-        let open = if filter.open_only {
-            format!("$12 = 1 AND {OPEN_SQL}")
-        } else {
-            "$12 = 0".to_owned()
-        };
+        let mut conditions: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("community_id", filter.community_id.as_str()),
+            ("state", filter.state.map_or("", IssueState::as_str)),
+            ("category", filter.category.map_or("", Category::as_str)),
+            (
+                "three_most",
+                filter.three_most.map_or("", ThreeMost::as_str),
+            ),
+            ("household_id", filter.reported_by.as_str()),
+        ] {
+            if !value.is_empty() {
+                conditions.push(format!("{column} = {}", bind(value.into())));
+            }
+        }
+        if !filter.claimant_id.is_empty() {
+            let id = bind(filter.claimant_id.as_str().into());
+            let among = bind(format!("%,{},%", filter.claimant_id).as_str().into());
+            conditions.push(format!(
+                "(claim_cadre_id = {id} OR claim_unit_id = {id} OR claim_participants LIKE {among})"
+            ));
+        }
+        if !filter.title_contains.is_empty() {
+            let title = bind(format!("%{}%", escaped.to_lowercase()).as_str().into());
+            conditions.push(format!("LOWER(title) LIKE {title} ESCAPE '\\'"));
+        }
+        if !filter.household_id.is_empty() {
+            // What a household may see: its own and those nobody reported.
+            let own = bind(filter.household_id.as_str().into());
+            conditions.push(format!("(household_id = {own} OR household_id = '')"));
+        }
+        if filter.open_only || filter.overdue_only {
+            conditions.push(OPEN_SQL.to_owned());
+        }
+        if filter.overdue_only {
+            let now = bind(now_micros().into());
+            conditions.push(crate::deadlines::overdue_sql(&now));
+        }
+        conditions.push(format!("id > ${}", binds.len() + 1));
         let sql = format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE ($1 = '' OR community_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR category = $3) \
-             AND ($4 = '' OR three_most = $4) AND ($5 = '' OR claim_cadre_id = $5 OR claim_unit_id = $5 OR claim_participants LIKE $6) \
-             AND ($7 = 0 OR (state = 'reported' AND response_due_at < $8) OR ({OPEN_SQL} AND resolution_due_at < $8)) \
-             AND ($9 = '' OR LOWER(title) LIKE $9 ESCAPE '\\') AND ($10 = '' OR household_id = $10 OR household_id = '') AND ($11 = '' OR household_id = $11) \
-             AND {open} AND id > $13 ORDER BY id LIMIT $14"
+            "SELECT {ISSUE_COLS} FROM issues WHERE {} ORDER BY id LIMIT ${}",
+            conditions.join(" AND "),
+            binds.len() + 2
         );
-        let binds = vec![
-            filter.community_id.as_str().into(),
-            filter.state.map_or("", IssueState::as_str).into(),
-            filter.category.map_or("", Category::as_str).into(),
-            filter.three_most.map_or("", ThreeMost::as_str).into(),
-            filter.claimant_id.as_str().into(),
-            claimant.as_str().into(),
-            i64::from(filter.overdue_only).into(),
-            now.into(),
-            title.as_str().into(),
-            filter.household_id.as_str().into(),
-            filter.reported_by.as_str().into(),
-            i64::from(filter.open_only).into(),
-        ];
         let (records, next) =
             fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;
         Ok((self.with_watchers(&records).await?, next))

@@ -408,9 +408,10 @@ impl Store {
     pub async fn summary(&self, community_id: &str) -> Result<pb::GetCommunitySummaryResponse> {
         let (open, overdue, resolved): (i64, i64, i64) = sqlx::query_as(&format!(
             "SELECT COUNT(*), \
-             CAST(COALESCE(SUM(CASE WHEN (state = 'reported' AND response_due_at < $2) OR resolution_due_at < $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE((SELECT resolved FROM issue_counts WHERE community_id = $1), 0) AS BIGINT) \
-             FROM issues WHERE community_id = $1 AND {OPEN_SQL}"
+             FROM issues WHERE community_id = $1 AND {OPEN_SQL}",
+            crate::deadlines::overdue_sql("$2")
         ))
         .bind(community_id)
         .bind(now_micros())

@@ -145,9 +145,8 @@ impl Store {
             "community_id = $1"
         };
         let rows = sqlx::query(&format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE {community} AND {OPEN_SQL} \
-             AND ((state = 'reported' AND response_due_at < $2) OR resolution_due_at < $2) \
-             ORDER BY id"
+            "SELECT {ISSUE_COLS} FROM issues WHERE {community} AND {OPEN_SQL} AND {} ORDER BY id",
+            crate::deadlines::overdue_sql("$2")
         ))
         .bind(community_id)
         .bind(as_of)
@@ -193,7 +192,9 @@ impl Store {
             }
         }
         // Most overdue first (the earliest deadline); the same deadline in id order.
-        late.sort_by_key(|(r, (_, due))| (*due, r.id.clone()));
+        late.sort_by(|(a, (_, a_due)), (b, (_, b_due))| {
+            a_due.cmp(b_due).then_with(|| a.id.cmp(&b.id))
+        });
         if limit > 0 {
             late.truncate(limit);
         }
