@@ -624,3 +624,46 @@ pub fn household(lang: Lang, signed: &Signed, p: &pb::GetHouseholdProfileRespons
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_overdue(listed: usize, all: i32) -> CommunityData {
+        let late = |n: usize| ipb::OverdueIssue {
+            issue: Some(ipb::Issue {
+                id: format!("issue-{n}"),
+                title: format!("楼道灯坏了 {n}"),
+                ..Default::default()
+            }),
+            overdue_seconds: 3600,
+            ..Default::default()
+        };
+        CommunityData {
+            dashboard: pb::GetCommunityDashboardResponse {
+                issues: Some(ipb::GetCommunitySummaryResponse {
+                    overdue_issues: all,
+                    ..Default::default()
+                }),
+                overdue_issues: (0..listed).map(late).collect(),
+                ..Default::default()
+            },
+            names: Default::default(),
+        }
+    }
+
+    /// A dashboard lists the most overdue issues; when the summary counts
+    /// more than it lists, the page says how many of how many it shows.
+    #[test]
+    fn the_overdue_list_says_when_it_shows_only_the_most_overdue() {
+        let page = community_live(Lang::En, &with_overdue(2, 5)).into_string();
+        assert_eq!(page.matches("/issues/issue-").count(), 2);
+        assert!(page.contains("id=\"overdue-more\""), "{page}");
+        assert!(page.contains("The most overdue: 2 / 5"), "{page}");
+
+        let page = community_live(Lang::Zh, &with_overdue(3, 3)).into_string();
+        assert_eq!(page.matches("/issues/issue-").count(), 3);
+        assert!(!page.contains("overdue-more"), "all are listed: {page}");
+        assert!(!page.contains("最逾期的"), "{page}");
+    }
+}
