@@ -236,14 +236,8 @@ pub async fn record_all(
             .bind(e.hash.clone())?
             .row();
     }
-    if !rows.is_empty() {
-        sqlx::query_with(
-            &format!("INSERT INTO audit_events ({COLUMNS}) VALUES {}", rows.sql()),
-            rows.args(),
-        )
-        .execute(&mut *conn)
+    rows.insert(conn, &format!("INSERT INTO audit_events ({COLUMNS})"))
         .await?;
-    }
     Ok(events)
 }
 

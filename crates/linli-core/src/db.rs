@@ -557,6 +557,17 @@ impl Values {
         rows.join(" UNION ALL ")
     }
 
+    /// Runs `head VALUES <the rows>` (`head` being `INSERT INTO t (columns)`);
+    /// nothing when there are no rows.
+    pub async fn insert(self, conn: &mut AnyConnection, head: &str) -> crate::Result<()> {
+        if !self.is_empty() {
+            sqlx::query_with(&format!("{head} VALUES {}", self.sql()), self.args)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The arguments, in the order the placeholders number them.
     pub fn args(self) -> sqlx::any::AnyArguments<'static> {
         self.args

@@ -319,17 +319,12 @@ impl Store {
                 .bind(r.household_id.clone())?
                 .row();
         }
-        if !watchers.is_empty() {
-            sqlx::query_with(
-                &format!(
-                    "INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES {}",
-                    watchers.sql()
-                ),
-                watchers.args(),
+        watchers
+            .insert(
+                &mut *conn,
+                "INSERT INTO issue_watchers (community_id, issue_id, household_id)",
             )
-            .execute(&mut *conn)
             .await?;
-        }
         let events = items
             .iter()
             .zip(&records)

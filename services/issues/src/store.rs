@@ -383,17 +383,11 @@ pub(crate) async fn append_events(
             attachments: e.attachments.iter().map(attachment_to_proto).collect(),
         });
     }
-    if !rows.is_empty() {
-        sqlx::query_with(
-            &format!(
-                "INSERT INTO issue_events ({EVENT_COLS}) VALUES {}",
-                rows.sql()
-            ),
-            rows.args(),
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
+    rows.insert(
+        &mut *conn,
+        &format!("INSERT INTO issue_events ({EVENT_COLS})"),
+    )
+    .await?;
     Ok(out)
 }
 
