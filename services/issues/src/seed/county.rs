@@ -9,7 +9,9 @@ use super::*;
 /// audit record per batch (`issue.seed_county`, with the count). Every
 /// community the people service knows gets `per_community` issues spread over
 /// the last 365 days; the last two weeks' are at every stage, the older ones
-/// closed. Running it again tops each community up to `per_community`.
+/// closed. Running it again tops each community up to `per_community`. The
+/// deadlines the seeded issues missed are escalated at the end, as the
+/// service's sweep would have done.
 pub async fn county(
     store: &Store,
     people: &People,
@@ -54,8 +56,18 @@ pub async fn county(
         // VACUUM cannot run in a transaction: each statement on its own.
         sqlx::Executor::execute(&store.db.writer, sql.as_str()).await?;
     }
+    // The deadlines the seeded issues have missed are escalated now, as the
+    // service's sweep would have done as each one passed. Left to the first
+    // sweep after seeding, thousands are escalated at once (each an event on
+    // its community's stream) under whatever is being measured then.
+    let sweep = store
+        .run_supervision(linli_core::time::now_micros())
+        .await?;
     println!(
-        "benchmark county: {written} issues written, {per_community} per community in {total} communities ({:.1} s)",
+        "benchmark county: {written} issues written, {per_community} per community in {total} communities; \
+         {} missed deadlines escalated, {} resolutions closed unconfirmed ({:.1} s)",
+        sweep.escalated,
+        sweep.auto_closed,
         started.elapsed().as_secs_f64()
     );
     Ok(())
