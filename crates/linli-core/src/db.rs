@@ -21,6 +21,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database a connection speaks to.
+    pub fn of(conn: &AnyConnection) -> Backend {
+        match conn.backend_name() {
+            "PostgreSQL" => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
 /// How the embedded store syncs a commit to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -425,7 +435,7 @@ pub async fn advance_heads(
             .fetch_all(&mut *conn)
             .await?
         } else {
-            if conn.backend_name() == "PostgreSQL" {
+            if Backend::of(conn) == Backend::Postgres {
                 let list: Vec<String> = (1..=todo.len()).map(|i| format!("${i}")).collect();
                 let sql = format!(
                     "SELECT community_id FROM {table} WHERE community_id IN ({}) ORDER BY community_id FOR UPDATE",
