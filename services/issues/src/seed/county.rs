@@ -282,87 +282,67 @@ async fn write_batch(
     use crate::store::{
         EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, count_resolved, participants_to_db,
     };
-    use sqlx::Arguments;
+    use linli_core::db::Values;
+    use sqlx::Row;
     let mut tx = store.db.begin_write().await?;
-    sqlx::query("INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING")
-        .bind(community_id)
-        .execute(&mut *tx)
-        .await?;
     let events: i64 = issues.iter().map(|(_, s)| s.len() as i64).sum();
-    let (last_seq,): (i64,) = sqlx::query_as(
-        "UPDATE event_heads SET seq = seq + $2 WHERE community_id = $1 RETURNING seq",
+    let heads = linli_core::db::advance_heads(
+        &mut tx,
+        "event_heads",
+        "seq",
+        "INSERT INTO event_heads (community_id, seq) VALUES ($1, 0) ON CONFLICT (community_id) DO NOTHING",
+        &[(community_id, events)].into(),
     )
-    .bind(community_id)
-    .bind(events)
-    .fetch_one(&mut *tx)
     .await?;
+    let last_seq: i64 = heads[community_id].try_get("seq")?;
     let mut seq = last_seq - events;
 
     // Issues, with their first resolution deadline once they have moved.
-    let mut args = sqlx::any::AnyArguments::default();
-    let mut rows = Vec::new();
-    let mut p = 0;
-    let mut next = |count: usize| {
-        let list: Vec<String> = (0..count)
-            .map(|_| {
-                p += 1;
-                format!("${p}")
-            })
-            .collect();
-        format!("({})", list.join(", "))
-    };
+    let mut rows = Values::default();
     for (r, _) in issues {
         let d = &r.domain;
         let claim = d.claim.clone().unwrap_or_default();
         let moved = r.version > 1;
-        let add = |args: &mut sqlx::any::AnyArguments<'_>| -> Result<(), sqlx::error::BoxDynError> {
-            args.add(r.community_id.clone())?;
-            args.add(r.id.clone())?;
-            args.add(r.compound_id.clone())?;
-            args.add(r.building_id.clone())?;
-            args.add(r.household_id.clone())?;
-            args.add(r.title.clone())?;
-            args.add(r.description.clone())?;
-            args.add(r.category.as_str())?;
-            args.add(r.three_most.map_or("", ThreeMost::as_str))?;
-            args.add(r.location_text.clone())?;
-            args.add(r.latitude)?;
-            args.add(r.longitude)?;
-            args.add(r.source.as_str())?;
-            args.add(d.state.as_str())?;
-            args.add(claim.cadre_id.clone().unwrap_or_default())?;
-            args.add(claim.unit_id.clone())?;
-            args.add(participants_to_db(&claim.participants))?;
-            args.add(d.claimed_at)?;
-            args.add(d.first_claimed_at)?;
-            args.add(r.reported_at)?;
-            args.add(r.response_due_at)?;
-            args.add(d.resolution_due_at)?;
-            args.add(d.responded_at)?;
-            args.add(d.resolved_at)?;
-            args.add(d.closed_at)?;
-            args.add(d.rating.map(i64::from))?;
-            args.add(d.rating_comment.clone())?;
-            args.add(d.duplicate_of.clone())?;
-            args.add(d.reject_reason.clone())?;
-            args.add(i64::from(d.reopen_count))?;
-            args.add(attachments_to_json(&d.attachments))?;
-            args.add(r.last_event_at)?;
-            args.add(r.version)?;
-            args.add(moved.then_some(r.original_resolution_due_at))?;
-            Ok(())
-        };
-        add(&mut args).map_err(|e| anyhow::anyhow!("{e}"))?;
-        rows.push(next(34));
+        rows.bind(r.community_id.clone())?
+            .bind(r.id.clone())?
+            .bind(r.compound_id.clone())?
+            .bind(r.building_id.clone())?
+            .bind(r.household_id.clone())?
+            .bind(r.title.clone())?
+            .bind(r.description.clone())?
+            .bind(r.category.as_str())?
+            .bind(r.three_most.map_or("", ThreeMost::as_str))?
+            .bind(r.location_text.clone())?
+            .bind(r.latitude)?
+            .bind(r.longitude)?
+            .bind(r.source.as_str())?
+            .bind(d.state.as_str())?
+            .bind(claim.cadre_id.clone().unwrap_or_default())?
+            .bind(claim.unit_id.clone())?
+            .bind(participants_to_db(&claim.participants))?
+            .bind(d.claimed_at)?
+            .bind(d.first_claimed_at)?
+            .bind(r.reported_at)?
+            .bind(r.response_due_at)?
+            .bind(d.resolution_due_at)?
+            .bind(d.responded_at)?
+            .bind(d.resolved_at)?
+            .bind(d.closed_at)?
+            .bind(d.rating.map(i64::from))?
+            .bind(d.rating_comment.clone())?
+            .bind(d.duplicate_of.clone())?
+            .bind(d.reject_reason.clone())?
+            .bind(i64::from(d.reopen_count))?
+            .bind(attachments_to_json(&d.attachments))?
+            .bind(r.last_event_at)?
+            .bind(r.version)?
+            .bind(moved.then_some(r.original_resolution_due_at))?
+            .row();
     }
-    sqlx::query_with(
-        &format!(
-            "INSERT INTO issues ({ISSUE_INSERT_COLS}, first_resolution_due_at) VALUES {}",
-            rows.join(", ")
-        ),
-        args,
+    rows.insert(
+        &mut tx,
+        &format!("INSERT INTO issues ({ISSUE_INSERT_COLS}, first_resolution_due_at)"),
     )
-    .execute(&mut *tx)
     .await?;
     let resolved = issues
         .iter()
@@ -371,70 +351,43 @@ async fn write_batch(
     count_resolved(&mut tx, community_id, resolved as i64).await?;
 
     // Watchers and events, in slices that keep under every backend's limit of parameters.
-    let mut watchers = sqlx::any::AnyArguments::default();
-    let mut watcher_rows = Vec::new();
-    let mut p = 0;
+    let mut watchers = Values::default();
     for (r, _) in issues {
         watchers
-            .add(r.community_id.clone())
-            .and_then(|()| watchers.add(r.id.clone()))
-            .and_then(|()| watchers.add(r.household_id.clone()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        watcher_rows.push(format!("(${}, ${}, ${})", p + 1, p + 2, p + 3));
-        p += 3;
+            .bind(r.community_id.clone())?
+            .bind(r.id.clone())?
+            .bind(r.household_id.clone())?
+            .row();
     }
-    sqlx::query_with(
-        &format!(
-            "INSERT INTO issue_watchers (community_id, issue_id, household_id) VALUES {}",
-            watcher_rows.join(", ")
-        ),
-        watchers,
-    )
-    .execute(&mut *tx)
-    .await?;
+    watchers
+        .insert(
+            &mut tx,
+            "INSERT INTO issue_watchers (community_id, issue_id, household_id)",
+        )
+        .await?;
     let all: Vec<(&IssueRecord, &Step)> = issues
         .iter()
         .flat_map(|(r, steps)| steps.iter().map(move |s| (r, s)))
         .collect();
     for slice in all.chunks(500) {
-        let mut args = sqlx::any::AnyArguments::default();
-        let mut rows = Vec::new();
-        for (i, (r, s)) in slice.iter().enumerate() {
+        let mut rows = Values::default();
+        for (r, s) in slice {
             seq += 1;
-            let add =
-                |args: &mut sqlx::any::AnyArguments<'_>| -> Result<(), sqlx::error::BoxDynError> {
-                    args.add(r.community_id.clone())?;
-                    args.add(seq)?;
-                    args.add(linli_core::new_id())?;
-                    args.add(r.id.clone())?;
-                    args.add(s.at)?;
-                    args.add(actor.id.clone())?;
-                    args.add(s.kind.as_str())?;
-                    args.add(s.from.map_or("", IssueState::as_str))?;
-                    args.add(s.to.map_or("", IssueState::as_str))?;
-                    args.add(s.note.clone())?;
-                    args.add("[]")?;
-                    Ok(())
-                };
-            add(&mut args).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let b = i * 11;
-            rows.push(format!(
-                "({})",
-                (1..=11)
-                    .map(|c| format!("${}", b + c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            rows.bind(r.community_id.clone())?
+                .bind(seq)?
+                .bind(linli_core::new_id())?
+                .bind(r.id.clone())?
+                .bind(s.at)?
+                .bind(actor.id.clone())?
+                .bind(s.kind.as_str())?
+                .bind(s.from.map_or("", IssueState::as_str))?
+                .bind(s.to.map_or("", IssueState::as_str))?
+                .bind(s.note.clone())?
+                .bind("[]")?
+                .row();
         }
-        sqlx::query_with(
-            &format!(
-                "INSERT INTO issue_events ({EVENT_COLS}) VALUES {}",
-                rows.join(", ")
-            ),
-            args,
-        )
-        .execute(&mut *tx)
-        .await?;
+        rows.insert(&mut tx, &format!("INSERT INTO issue_events ({EVENT_COLS})"))
+            .await?;
     }
     let change = linli_core::audit::Change::created(
         community_id,
