@@ -56,6 +56,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0005_counts",
         sql: include_str!("../migrations/0005_counts.sql"),
     });
+    all.push(Migration {
+        id: "issues/0006_lighter_reports",
+        sql: include_str!("../migrations/0006_lighter_reports.sql"),
+    });
     all
 }
 

@@ -121,7 +121,8 @@ impl Scope<'_> {
             if self.unit.is_empty() {
                 "$2 = ''"
             } else {
-                "claim_unit_id = $2"
+                // The condition of the unit index, word for word (0006).
+                "claim_unit_id = $2 AND claim_unit_id <> ''"
             },
         )
     }
@@ -423,5 +424,44 @@ impl Store {
             overdue_issues: overdue as i32,
             resolved_issues: resolved as i32,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read by unit names the unit index's condition, so the database may
+    /// use that index (it holds claimed issues only), and does.
+    #[tokio::test]
+    async fn a_read_by_unit_uses_the_unit_index() {
+        let dir = std::env::temp_dir().join(format!("linli-unit-{}", linli_core::new_id()));
+        let db = linli_core::Db::connect(&format!("sqlite://{}/x.db", dir.display()))
+            .await
+            .unwrap();
+        db.migrate(&crate::migrations()).await.unwrap();
+        let index = include_str!("../migrations/0006_lighter_reports.sql");
+        assert!(index.contains("WHERE claim_unit_id <> '';"));
+        let scope = Scope {
+            community: "",
+            unit: "unit-1",
+            from: 0,
+            to: 1,
+        };
+        let plan: Vec<(i64, i64, i64, String)> = scope
+            .bind(sqlx::query_as(&format!(
+                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM issues WHERE {}",
+                scope.filter()
+            )))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|(.., detail)| detail.contains("issues_unit")),
+            "{plan:?}"
+        );
+        db.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -86,9 +86,10 @@ impl Store {
             |&(_, _, _, issue, _), tx, existing| {
                 Box::pin(async move {
                     let row = sqlx::query(&format!(
-                        "SELECT {EVENT_COLS} FROM issue_events WHERE community_id = $1 AND id = $2"
+                        "SELECT {EVENT_COLS} FROM issue_events WHERE community_id = $1 AND issue_id = $2 AND id = $3"
                     ))
                     .bind(&issue.community_id)
+                    .bind(&issue.id)
                     .bind(existing)
                     .fetch_one(&mut *tx)
                     .await?;
