@@ -201,24 +201,7 @@ pub async fn record_all(
         }
         sealed.bind(community.clone())?.bind(prev_hash)?.row();
     }
-    if sealed.len() == 1 {
-        sqlx::query_with(
-            "UPDATE audit_heads SET hash = $2 WHERE community_id = $1",
-            sealed.args(),
-        )
-        .execute(&mut *conn)
-        .await?;
-    } else if !sealed.is_empty() {
-        sqlx::query_with(
-            &format!(
-                "UPDATE audit_heads SET hash = d.h FROM ({}) AS d WHERE community_id = d.c",
-                sealed.select(&["c", "h"])
-            ),
-            sealed.args(),
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
+    crate::db::update_heads(conn, "audit_heads", "hash = d.h", &["c", "h"], sealed, "").await?;
     let events: Vec<AuditEvent> = events.into_iter().flatten().collect();
     let mut rows = crate::db::Values::default();
     for e in &events {

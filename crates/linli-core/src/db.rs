@@ -407,11 +407,8 @@ pub async fn fetch_by_id<T>(
 /// `community_id` and the `returning` columns; `seq` is the last one taken).
 /// A community without a head gets one first (`new_head`, its id as `$1`).
 ///
-/// One head is moved with one statement, several with one statement for all.
-/// Their row locks are what order each community's writers; on PostgreSQL,
-/// several are locked first in the order of their ids, so that writers
-/// moving several at once never wait on each other in a cycle. (SQLite has
-/// one writer at a time.)
+/// The heads are moved together ([`update_heads`]); their row locks are what
+/// order each community's writers.
 pub async fn advance_heads(
     conn: &mut AnyConnection,
     table: &str,
@@ -426,42 +423,19 @@ pub async fn advance_heads(
         if todo.is_empty() {
             break;
         }
-        let rows = if let [(community, by)] = todo[..] {
-            sqlx::query(&format!(
-                "UPDATE {table} SET seq = seq + $2 WHERE community_id = $1 RETURNING community_id, {returning}"
-            ))
-            .bind(community.to_owned())
-            .bind(by)
-            .fetch_all(&mut *conn)
-            .await?
-        } else {
-            if Backend::of(conn) == Backend::Postgres {
-                let list: Vec<String> = (1..=todo.len()).map(|i| format!("${i}")).collect();
-                let sql = format!(
-                    "SELECT community_id FROM {table} WHERE community_id IN ({}) ORDER BY community_id FOR UPDATE",
-                    list.join(", ")
-                );
-                let mut lock = sqlx::query(&sql);
-                for (community, _) in &todo {
-                    lock = lock.bind(community.to_string());
-                }
-                lock.fetch_all(&mut *conn).await?;
-            }
-            let mut by = Values::default();
-            for (community, n) in &todo {
-                by.bind(community.to_string())?.bind(*n)?.row();
-            }
-            sqlx::query_with(
-                &format!(
-                    "UPDATE {table} SET seq = seq + d.n FROM ({}) AS d WHERE community_id = d.c \
-                     RETURNING community_id, {returning}",
-                    by.select(&["c", "n"])
-                ),
-                by.args(),
-            )
-            .fetch_all(&mut *conn)
-            .await?
-        };
+        let mut by = Values::default();
+        for (community, n) in &todo {
+            by.bind(community.to_string())?.bind(*n)?.row();
+        }
+        let rows = update_heads(
+            conn,
+            table,
+            "seq = seq + d.n",
+            &["c", "n"],
+            by,
+            &format!("RETURNING community_id, {returning}"),
+        )
+        .await?;
         for row in rows {
             heads.insert(row.try_get::<String, _>("community_id")?, row);
         }
@@ -483,20 +457,97 @@ pub async fn advance_heads(
     Ok(heads)
 }
 
+/// `UPDATE {table} SET {set}` for the communities' heads in `by`, each row
+/// the community's id and the values `set` reads as `d.<name>` (`names`,
+/// the id's first), in [`pieces`]; returns the rows `tail` (a `RETURNING`
+/// clause, or nothing) asks for.
+///
+/// On PostgreSQL the rows of a piece of several are locked first in the
+/// order of their ids, and pieces follow the order of `by`: a writer moving
+/// heads given in id order takes their locks in that order, so writers never
+/// wait on each other in a cycle. (SQLite has one writer at a time.)
+pub async fn update_heads(
+    conn: &mut AnyConnection,
+    table: &str,
+    set: &str,
+    names: &[&str],
+    by: Values,
+    tail: &str,
+) -> crate::Result<Vec<sqlx::any::AnyRow>> {
+    let postgres = Backend::of(conn) == Backend::Postgres;
+    let mut rows = Vec::new();
+    for piece in by.into_pieces() {
+        if postgres && piece.len() > 1 {
+            let mut ids = sqlx::any::AnyArguments::default();
+            ids.values.0.clone_from(&piece.args.values.0);
+            sqlx::query_with(
+                &format!(
+                    "SELECT community_id FROM {table} WHERE community_id IN (SELECT {id} FROM ({}) AS d) \
+                     ORDER BY community_id FOR UPDATE",
+                    piece.select(names),
+                    id = names[0],
+                ),
+                ids,
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+        }
+        rows.extend(
+            sqlx::query_with(
+                &format!(
+                    "UPDATE {table} SET {set} FROM ({}) AS d WHERE community_id = d.{} {tail}",
+                    piece.select(names),
+                    names[0],
+                ),
+                piece.args,
+            )
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    Ok(rows)
+}
+
 /// The rows of a multi-row `VALUES` list and their arguments: many records
 /// written in one statement (a batch of creates, a seeding).
 ///
 /// ```ignore
 /// let mut v = Values::default();
 /// for r in rows { v.bind(&r.a)?.bind(r.b)?.row(); }
-/// sqlx::query_with(&format!("INSERT INTO t (a, b) VALUES {}", v.sql()), v.args()).execute(conn).await?;
+/// v.insert(conn, "INSERT INTO t (a, b)").await?;
 /// ```
+///
+/// [`Values::insert`] and [`Values::fetch_all`] run their statement in
+/// [`pieces`] of 1, 2, 4, … rows. Each number of rows is a statement of its
+/// own to the database, prepared and planned once per connection and kept in
+/// the connection's cache of statements (100 on PostgreSQL): batches of every
+/// size from 1 to 64 made hundreds of statements of each kind, which pushed
+/// each other out of that cache, so that most batches were parsed and planned
+/// again. In pieces there are seven sizes to 64.
 #[derive(Default)]
 pub struct Values {
     args: sqlx::any::AnyArguments<'static>,
-    /// Each row's placeholders and constants.
-    rows: Vec<Vec<String>>,
-    row: Vec<String>,
+    /// Each row's values: an argument (by its index) or a constant.
+    rows: Vec<Vec<Item>>,
+    row: Vec<Item>,
+}
+
+enum Item {
+    Arg(usize),
+    Literal(&'static str),
+}
+
+/// `0..n` cut into ranges whose lengths are powers of two, largest first
+/// (45: 32, 8, 4, 1), so that statements over them come in few sizes.
+pub fn pieces(n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = 1 << (usize::BITS - 1 - (n - start).leading_zeros());
+        out.push(start..start + len);
+        start += len;
+    }
+    out
 }
 
 impl Values {
@@ -509,13 +560,13 @@ impl Values {
         self.args
             .add(value)
             .map_err(|e| crate::Error::Internal(anyhow::anyhow!("binding a value: {e}")))?;
-        self.row.push(format!("${}", self.args.len()));
+        self.row.push(Item::Arg(self.args.len() - 1));
         Ok(self)
     }
 
     /// The next value of the current row, written into the statement (a constant).
     pub fn literal(&mut self, sql: &'static str) -> &mut Self {
-        self.row.push(sql.to_owned());
+        self.row.push(Item::Literal(sql));
         self
     }
 
@@ -533,11 +584,22 @@ impl Values {
         self.rows.is_empty()
     }
 
+    /// Each row's values as SQL, placeholders numbered from `$1`.
+    fn rendered(&self) -> impl Iterator<Item = Vec<String>> + '_ {
+        self.rows.iter().map(|row| {
+            row.iter()
+                .map(|item| match item {
+                    Item::Arg(i) => format!("${}", i + 1),
+                    Item::Literal(sql) => (*sql).to_owned(),
+                })
+                .collect()
+        })
+    }
+
     /// The rows, to follow `VALUES`.
     pub fn sql(&self) -> String {
         let rows: Vec<String> = self
-            .rows
-            .iter()
+            .rendered()
             .map(|row| format!("({})", row.join(", ")))
             .collect();
         rows.join(", ")
@@ -548,8 +610,7 @@ impl Values {
     /// `VALUES` list's columns are named differently in each).
     pub fn select(&self, names: &[&str]) -> String {
         let rows: Vec<String> = self
-            .rows
-            .iter()
+            .rendered()
             .enumerate()
             .map(|(i, row)| {
                 let values: Vec<String> = if i == 0 {
@@ -559,7 +620,7 @@ impl Values {
                         .map(|(v, name)| format!("{v} AS {name}"))
                         .collect()
                 } else {
-                    row.clone()
+                    row
                 };
                 format!("SELECT {}", values.join(", "))
             })
@@ -567,15 +628,68 @@ impl Values {
         rows.join(" UNION ALL ")
     }
 
-    /// Runs `head VALUES <the rows>` (`head` being `INSERT INTO t (columns)`);
-    /// nothing when there are no rows.
+    /// The rows cut as [`pieces`] cuts them, in order, each piece with its
+    /// own arguments and placeholders numbered from `$1`.
+    pub fn into_pieces(self) -> Vec<Values> {
+        let Values { args, rows, .. } = self;
+        let mut values = args.values.0.into_iter();
+        let mut rows = rows.into_iter();
+        let mut out = Vec::new();
+        // Rows take their arguments in order, so a piece's are the next ones.
+        let mut taken = 0;
+        for range in pieces(rows.len()) {
+            let mut piece = Values::default();
+            for row in rows.by_ref().take(range.len()) {
+                piece.rows.push(
+                    row.into_iter()
+                        .map(|item| match item {
+                            Item::Arg(i) => Item::Arg(i - taken),
+                            literal => literal,
+                        })
+                        .collect(),
+                );
+            }
+            let used = piece
+                .rows
+                .iter()
+                .flatten()
+                .filter(|item| matches!(item, Item::Arg(_)))
+                .count();
+            piece.args.values.0.extend(values.by_ref().take(used));
+            taken += used;
+            out.push(piece);
+        }
+        out
+    }
+
+    /// Runs `head VALUES <the rows>` (`head` being `INSERT INTO t (columns)`),
+    /// in [`pieces`]; nothing when there are no rows.
     pub async fn insert(self, conn: &mut AnyConnection, head: &str) -> crate::Result<()> {
-        if !self.is_empty() {
-            sqlx::query_with(&format!("{head} VALUES {}", self.sql()), self.args)
-                .execute(conn)
+        for piece in self.into_pieces() {
+            sqlx::query_with(&format!("{head} VALUES {}", piece.sql()), piece.args)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Runs the statement `sql` makes of each of the [`pieces`] (from its
+    /// [`Values::sql`] or [`Values::select`]), and returns every row they
+    /// return, piece after piece.
+    pub async fn fetch_all(
+        self,
+        conn: &mut AnyConnection,
+        sql: impl Fn(&Values) -> String,
+    ) -> crate::Result<Vec<sqlx::any::AnyRow>> {
+        let mut out = Vec::new();
+        for piece in self.into_pieces() {
+            out.extend(
+                sqlx::query_with(&sql(&piece), piece.args)
+                    .fetch_all(&mut *conn)
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 
     /// The arguments, in the order the placeholders number them.
@@ -622,6 +736,85 @@ mod tests {
         assert_eq!(db.reach(wait).await, Reach::Answered);
         db.pool.close().await;
         assert_eq!(db.reach(wait).await, Reach::Unreachable);
+        db.writer.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pieces_are_powers_of_two_largest_first() {
+        assert_eq!(pieces(0), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(pieces(1), vec![0..1]);
+        assert_eq!(pieces(64), vec![0..64]);
+        assert_eq!(pieces(45), vec![0..32, 32..40, 40..44, 44..45]);
+        for n in 0..300 {
+            let p = pieces(n);
+            assert_eq!(p.iter().map(|r| r.len()).sum::<usize>(), n);
+            assert!(p.iter().all(|r| r.len().is_power_of_two()));
+            assert!(
+                p.windows(2)
+                    .all(|w| w[0].end == w[1].start && w[0].len() > w[1].len())
+            );
+        }
+    }
+
+    /// Rows written in pieces arrive whole and in order, each with its own
+    /// values and constants, and what each piece returns comes back.
+    #[tokio::test]
+    async fn values_in_pieces_write_every_row_with_its_own_values() {
+        let dir = std::env::temp_dir().join(format!("linli-values-{}", crate::new_id()));
+        let db = Db::connect(&format!("sqlite://{}/x.db", dir.display()))
+            .await
+            .unwrap();
+        let mut conn = db.writer.acquire().await.unwrap();
+        conn.execute("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT NOT NULL, c TEXT NOT NULL)")
+            .await
+            .unwrap();
+        let rows = |range: std::ops::Range<i64>| {
+            let mut v = Values::default();
+            for k in range {
+                v.bind(k)
+                    .unwrap()
+                    .literal("'c'")
+                    .bind(format!("v{k}"))
+                    .unwrap();
+                v.row();
+            }
+            v
+        };
+        let first = rows(0..45);
+        assert_eq!(
+            first
+                .into_pieces()
+                .iter()
+                .map(Values::len)
+                .collect::<Vec<_>>(),
+            [32, 8, 4, 1]
+        );
+        rows(0..45)
+            .insert(&mut conn, "INSERT INTO t (k, c, v)")
+            .await
+            .unwrap();
+        let returned = rows(45..52)
+            .fetch_all(&mut conn, |piece| {
+                format!("INSERT INTO t (k, c, v) VALUES {} RETURNING k", piece.sql())
+            })
+            .await
+            .unwrap();
+        let returned: Vec<i64> = returned.iter().map(|r| sqlx::Row::get(r, "k")).collect();
+        assert_eq!(returned, (45..52).collect::<Vec<_>>());
+        let all: Vec<(i64, String, String)> = sqlx::query_as("SELECT k, v, c FROM t ORDER BY k")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 52);
+        for (i, (k, v, c)) in all.into_iter().enumerate() {
+            assert_eq!(
+                (k, v.as_str(), c.as_str()),
+                (i as i64, format!("v{i}").as_str(), "c")
+            );
+        }
+        drop(conn);
+        db.pool.close().await;
         db.writer.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

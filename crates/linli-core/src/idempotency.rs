@@ -145,17 +145,19 @@ pub async fn claim_all(
     if rows.is_empty() {
         return Ok(Default::default());
     }
-    let claimed: Vec<(String,)> = sqlx::query_as_with(
-        &format!(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) VALUES {} \
-             ON CONFLICT (scope, key) DO NOTHING RETURNING key",
-            rows.sql()
-        ),
-        rows.args(),
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(claimed.into_iter().map(|(k,)| k).collect())
+    let claimed = rows
+        .fetch_all(conn, |piece| {
+            format!(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, resource_id, created_at) VALUES {} \
+                 ON CONFLICT (scope, key) DO NOTHING RETURNING key",
+                piece.sql()
+            )
+        })
+        .await?;
+    claimed
+        .iter()
+        .map(|row| Ok(sqlx::Row::try_get::<String, _>(row, "key")?))
+        .collect()
 }
 
 /// What a create made: the record, the change that describes it, and any changes

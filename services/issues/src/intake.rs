@@ -254,15 +254,14 @@ impl Store {
                 .row();
         }
         // Written and read back in one statement.
-        let written = sqlx::query_with(
-            &format!(
-                "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES {} RETURNING {ISSUE_COLS}",
-                rows.sql()
-            ),
-            rows.args(),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let written = rows
+            .fetch_all(&mut *conn, |piece| {
+                format!(
+                    "INSERT INTO issues ({ISSUE_INSERT_COLS}) VALUES {} RETURNING {ISSUE_COLS}",
+                    piece.sql()
+                )
+            })
+            .await?;
         let mut by_id = HashMap::new();
         for row in &written {
             let r = record_from_row(row)?;
