@@ -132,10 +132,8 @@ mod tests {
     /// state and every order of the two deadlines and the time.
     #[tokio::test]
     async fn the_sql_overdue_rule_is_breaches() {
-        let dir = std::env::temp_dir().join(format!("linli-overdue-{}", linli_core::new_id()));
-        let db = linli_core::Db::connect(&format!("sqlite://{}/x.db", dir.display()))
-            .await
-            .unwrap();
+        let scratch = linli_core::testing::TestDb::new(linli_core::testing::Backend::Sqlite).await;
+        let db = linli_core::Db::connect(&scratch.url).await.unwrap();
         let sql = format!(
             "SELECT CASE WHEN {} AND {} THEN 1 ELSE 0 END \
              FROM (SELECT $1 AS state, $2 AS response_due_at, $3 AS resolution_due_at) AS issue",
@@ -164,7 +162,6 @@ mod tests {
             }
         }
         db.pool.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -435,10 +435,8 @@ mod tests {
     /// use that index (it holds claimed issues only), and does.
     #[tokio::test]
     async fn a_read_by_unit_uses_the_unit_index() {
-        let dir = std::env::temp_dir().join(format!("linli-unit-{}", linli_core::new_id()));
-        let db = linli_core::Db::connect(&format!("sqlite://{}/x.db", dir.display()))
-            .await
-            .unwrap();
+        let scratch = linli_core::testing::TestDb::new(linli_core::testing::Backend::Sqlite).await;
+        let db = linli_core::Db::connect(&scratch.url).await.unwrap();
         db.migrate(&crate::migrations()).await.unwrap();
         let index = include_str!("../migrations/0006_lighter_reports.sql");
         assert!(index.contains("WHERE claim_unit_id <> '';"));
@@ -462,6 +460,5 @@ mod tests {
             "{plan:?}"
         );
         db.pool.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
