@@ -521,19 +521,19 @@ pub async fn update_heads(
 /// [`pieces`] of 1, 2, 4, … rows. Each number of rows is a statement of its
 /// own to the database, prepared and planned once per connection and kept in
 /// the connection's cache of statements (100 on PostgreSQL): batches of every
-/// size from 1 to 64 made hundreds of statements of each kind, which pushed
-/// each other out of that cache, so that most batches were parsed and planned
-/// again. In pieces there are seven sizes to 64.
+/// size from 1 to 64 made 64 statements of each kind, hundreds in all, which
+/// pushed each other out of that cache, so that batches were parsed and
+/// planned again. In pieces there are seven sizes to 64.
 #[derive(Default)]
 pub struct Values {
     args: sqlx::any::AnyArguments<'static>,
-    /// Each row's values: an argument (by its index) or a constant.
+    /// Each row's values: an argument (the next one in `args`) or a constant.
     rows: Vec<Vec<Item>>,
     row: Vec<Item>,
 }
 
 enum Item {
-    Arg(usize),
+    Arg,
     Literal(&'static str),
 }
 
@@ -560,7 +560,7 @@ impl Values {
         self.args
             .add(value)
             .map_err(|e| crate::Error::Internal(anyhow::anyhow!("binding a value: {e}")))?;
-        self.row.push(Item::Arg(self.args.len() - 1));
+        self.row.push(Item::Arg);
         Ok(self)
     }
 
@@ -586,10 +586,14 @@ impl Values {
 
     /// Each row's values as SQL, placeholders numbered from `$1`.
     fn rendered(&self) -> impl Iterator<Item = Vec<String>> + '_ {
-        self.rows.iter().map(|row| {
+        let mut placeholders = 0;
+        self.rows.iter().map(move |row| {
             row.iter()
                 .map(|item| match item {
-                    Item::Arg(i) => format!("${}", i + 1),
+                    Item::Arg => {
+                        placeholders += 1;
+                        format!("${placeholders}")
+                    }
                     Item::Literal(sql) => (*sql).to_owned(),
                 })
                 .collect()
@@ -632,44 +636,31 @@ impl Values {
     /// own arguments and placeholders numbered from `$1`.
     pub fn into_pieces(self) -> Vec<Values> {
         let Values { args, rows, .. } = self;
+        // Rows take their arguments in order, so a piece's are the next ones.
         let mut values = args.values.0.into_iter();
         let mut rows = rows.into_iter();
-        let mut out = Vec::new();
-        // Rows take their arguments in order, so a piece's are the next ones.
-        let mut taken = 0;
-        for range in pieces(rows.len()) {
-            let mut piece = Values::default();
-            for row in rows.by_ref().take(range.len()) {
-                piece.rows.push(
-                    row.into_iter()
-                        .map(|item| match item {
-                            Item::Arg(i) => Item::Arg(i - taken),
-                            literal => literal,
-                        })
-                        .collect(),
-                );
-            }
-            let used = piece
-                .rows
-                .iter()
-                .flatten()
-                .filter(|item| matches!(item, Item::Arg(_)))
-                .count();
-            piece.args.values.0.extend(values.by_ref().take(used));
-            taken += used;
-            out.push(piece);
-        }
-        out
+        pieces(rows.len())
+            .into_iter()
+            .map(|range| {
+                let mut piece = Values::default();
+                piece.rows.extend(rows.by_ref().take(range.len()));
+                let used = piece
+                    .rows
+                    .iter()
+                    .flatten()
+                    .filter(|item| matches!(item, Item::Arg))
+                    .count();
+                piece.args.values.0.extend(values.by_ref().take(used));
+                piece
+            })
+            .collect()
     }
 
     /// Runs `head VALUES <the rows>` (`head` being `INSERT INTO t (columns)`),
     /// in [`pieces`]; nothing when there are no rows.
     pub async fn insert(self, conn: &mut AnyConnection, head: &str) -> crate::Result<()> {
-        for piece in self.into_pieces() {
-            sqlx::query_with(&format!("{head} VALUES {}", piece.sql()), piece.args)
-                .execute(&mut *conn)
-                .await?;
-        }
+        self.fetch_all(conn, |piece| format!("{head} VALUES {}", piece.sql()))
+            .await?;
         Ok(())
     }
 
@@ -690,11 +681,6 @@ impl Values {
             );
         }
         Ok(out)
-    }
-
-    /// The arguments, in the order the placeholders number them.
-    pub fn args(self) -> sqlx::any::AnyArguments<'static> {
-        self.args
     }
 }
 

@@ -142,9 +142,6 @@ pub async fn claim_all(
             .bind(now)?
             .row();
     }
-    if rows.is_empty() {
-        return Ok(Default::default());
-    }
     let claimed = rows
         .fetch_all(conn, |piece| {
             format!(
