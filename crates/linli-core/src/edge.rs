@@ -95,7 +95,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
-        let rpc = req.uri().path().to_owned();
+        // Only RPCs some service declares are named: any caller can send any path.
+        let rpc = crate::metrics::rpc_label(req.uri().path()).to_owned();
         let health = rpc.starts_with(HEALTH_PREFIX);
         let caller_trace = req
             .headers()

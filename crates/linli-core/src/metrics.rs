@@ -3,11 +3,13 @@
 //! when scraped (database pool use, each service's domain figures). Every
 //! server answers `GET /metrics` over HTTP/1.1 on its gRPC port; the gateway
 //! also on its HTTP side.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prost::Message;
 
 use crate::Db;
 
@@ -46,6 +48,13 @@ impl Requests {
 
     pub fn observe(&self, what: &str, outcome: &str, seconds: f64) {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        // Callers name `what` from a fixed set, but a bug or a new route must
+        // not grow the scrape without end.
+        let what = if all.contains_key(what) || all.len() < MOST_SERIES {
+            what
+        } else {
+            OTHER
+        };
         let s = all.entry(what.to_owned()).or_default();
         *s.by_outcome.entry(outcome.to_owned()).or_default() += 1;
         s.count += 1;
@@ -66,7 +75,9 @@ impl Requests {
         );
         let _ = writeln!(out, "# TYPE {p}_requests_total counter");
         for (what, s) in all.iter() {
+            let what = escape(what);
             for (outcome, n) in &s.by_outcome {
+                let outcome = escape(outcome);
                 let _ = writeln!(
                     out,
                     "{p}_requests_total{{{w}=\"{what}\",{o}=\"{outcome}\"}} {n}"
@@ -79,6 +90,7 @@ impl Requests {
         );
         let _ = writeln!(out, "# TYPE {p}_request_duration_seconds histogram");
         for (what, s) in all.iter() {
+            let what = escape(what);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -102,6 +114,63 @@ impl Requests {
                 s.count
             );
         }
+    }
+}
+
+/// Series kept at most per family; past it, new ones are counted as [`OTHER`].
+const MOST_SERIES: usize = 1000;
+/// What a series past [`MOST_SERIES`] is counted as.
+pub const OTHER: &str = "other";
+/// What a request for a path no service serves is counted as.
+pub const UNKNOWN_RPC: &str = "unknown";
+
+/// A label value in the text format: backslash, quote and newline escaped.
+pub fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// The label a gRPC request's path is counted under: the path itself when it
+/// names an RPC some linli service declares (or health, or reflection), else
+/// [`UNKNOWN_RPC`]. Anyone can send any path, and a label per path would let
+/// them grow every scrape without logging in.
+pub fn rpc_label(path: &str) -> &str {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let set = prost_types::FileDescriptorSet::decode(linli_proto::FILE_DESCRIPTOR_SET)
+            .expect("linli's descriptor set decodes");
+        let mut known: HashSet<String> = set
+            .file
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+                })
+            })
+            .collect();
+        known.extend(
+            [
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Watch",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+            .map(str::to_owned),
+        );
+        known
+    });
+    if known.contains(path) {
+        path
+    } else {
+        UNKNOWN_RPC
     }
 }
 
@@ -167,7 +236,7 @@ pub fn render_gauges(gauges: &[Gauge], out: &mut String) {
             let labels: Vec<String> = g
                 .labels
                 .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
                 .collect();
             if labels.is_empty() {
                 let _ = writeln!(out, "{name} {}", g.value);
@@ -269,6 +338,52 @@ mod tests {
         assert!(out.contains(
             "linli_grpc_server_request_duration_seconds_bucket{rpc=\"/p.S/Get\",le=\"+Inf\"} 3"
         ));
+    }
+
+    #[test]
+    fn only_declared_rpcs_are_labels_and_every_label_is_escaped() {
+        assert_eq!(
+            rpc_label("/linli.people.v1.PeopleService/ListPlaces"),
+            "/linli.people.v1.PeopleService/ListPlaces"
+        );
+        assert_eq!(
+            rpc_label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        assert_eq!(rpc_label("/x\"}y{z=\"1"), UNKNOWN_RPC);
+        assert_eq!(
+            rpc_label("/linli.people.v1.PeopleService/Nope"),
+            UNKNOWN_RPC
+        );
+
+        let r = Requests::new("p", "what", "code");
+        r.observe("a\"}b{c=\"1\nd\\", "OK", 0.1);
+        let mut out = String::new();
+        r.render(&mut out);
+        assert!(
+            out.contains("p_requests_total{what=\"a\\\"}b{c=\\\"1\\nd\\\\\",code=\"OK\"} 1"),
+            "{out}"
+        );
+        // One sample per line: the newline did not break a line.
+        assert!(
+            out.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("p_"))
+        );
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let r = Requests::new("p", "what", "code");
+        for i in 0..MOST_SERIES + 50 {
+            r.observe(&format!("/r{i}"), "OK", 0.1);
+        }
+        // Those already counted go on being counted under their own name.
+        r.observe("/r0", "OK", 0.1);
+        let mut out = String::new();
+        r.render(&mut out);
+        assert_eq!(out.matches("p_requests_total{").count(), MOST_SERIES + 1);
+        assert!(out.contains("p_requests_total{what=\"other\",code=\"OK\"} 50"));
+        assert!(out.contains("p_requests_total{what=\"/r0\",code=\"OK\"} 2"));
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub fn parse_name(field: &str, value: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     check_text(field, v, MAX_NAME_CHARS)?;
+    if v.contains('\n') {
+        return Err(Error::invalid(field, "must be one line"));
+    }
     if v.chars().any(is_invisible_format) {
         return Err(Error::invalid(
             field,
@@ -34,11 +37,21 @@ fn is_invisible_format(c: char) -> bool {
         | '\u{FEFF}')
 }
 
-/// Optional free text (a note, a reason), bounded in length.
+/// Optional free text (a note, a reason), bounded in length. Line breaks as
+/// HTML forms and other systems send them (`\r\n`, a lone `\r`) become `\n`,
+/// and tabs are kept; other control characters are refused.
 pub fn parse_text(field: &str, value: &str, max_chars: usize) -> Result<String> {
-    let v = value.trim();
-    check_text(field, v, max_chars)?;
-    Ok(v.to_owned())
+    let v = normalize_breaks(value.trim());
+    check_text(field, &v, max_chars)?;
+    Ok(v)
+}
+
+fn normalize_breaks(v: &str) -> String {
+    if v.contains('\r') {
+        v.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        v.to_owned()
+    }
 }
 
 fn check_text(field: &str, v: &str, max_chars: usize) -> Result<()> {
@@ -48,8 +61,11 @@ fn check_text(field: &str, v: &str, max_chars: usize) -> Result<()> {
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid(field, "must not contain control characters"));
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(Error::invalid(
+            field,
+            "must not contain control characters (line breaks and tabs are fine)",
+        ));
     }
     Ok(())
 }
@@ -180,5 +196,18 @@ mod tests {
         }
         assert!(parse_text("note", "第一行\n第二行", 100).is_ok());
         assert!(parse_text("note", "a\u{0}b", 100).is_err());
+        assert!(parse_name("name", "程\n桂兰").is_err());
+    }
+
+    #[test]
+    fn free_text_takes_line_breaks_as_forms_send_them() {
+        assert_eq!(
+            parse_text("description", "路灯不亮\r\n三号楼前\r四号楼后\t东侧", 100).unwrap(),
+            "路灯不亮\n三号楼前\n四号楼后\t东侧"
+        );
+        let err = parse_text("description", "a\u{7}b", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("description:"), "{err}");
     }
 }

@@ -138,18 +138,7 @@ pub fn age_on(birth: NaiveDate, day: NaiveDate) -> i32 {
     age.max(0)
 }
 
-/// 13812345678 → 138****5678.
-pub fn mask_phone(phone: &str) -> String {
-    let n = phone.chars().count();
-    if n <= 7 {
-        return "*".repeat(n);
-    }
-    let keep_end = 4;
-    let keep_start = 3.min(n - keep_end);
-    let start: String = phone.chars().take(keep_start).collect();
-    let end: String = phone.chars().skip(n - keep_end).collect();
-    format!("{start}{}{end}", "*".repeat(n - keep_start - keep_end))
-}
+pub use linli_core::mask::mask_phone;
 
 /// 421224193501011234 → 421224********1234 (region kept, birth date hidden).
 pub fn mask_id_number(id: &str) -> String {
