@@ -30,6 +30,8 @@ pub struct AuthApi {
     pub(crate) keys: Keys,
     pub(crate) people: Backend,
     pub(crate) throttle: Arc<LoginThrottle>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub(crate) proxies: Arc<crate::client::Proxies>,
     pub(crate) access_ttl: Duration,
     pub(crate) refresh_ttl: Duration,
     pub(crate) call_timeout: Duration,
@@ -42,10 +44,7 @@ const WRONG: &str = "wrong username or password";
 #[tonic::async_trait]
 impl AuthService for AuthApi {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Resp<pb::LoginResponse> {
-        let client = req
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let client = self.proxies.client_of(&req);
         let r = req.into_inner();
         if r.username.trim().is_empty() {
             return Err(Error::required("username").into());
@@ -278,7 +277,9 @@ impl AuthApi {
     ) -> Result<ppb::Account, Status> {
         // Usernames are matched as people stores them; count by the trimmed, lowercased form.
         let user = username.trim().to_lowercase();
-        match self.throttle.check(&user, client) {
+        // The attempt is counted before the password is checked, so logins
+        // sent together cannot all be checked before any has failed.
+        match self.throttle.reserve(&user, client) {
             Verdict::Locked(left) => {
                 return Err(Status::resource_exhausted(format!(
                     "too many failed logins; try again in {} s",
@@ -296,31 +297,41 @@ impl AuthApi {
             .await;
         let account = match verified {
             Ok(resp) => resp.account.ok_or_else(|| Status::internal("no account"))?,
+            // Counted already.
             Err(s) if s.code() == tonic::Code::Unauthenticated => {
-                self.throttle.failed(&user, client);
                 return Err(Status::unauthenticated(WRONG));
             }
-            Err(s) => return Err(s),
+            Err(s) => {
+                self.throttle.unchecked(&user, client);
+                return Err(s);
+            }
         };
-        self.throttle.succeeded(&user);
+        self.throttle.succeeded(&user, client);
         Ok(account)
     }
 
-    /// The account as people has it now; one that is gone is UNAUTHENTICATED.
+    /// The account as people has it now; one that is gone or disabled is UNAUTHENTICATED.
     pub(crate) async fn account(&self, account_id: &str) -> Result<ppb::Account, Status> {
-        self.people_call(
-            |mut c, req| async move { c.get_account(req).await },
-            ppb::GetAccountRequest {
-                account_id: account_id.to_owned(),
-            },
-        )
-        .await
-        .map_err(|s| match s.code() {
-            tonic::Code::NotFound => Status::unauthenticated("the account no longer exists"),
-            _ => s,
-        })?
-        .account
-        .ok_or_else(|| Status::internal("no account"))
+        let account = self
+            .people_call(
+                |mut c, req| async move { c.get_account(req).await },
+                ppb::GetAccountRequest {
+                    account_id: account_id.to_owned(),
+                },
+            )
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => Status::unauthenticated("the account no longer exists"),
+                _ => s,
+            })?
+            .account
+            .ok_or_else(|| Status::internal("no account"))?;
+        if account.disabled_at.is_some() {
+            return Err(Status::unauthenticated(
+                "this account is disabled; ask your community worker",
+            ));
+        }
+        Ok(account)
     }
 
     /// Who the account speaks for; a resident's household is looked up from their record.
@@ -336,6 +347,8 @@ impl AuthApi {
             })
             .await?
             .resident
+            // A resident who moved out speaks for no household here.
+            .filter(|r| r.removed_at.is_none())
             .map(|r| r.household_id)
             .unwrap_or_default()
         };

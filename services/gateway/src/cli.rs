@@ -53,6 +53,9 @@ pub struct Cli {
     /// Mark the dashboard's cookies Secure, for serving behind TLS [default: false].
     #[arg(long, env = "LINLI_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
+    /// The reverse proxies in front of the gateway, whose X-Forwarded-For names the client (addresses or networks, comma-separated) [default: none].
+    #[arg(long, env = "LINLI_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cache;
 mod changes;
 pub mod cli;
+pub mod client;
 pub mod policy;
 mod settings;
 pub mod throttle;
@@ -78,6 +79,7 @@ impl Application {
             keys: keys.clone(),
             people: people.clone(),
             throttle: Arc::new(throttle::LoginThrottle::new(settings.throttle.clone())),
+            proxies: Arc::new(settings.trusted_proxies.clone()),
             access_ttl: settings.access_ttl,
             refresh_ttl: settings.refresh_ttl,
             call_timeout: settings.common.call_timeout,
@@ -109,12 +111,15 @@ impl Application {
             logistics: logistics.clone(),
             sessions: web::SessionSettings {
                 ttl: settings.refresh_ttl,
-                recheck: settings.access_ttl,
+                // A disabled account or a resident who moved out loses the
+                // pages within a minute.
+                recheck: settings.session_recheck,
                 secure_cookies: settings.secure_cookies,
             },
             // Bound to the signing key, so every replica accepts every other's forms.
             csrf_key: linli_core::audit::hmac_sha256(&keys.audit_key(), b"linli web csrf"),
             metrics: web::metrics::Metrics::default(),
+            open311_rate: web::open311::ReportRate::default(),
             call_timeout: settings.common.call_timeout,
             stop: tokio::sync::watch::channel(false).0,
             permits: Arc::new(tokio::sync::Semaphore::new(

@@ -15,6 +15,7 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+const SESSION_RECHECK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -37,6 +38,11 @@ pub struct Settings {
     pub http_listen: std::net::SocketAddr,
     /// Mark the dashboard's cookies Secure (when served behind TLS).
     pub secure_cookies: bool,
+    /// The proxies whose X-Forwarded-For names the client.
+    pub trusted_proxies: crate::client::Proxies,
+    /// How often a page session asks people whether its account may still
+    /// log in (a disabled account, a resident who moved out): at most a minute.
+    pub session_recheck: Duration,
 }
 
 const SECTIONS: &[&str] = &[
@@ -51,6 +57,7 @@ const SECTIONS: &[&str] = &[
     "refresh_ttl_secs",
     "http_listen",
     "secure_cookies",
+    "trusted_proxies",
 ];
 
 impl Settings {
@@ -113,6 +120,12 @@ impl Settings {
                     .map_err(|e| anyhow::anyhow!("http_listen {addr:?}: {e}"))?
             },
             secure_cookies: file.setting(cli.secure_cookies, "secure_cookies", false)?,
+            trusted_proxies: crate::client::Proxies::parse(&file.setting(
+                cli.trusted_proxies.clone(),
+                "trusted_proxies",
+                String::new(),
+            )?)?,
+            session_recheck: SESSION_RECHECK,
         };
         settings.validate()?;
         Ok(settings)
@@ -139,6 +152,8 @@ impl Settings {
             throttle: ThrottleSettings::default(),
             http_listen: DEFAULT_HTTP.parse().expect("a valid address"),
             secure_cookies: false,
+            trusted_proxies: crate::client::Proxies::default(),
+            session_recheck: SESSION_RECHECK,
         })
     }
 

@@ -27,6 +27,41 @@ use crate::store::*;
 /// Where report keys are kept.
 const ISSUE_SCOPE: &str = "issues.issue";
 
+/// A reporter's contact details, each part checked; none when all are empty.
+fn parse_contact(c: &pb::ReporterContact) -> Result<Option<Contact>> {
+    let name = parse_text("reporter_contact.name", &c.name, 64)?;
+    if name.contains('\n') {
+        return Err(Error::invalid("reporter_contact.name", "must be one line"));
+    }
+    let phone = c.phone.trim().to_owned();
+    if phone.chars().count() > 32
+        || !phone
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || matches!(ch, '+' | '-' | ' '))
+    {
+        return Err(Error::invalid(
+            "reporter_contact.phone",
+            "must be at most 32 digits, spaces, '+' or '-'",
+        ));
+    }
+    let email = c.email.trim().to_owned();
+    if email.chars().count() > 254
+        || (!email.is_empty() && !email.contains('@'))
+        || email
+            .chars()
+            .any(|ch| ch.is_control() || ch.is_whitespace())
+    {
+        return Err(Error::invalid(
+            "reporter_contact.email",
+            "must be an address such as name@example.cn, at most 254 characters",
+        ));
+    }
+    if name.is_empty() && phone.is_empty() && email.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Contact { name, phone, email }))
+}
+
 pub(crate) async fn report_issue(
     api: &IssuesApi,
     actor: &Actor,
@@ -67,6 +102,12 @@ pub(crate) async fn report_issue(
         source,
         attachments: parse_attachments(&r.attachments)?,
         reported_at: past_or_now("reported_at", r.reported_at.as_ref())?,
+        reporter_contact: r
+            .reporter_contact
+            .as_ref()
+            .map(parse_contact)
+            .transpose()?
+            .flatten(),
     };
     // A retry gets the issue it made without asking people again. When the
     // checks below would not ask people anyway, the create's own claim of the
@@ -105,9 +146,18 @@ pub(crate) async fn get_issue(
 ) -> Resp<pb::GetIssueResponse> {
     let id = parse_id("issue_id", &req.get_ref().issue_id)?;
     api.issue_in_reach(actor, &id).await?;
-    Ok(Response::new(pb::GetIssueResponse {
-        issue: Some(api.store.get(&id).await?),
-    }))
+    let mut issue = api.store.get(&id).await?;
+    // Those who call the reporter back see how to reach them; others see it masked.
+    if issue.reporter_contact.is_some() && actor.role.sees_personal_data() {
+        issue.reporter_contact = api
+            .store
+            .record(&id)
+            .await?
+            .reporter_contact
+            .as_ref()
+            .map(Contact::to_proto);
+    }
+    Ok(Response::new(pb::GetIssueResponse { issue: Some(issue) }))
 }
 
 pub(crate) async fn list_issues(
@@ -251,6 +301,7 @@ impl Store {
             rows.bind(attachments_to_json(&new.attachments))?
                 .bind(new.reported_at)?
                 .literal("1")
+                .bind(Contact::to_db(new.reporter_contact.as_ref()))?
                 .row();
         }
         // Written and read back in one statement.

@@ -60,6 +60,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "issues/0006_lighter_reports",
         sql: include_str!("../migrations/0006_lighter_reports.sql"),
     });
+    all.push(Migration {
+        id: "issues/0007_reporter_contact",
+        sql: include_str!("../migrations/0007_reporter_contact.sql"),
+    });
     all
 }
 

@@ -48,6 +48,47 @@ pub struct NewIssue {
     pub source: Source,
     pub attachments: Vec<Attachment>,
     pub reported_at: Micros,
+    pub reporter_contact: Option<Contact>,
+}
+
+/// How to call back whoever reported an issue through an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+}
+
+impl Contact {
+    /// The stored form: '' for none.
+    pub(crate) fn to_db(contact: Option<&Contact>) -> String {
+        contact.map_or_else(String::new, |c| {
+            serde_json::to_string(c).expect("plain strings serialize")
+        })
+    }
+
+    fn from_db(s: &str) -> Option<Contact> {
+        serde_json::from_str(s).ok()
+    }
+
+    /// Whole, for those who call back.
+    pub fn to_proto(&self) -> pb::ReporterContact {
+        pb::ReporterContact {
+            name: self.name.clone(),
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+        }
+    }
+
+    /// Masked, for everyone else.
+    pub fn to_masked_proto(&self) -> pb::ReporterContact {
+        use linli_core::mask::{mask_email, mask_name, mask_phone};
+        pb::ReporterContact {
+            name: mask_name(&self.name),
+            phone: mask_phone(&self.phone),
+            email: mask_email(&self.email),
+        }
+    }
 }
 
 /// A move as requested: which issue, the version read, a note, when.
@@ -78,6 +119,7 @@ pub struct IssueRecord {
     pub response_due_at: Micros,
     pub last_event_at: Micros,
     pub version: i64,
+    pub reporter_contact: Option<Contact>,
     /// The resolution deadline first given; a reopen moves only the working one.
     pub original_resolution_due_at: Micros,
     pub domain: domain::Issue,
@@ -87,13 +129,13 @@ pub struct IssueRecord {
 pub(crate) const ISSUE_COLS: &str = "community_id, id, compound_id, building_id, household_id, title, description, category, three_most, \
      location_text, latitude, longitude, source, state, claim_cadre_id, claim_unit_id, claim_participants, claimed_at, \
      first_claimed_at, reported_at, response_due_at, resolution_due_at, responded_at, resolved_at, closed_at, rating, \
-     rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version, \
+     rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version, reporter_contact, \
      COALESCE(first_resolution_due_at, resolution_due_at) AS original_resolution_due_at";
 /// The columns an issue is written with, in the order of the INSERT's values.
 pub(crate) const ISSUE_INSERT_COLS: &str = "community_id, id, compound_id, building_id, household_id, title, description, category, three_most, \
      location_text, latitude, longitude, source, state, claim_cadre_id, claim_unit_id, claim_participants, claimed_at, \
      first_claimed_at, reported_at, response_due_at, resolution_due_at, responded_at, resolved_at, closed_at, rating, \
-     rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version";
+     rating_comment, duplicate_of, reject_reason, reopen_count, attachments_json, last_event_at, version, reporter_contact";
 pub(crate) const EVENT_COLS: &str = "community_id, seq, id, issue_id, at, actor, kind, from_state, to_state, note, attachments_json";
 
 pub(crate) fn attachments_to_json(list: &[Attachment]) -> String {
@@ -167,6 +209,7 @@ pub(crate) fn record_from_row(row: &AnyRow) -> Result<IssueRecord> {
         response_due_at: row.try_get("response_due_at")?,
         last_event_at: row.try_get("last_event_at")?,
         version: row.try_get("version")?,
+        reporter_contact: Contact::from_db(&row.try_get::<String, _>("reporter_contact")?),
         original_resolution_due_at: row.try_get("original_resolution_due_at")?,
         domain: domain::Issue {
             state: text_col(row, "state", IssueState::parse)?,
@@ -237,6 +280,8 @@ impl IssueRecord {
             attachments: d.attachments.iter().map(attachment_to_proto).collect(),
             watcher_household_ids: watchers,
             version: self.version,
+            // Whole only where a caller who calls back asks for it (GetIssue).
+            reporter_contact: self.reporter_contact.as_ref().map(Contact::to_masked_proto),
         }
     }
 

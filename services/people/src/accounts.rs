@@ -10,7 +10,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use tonic::{Request, Response};
 
-use linli_core::audit::Change;
+use linli_core::audit::{self, Change};
 use linli_core::db::fetch_by_id;
 use linli_core::idempotency::{self, IdemKey, Made, idem_key};
 use linli_core::page::{PageRequest, fetch_page};
@@ -225,6 +225,35 @@ impl Store {
         .await
     }
 
+    /// Disables every account of resident `resident_id`, each with its audit record.
+    pub(crate) async fn disable_accounts_of_resident(
+        &self,
+        tx: &mut AnyConnection,
+        actor: &Actor,
+        resident_id: &str,
+    ) -> Result<()> {
+        let disabled: Vec<(String,)> = sqlx::query_as(
+            "UPDATE accounts SET disabled_at = $2 WHERE resident_id = $1 AND disabled_at IS NULL RETURNING id",
+        )
+        .bind(resident_id)
+        .bind(now_micros())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id,) in disabled {
+            // Accounts are on the county-wide chain, as when they were made.
+            let change = Change::updated(
+                "",
+                "account.disable",
+                "account",
+                &id,
+                json!({"disabled": false}),
+                json!({"disabled": true, "reason": "the resident moved out"}),
+            );
+            audit::record(&mut *tx, actor, change).await?;
+        }
+        Ok(())
+    }
+
     pub async fn get_account(&self, id: &str) -> Result<pb::Account> {
         let mut conn = self.db.pool.acquire().await?;
         self.load_account(&mut conn, id).await
@@ -323,7 +352,7 @@ impl Store {
     /// The account and its password hash, for a login check.
     pub async fn account_for_login(&self, username: &str) -> Result<Option<(pb::Account, String)>> {
         let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLS}, password_hash FROM accounts WHERE username = $1"
+            "SELECT {ACCOUNT_COLS}, password_hash FROM accounts WHERE username = $1 AND disabled_at IS NULL"
         ))
         .bind(username)
         .fetch_optional(&self.db.pool)

@@ -48,6 +48,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "people/0001_people",
         sql: include_str!("../migrations/0001_people.sql"),
     });
+    all.push(Migration {
+        id: "people/0002_account_disabled",
+        sql: include_str!("../migrations/0002_account_disabled.sql"),
+    });
     all
 }
 

@@ -408,6 +408,9 @@ impl Store {
         let after = self
             .record_resident_change(&mut tx, actor, "resident.remove", &before)
             .await?;
+        // Whoever moved out no longer logs in as a member of the household.
+        self.disable_accounts_of_resident(&mut tx, actor, id)
+            .await?;
         tx.commit().await?;
         Ok(after)
     }

@@ -111,7 +111,7 @@ pub(crate) const REGISTRATION_COLS: &str =
     "community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version";
 pub(crate) const PAIRING_COLS: &str = "community_id, id, household_id, role, cadre_id, member_name, member_phone, started_at, ended_at";
 pub(crate) const ACCOUNT_COLS: &str =
-    "id, username, role, community_id, cadre_id, resident_id, created_at";
+    "id, username, role, community_id, cadre_id, resident_id, created_at, disabled_at";
 
 pub(crate) fn place_from_row(row: &AnyRow) -> Result<pb::Place> {
     Ok(pb::Place {
@@ -255,6 +255,7 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<pb::Account> {
         cadre_id: row.try_get("cadre_id")?,
         resident_id: row.try_get("resident_id")?,
         created_at: Some(to_timestamp(row.try_get("created_at")?)),
+        disabled_at: opt_timestamp(row.try_get("disabled_at")?),
     })
 }
 

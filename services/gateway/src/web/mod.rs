@@ -49,6 +49,8 @@ pub struct WebState {
     /// Form tokens are an HMAC of the session under this key.
     pub(crate) csrf_key: [u8; 32],
     pub(crate) metrics: metrics::Metrics,
+    /// Open311 reports per api_key this minute.
+    pub(crate) open311_rate: open311::ReportRate,
     pub(crate) call_timeout: Duration,
     /// Set when the gateway is stopping, so open event streams end.
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
@@ -187,6 +189,13 @@ pub fn router(state: State, grpc: Router) -> Router {
             state.clone(),
             metrics::track,
         ))
+        // Every answer says how a browser may use it.
+        .layer(axum::middleware::from_fn(security_headers))
+        // Who the client is, once, for the login throttle and Open311's limits.
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.proxies.clone(),
+            crate::client::remember,
+        ))
         .with_state(state)
 }
 
@@ -224,6 +233,41 @@ async fn guard(
             (status, render::error_page(Lang::Zh, status, &message)).into_response()
         }
     }
+}
+
+/// Script and styles only from our own files (no inline script, so an
+/// injected one does not run), never framed, no sniffing of types, no full
+/// addresses (which hold record ids) sent to other sites.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Adds the browser protections to every answer; an answer that says nothing
+/// of caching is not cached anywhere (pages hold personal data).
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::HeaderValue;
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
+    ] {
+        h.insert(name, value);
+    }
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Liveness and readiness for load balancers: 200 while the gateway's own

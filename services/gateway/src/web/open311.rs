@@ -129,6 +129,39 @@ pub async fn add_key(db: &Db, name: &str, community_id: &str) -> anyhow::Result<
 struct Client {
     actor: Actor,
     community_id: String,
+    /// Names the key (not the app, whose name two communities may share):
+    /// the key's reports are deduplicated and limited under it.
+    key_id: String,
+}
+
+/// Reports one key may send in a minute.
+pub const REPORTS_PER_MINUTE: u32 = 60;
+
+/// Reports counted per key over the current minute, in this gateway process.
+#[derive(Debug, Default)]
+pub struct ReportRate {
+    minutes: std::sync::Mutex<HashMap<String, (std::time::Instant, u32)>>,
+}
+
+impl ReportRate {
+    /// Counts a report by `key_id`; how long to wait when it is one too many.
+    fn take(&self, key_id: &str, per_minute: u32) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut all = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() > 10_000 {
+            all.retain(|_, (since, _)| now.duration_since(*since) < minute);
+        }
+        let (since, n) = all.entry(key_id.to_owned()).or_insert((now, 0));
+        if now.duration_since(*since) >= minute {
+            (*since, *n) = (now, 0);
+        }
+        if *n >= per_minute {
+            return Some(minute.saturating_sub(now.duration_since(*since)));
+        }
+        *n += 1;
+        None
+    }
 }
 
 async fn client(state: &State, params: &HashMap<String, String>) -> Result<Client, GeoError> {
@@ -147,6 +180,7 @@ async fn client(state: &State, params: &HashMap<String, String>) -> Result<Clien
     .ok_or_else(|| GeoError(StatusCode::FORBIDDEN, "api_key is not valid".into()))?;
     let name: String = row.try_get("name").unwrap_or_default();
     let community_id: String = row.try_get("community_id").unwrap_or_default();
+    let key_id = hash(key)[..16].to_owned();
     if let Some(j) = params.get("jurisdiction_id").filter(|j| !j.is_empty())
         && *j != community_id
     {
@@ -162,6 +196,7 @@ async fn client(state: &State, params: &HashMap<String, String>) -> Result<Clien
     Ok(Client {
         actor,
         community_id,
+        key_id,
     })
 }
 
@@ -269,6 +304,21 @@ fn parse_coordinate(
     }
 }
 
+/// An idempotency key under the api_key it came with, so that two apps (in
+/// two communities, or one) never share keys whatever their names. Within
+/// the 128 bytes every service takes: a long key is replaced by its digest.
+fn scoped_key(key_id: &str, key: &str) -> String {
+    let scoped = format!("{key_id}:{key}");
+    if scoped.len() <= 128 {
+        scoped
+    } else {
+        format!(
+            "{key_id}:sha256:{}",
+            hex::encode(Sha256::digest(key.as_bytes()))
+        )
+    }
+}
+
 /// The first line of a description, shortened, as the title.
 fn title_from(description: &str) -> String {
     let line = description.lines().next().unwrap_or("").trim();
@@ -286,6 +336,21 @@ pub async fn post_request(
 ) -> Answer {
     let params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let client = client(&state, &params).await?;
+    if let Some(wait) = state.open311_rate.take(&client.key_id, REPORTS_PER_MINUTE) {
+        let mut resp = GeoError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this api_key sent more than {REPORTS_PER_MINUTE} reports in a minute; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return Ok(resp);
+    }
     let code = params
         .get("service_code")
         .map(|c| c.trim())
@@ -316,18 +381,23 @@ pub async fn post_request(
             "a location is required: lat and long, or address_string",
         ));
     }
-    // Contact details reach the people who will call back, not any log.
-    let contact: Vec<String> = ["first_name", "last_name", "phone", "email"]
-        .iter()
-        .filter_map(|k| params.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty()))
-        .map(str::to_owned)
-        .collect();
-    let mut text = description.to_owned();
-    if !contact.is_empty() {
-        text.push_str(&format!("\n\n联系人 / Contact: {}", contact.join(" ")));
-    }
+    // Contact details are kept apart from the description, which residents,
+    // cadres and other apps read: whole only for those who call back.
+    let field = |k: &str| params.get(k).map(|v| v.trim()).unwrap_or("");
+    let name = [field("first_name"), field("last_name")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let contact = ipb::ReporterContact {
+        name,
+        phone: field("phone").to_owned(),
+        email: field("email").to_owned(),
+    };
     // A client's retry is the same report: its own key if it sends one, or
-    // the report's contents.
+    // the report's contents that day (the same lamp broken again next month
+    // is a new report). Either is scoped by the api_key.
+    let day = now_micros() / 86_400_000_000;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -340,13 +410,15 @@ pub async fn post_request(
                 description,
                 address,
                 &format!("{lat:?}{long:?}"),
-                &contact.join(" "),
+                &format!("{contact:?}"),
+                &day.to_string(),
             ] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
             format!("open311:{}", &hex::encode(h.finalize())[..32])
         });
+    let key = scoped_key(&client.key_id, &key);
     let media = params
         .get("media_url")
         .map(|u| u.trim())
@@ -355,7 +427,8 @@ pub async fn post_request(
         idempotency_key: key,
         community_id: client.community_id.clone(),
         title: title_from(description),
-        description: text,
+        description: description.to_owned(),
+        reporter_contact: Some(contact),
         category: category as i32,
         location: Some(ipb::Location {
             text: address.to_owned(),
@@ -506,6 +579,32 @@ mod tests {
         for s in SERVICES {
             assert_eq!(service_code(s.1 as i32), s.0);
         }
+    }
+
+    #[test]
+    fn keys_are_scoped_by_the_api_key_and_stay_short() {
+        assert_eq!(scoped_key("k1", "abc"), "k1:abc");
+        assert_ne!(scoped_key("k1", "abc"), scoped_key("k2", "abc"));
+        let long = "x".repeat(128);
+        assert!(scoped_key("0123456789abcdef", &long).len() <= 128);
+        assert_ne!(
+            scoped_key("0123456789abcdef", &long),
+            scoped_key("0123456789abcdef", &format!("{long}y"))
+        );
+    }
+
+    #[test]
+    fn a_key_sends_a_minutes_worth_then_waits() {
+        let rate = ReportRate::default();
+        for _ in 0..3 {
+            assert!(rate.take("k1", 3).is_none());
+        }
+        let wait = rate.take("k1", 3).expect("the fourth waits");
+        assert!(wait <= Duration::from_secs(60) && wait > Duration::from_secs(50));
+        assert!(
+            rate.take("k2", 3).is_none(),
+            "another key has its own minute"
+        );
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! signed-in person and hands what came back to `render`.
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Form, Path, Query, State as Extract};
+use axum::extract::{Extension, Form, Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -23,6 +22,7 @@ use linli_proto::people::v1::people_service_client::PeopleServiceClient;
 
 use super::session::{self, Signed};
 use super::{Lang, State, WebError, render, to_views};
+use crate::client::ClientAddr;
 
 type Page = Result<Response, WebError>;
 
@@ -105,7 +105,7 @@ pub struct LoginForm {
 
 pub async fn login(
     Extract(state): Extract<State>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Page {
@@ -135,7 +135,7 @@ pub async fn login(
     }
     let account = match state
         .auth
-        .check_password(form.username, form.password, &client.ip().to_string())
+        .check_password(form.username, form.password, &client.to_string())
         .await
     {
         Ok(a) => a,

@@ -76,8 +76,30 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    request_from(None, addr, method, path, headers, body).await
+}
+
+/// A request from the loopback address `from` (any of 127.0.0.0/8), as
+/// another host would send it.
+pub async fn request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     tokio::time::timeout(TIMEOUT, async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut stream = match from {
+            None => TcpStream::connect(addr).await.expect("connect"),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .expect("bind a loopback address");
+                socket.connect(addr).await.expect("connect")
+            }
+        };
         stream
             .write_all(&request_bytes(addr, method, path, headers, body))
             .await

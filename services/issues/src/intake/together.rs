@@ -229,6 +229,7 @@ mod tests {
             source: Source::ResidentReport,
             attachments: Vec::new(),
             reported_at: now_micros(),
+            reporter_contact: None,
         }
     }
 

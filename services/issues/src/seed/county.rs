@@ -267,6 +267,7 @@ fn walk(
         response_due_at: store.policy.response_due(reported_at, three_most),
         last_event_at: last,
         version,
+        reporter_contact: None,
         original_resolution_due_at: resolution_due,
         domain: issue,
     };
@@ -280,7 +281,8 @@ async fn write_batch(
     issues: &[(IssueRecord, Vec<Step>)],
 ) -> anyhow::Result<()> {
     use crate::store::{
-        EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, count_resolved, participants_to_db,
+        Contact, EVENT_COLS, ISSUE_INSERT_COLS, attachments_to_json, count_resolved,
+        participants_to_db,
     };
     use linli_core::db::Values;
     use sqlx::Row;
@@ -336,6 +338,7 @@ async fn write_batch(
             .bind(attachments_to_json(&d.attachments))?
             .bind(r.last_event_at)?
             .bind(r.version)?
+            .bind(Contact::to_db(r.reporter_contact.as_ref()))?
             .bind(moved.then_some(r.original_resolution_due_at))?
             .row();
     }

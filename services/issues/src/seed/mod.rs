@@ -143,6 +143,7 @@ pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Resul
             source,
             attachments: vec![],
             reported_at,
+            reporter_contact: None,
         };
         let key = IdemKey {
             key: format!("seed:issue:{n}"),

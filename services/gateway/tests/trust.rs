@@ -1,0 +1,491 @@
+//! The holes an outside attacker found, each shut: logins sent together,
+//! gRPC-Web logins sharing one address, a citizen's contact details in the
+//! open, two apps of one name, a poisoned `/metrics`, and a resident who
+//! moved out but kept her access.
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use prost::Message;
+use tonic::Code;
+
+use common::{PASSWORD, Suite, http, with_token};
+use linli_core::testing::Backend;
+use linli_proto::gateway::v1 as pb;
+use linli_proto::issues::v1 as ipb;
+use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+use linli_proto::people::v1 as ppb;
+use linli_proto::people::v1::people_service_client::PeopleServiceClient;
+
+/// Throttle delays of a millisecond, so a test can fail many logins quickly;
+/// the counts and locks are the real ones.
+fn quick_throttle(settings: &mut linli_gateway::Settings) {
+    settings.throttle.step = Duration::from_millis(1);
+    settings.throttle.max_delay = Duration::from_millis(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_sent_together_are_checked_no_more_than_the_limit() {
+    let s = Suite::start_with(Backend::Sqlite, quick_throttle).await;
+    // 40 wrong passwords and then the right one, all at once.
+    let attempts = (0..41).map(|i| {
+        let mut auth = s.auth();
+        let password = if i == 40 {
+            PASSWORD.to_owned()
+        } else {
+            format!("guess-{i}")
+        };
+        async move {
+            auth.login(pb::LoginRequest {
+                username: "admin".into(),
+                password,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| s.code())
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let refused = answers
+        .iter()
+        .filter(|a| **a == Err(Code::ResourceExhausted))
+        .count();
+    let checked = answers.len() - refused;
+    assert!(
+        checked <= 10,
+        "{checked} of 41 passwords were checked (the limit is 10): {answers:?}"
+    );
+    assert!(answers.iter().all(|a| matches!(
+        a,
+        Ok(()) | Err(Code::ResourceExhausted | Code::Unauthenticated)
+    )));
+}
+
+/// A gRPC-Web login from `from`; its grpc-status.
+async fn grpc_web_login(
+    s: &Suite,
+    from: &str,
+    forwarded_for: Option<&str>,
+    username: &str,
+    password: &str,
+) -> String {
+    let login = pb::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    };
+    let payload = login.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    body.extend_from_slice(&payload);
+    let mut headers = vec![
+        ("content-type", "application/grpc-web+proto"),
+        ("x-grpc-web", "1"),
+    ];
+    if let Some(f) = forwarded_for {
+        headers.push(("x-forwarded-for", f));
+    }
+    let r = http::request_from(
+        Some(from.parse::<IpAddr>().unwrap()),
+        s.web,
+        "POST",
+        "/linli.gateway.v1.AuthService/Login",
+        &headers,
+        &body,
+    )
+    .await;
+    if let Some(status) = r.header("grpc-status") {
+        return status.to_owned();
+    }
+    let text = String::from_utf8_lossy(&r.bytes).to_string();
+    text.split("grpc-status:")
+        .nth(1)
+        .and_then(|t| t.split(['\r', '\n']).next())
+        .unwrap_or_else(|| panic!("no grpc-status in {text:?}"))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_logins_are_counted_per_client_address() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        quick_throttle(settings);
+        settings.trusted_proxies = linli_gateway::client::Proxies::parse("127.0.0.4").unwrap();
+    })
+    .await;
+    // A stranger at 127.0.0.2 tries 55 usernames (an address may fail 50 times).
+    for i in 0..55 {
+        let status = grpc_web_login(&s, "127.0.0.2", None, &format!("guess{i}"), "x").await;
+        assert!(status == "16" || status == "8", "{status}");
+    }
+    assert_eq!(
+        grpc_web_login(&s, "127.0.0.2", None, "supervisor", PASSWORD).await,
+        "8",
+        "the guessing address is locked"
+    );
+    // The supervisor at another address logs in; a header the stranger writes
+    // itself does not move it into another address's count.
+    assert_eq!(
+        grpc_web_login(&s, "127.0.0.3", None, "supervisor", PASSWORD).await,
+        "0"
+    );
+    assert_eq!(
+        grpc_web_login(
+            &s,
+            "127.0.0.2",
+            Some("198.51.100.1"),
+            "supervisor",
+            PASSWORD
+        )
+        .await,
+        "8"
+    );
+    // Behind a trusted proxy, the client is the address it forwards.
+    for i in 0..55 {
+        grpc_web_login(&s, "127.0.0.4", Some("203.0.113.7"), &format!("g{i}"), "x").await;
+    }
+    assert_eq!(
+        grpc_web_login(&s, "127.0.0.4", Some("203.0.113.7"), "supervisor", PASSWORD).await,
+        "8"
+    );
+    assert_eq!(
+        grpc_web_login(&s, "127.0.0.4", Some("203.0.113.8"), "supervisor", PASSWORD).await,
+        "0"
+    );
+}
+
+async fn worker_community(s: &Suite) -> String {
+    s.login("wujing")
+        .await
+        .identity
+        .expect("an identity")
+        .community_id
+}
+
+async fn issue_as(s: &Suite, username: &str, id: &str) -> ipb::Issue {
+    let token = s.login(username).await.access_token;
+    IssuesServiceClient::new(s.channel())
+        .get_issue(with_token(
+            ipb::GetIssueRequest {
+                issue_id: id.to_owned(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .issue
+        .unwrap()
+}
+
+async fn open311_contact_is_kept_apart_and_keys_are_scoped(backend: Backend) {
+    let s = Suite::start(backend).await;
+    let community_id = worker_community(&s).await;
+    let key = linli_gateway::web::open311::add_key(&s.gateway_store, "随手拍", &community_id)
+        .await
+        .unwrap();
+    let report = [
+        ("api_key", key.as_str()),
+        ("service_code", "road"),
+        // As an HTML form sends line breaks.
+        ("description", "路灯不亮\r\n三号楼前"),
+        ("address_string", "八角亭小区3栋"),
+        ("first_name", "张"),
+        ("last_name", "伟"),
+        ("phone", "13912341001"),
+        ("email", "zhangwei@example.cn"),
+    ];
+    let made = http::post_form(s.web, "/open311/v2/requests.json", &[], &report).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Nobody reads the contact in the description.
+    let read = http::get(
+        s.web,
+        &format!("/open311/v2/requests/{id}.json?api_key={key}"),
+        &[],
+    )
+    .await;
+    assert!(!read.body.contains("13912341001") && !read.body.contains("zhangwei"));
+    let cadre = issue_as(&s, "ruanxf", &id).await;
+    assert_eq!(cadre.description, "路灯不亮\n三号楼前");
+    let masked = cadre.reporter_contact.expect("the contact, masked");
+    assert_eq!(masked.phone, "139****1001");
+    assert_eq!(masked.email, "z***@example.cn");
+    assert!(!masked.name.contains('伟'), "{masked:?}");
+    // The worker who calls back sees it whole.
+    let worker = issue_as(&s, "wujing", &id).await;
+    let whole = worker.reporter_contact.expect("the contact");
+    assert_eq!(
+        (
+            whole.name.as_str(),
+            whole.phone.as_str(),
+            whole.email.as_str()
+        ),
+        ("张 伟", "13912341001", "zhangwei@example.cn")
+    );
+
+    // An app of the same name in another community, sending the same form.
+    let admin = s.login("admin").await.access_token;
+    let mut people = PeopleServiceClient::new(s.channel());
+    let own = people
+        .get_place(with_token(
+            ppb::GetPlaceRequest {
+                place_id: community_id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .place
+        .unwrap();
+    let other = people
+        .create_place(with_token(
+            ppb::CreatePlaceRequest {
+                idempotency_key: "trust-other".into(),
+                kind: ppb::PlaceKind::Community as i32,
+                parent_id: own.parent_id.clone(),
+                name: "月亮山社区".into(),
+                code: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .place
+        .unwrap();
+    let other_key = linli_gateway::web::open311::add_key(&s.gateway_store, "随手拍", &other.id)
+        .await
+        .unwrap();
+    let mut same_form = report;
+    same_form[0].1 = other_key.as_str();
+    let theirs = http::post_form(s.web, "/open311/v2/requests.json", &[], &same_form).await;
+    assert_eq!(theirs.status, 201, "{}", theirs.body);
+    assert_ne!(theirs.json()[0]["service_request_id"], id.as_str());
+
+    // A key sends a minute's worth of reports, then is told to wait.
+    let mut last = made;
+    for _ in 0..linli_gateway::web::open311::REPORTS_PER_MINUTE {
+        last = http::post_form(s.web, "/open311/v2/requests.json", &[], &report).await;
+        if last.status == 429 {
+            break;
+        }
+        assert_eq!(last.status, 201, "{}", last.body);
+    }
+    assert_eq!(last.status, 429, "{}", last.body);
+    assert!(last.header("retry-after").is_some());
+    assert!(
+        last.json()[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("minute")
+    );
+}
+
+linli_core::backend_tests!(open311_contact_is_kept_apart_and_keys_are_scoped);
+
+/// Whether every line of a scrape is a comment or `name{labels} value`, its
+/// label values properly quoted and escaped; the label values it holds.
+fn parse_scrape(text: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut chars = line.chars().peekable();
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_'))
+                .collect();
+        assert!(!name.is_empty(), "no name: {line}");
+        if chars.next_if_eq(&'{').is_some() {
+            loop {
+                let key: String = std::iter::from_fn(|| {
+                    chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_')
+                })
+                .collect();
+                assert!(!key.is_empty(), "no label name: {line}");
+                assert_eq!(chars.next(), Some('='), "{line}");
+                assert_eq!(chars.next(), Some('"'), "{line}");
+                let mut value = String::new();
+                loop {
+                    match chars.next().unwrap_or_else(|| panic!("unclosed: {line}")) {
+                        '\\' => match chars.next() {
+                            Some(c @ ('\\' | '"')) => value.push(c),
+                            Some('n') => value.push('\n'),
+                            other => panic!("bad escape {other:?}: {line}"),
+                        },
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                values.push(value);
+                match chars.next() {
+                    Some(',') => continue,
+                    Some('}') => break,
+                    other => panic!("{other:?} after a label: {line}"),
+                }
+            }
+        }
+        assert_eq!(chars.next(), Some(' '), "{line}");
+        let number: String = chars.collect();
+        assert!(number.parse::<f64>().is_ok(), "not a number: {line}");
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cannot_be_poisoned_without_logging_in() {
+    let s = Suite::start(Backend::Sqlite).await;
+    for port in [s.gateway.addr, s.people.addr] {
+        for i in 0..30 {
+            http::get(port, &format!("/probe-{i}-{}", linli_core::new_id()), &[]).await;
+        }
+        http::get(port, "/x\"}y{z=\"1", &[]).await;
+        let scrape = http::get(port, "/metrics", &[]).await;
+        assert_eq!(scrape.status, 200);
+        let values = parse_scrape(&scrape.body);
+        assert!(
+            !values
+                .iter()
+                .any(|v| v.starts_with("/probe-") || v.contains('"')),
+            "{port}: unknown paths became labels"
+        );
+    }
+    // The HTTP side too.
+    http::get(s.web, "/x\"}y{z=\"1", &[]).await;
+    let scrape = http::get(s.web, "/metrics", &[]).await;
+    parse_scrape(&scrape.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_who_moved_out_loses_her_access() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.session_recheck = Duration::ZERO;
+    })
+    .await;
+    let session = s.login("chengguilan").await;
+    let cookie = http::login(s.web, "chengguilan").await;
+    let home = http::get(s.web, "/", &[("cookie", &cookie)]).await;
+    let household_page = home.header("location").unwrap().to_owned();
+    assert!(household_page.starts_with("/h/"), "{household_page}");
+    assert_eq!(
+        http::get(s.web, &household_page, &[("cookie", &cookie)])
+            .await
+            .status,
+        200
+    );
+
+    // The worker records that 程大娘 moved out.
+    let worker = s.login("wujing").await.access_token;
+    let admin = s.login("admin").await.access_token;
+    let mut people = PeopleServiceClient::new(s.channel());
+    let account = people
+        .get_account(with_token(
+            ppb::GetAccountRequest {
+                account_id: session.identity.as_ref().unwrap().account_id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap();
+    let resident = people
+        .get_resident(with_token(
+            ppb::GetResidentRequest {
+                resident_id: account.resident_id.clone(),
+                view: 0,
+            },
+            &worker,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .resident
+        .unwrap();
+    people
+        .remove_resident(with_token(
+            ppb::RemoveResidentRequest {
+                resident_id: resident.id.clone(),
+                expected_version: resident.version,
+                reason: "moved in with her son".into(),
+            },
+            &worker,
+        ))
+        .await
+        .unwrap();
+
+    let refreshed = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refreshed.code(), Code::Unauthenticated, "{refreshed:?}");
+    let again = s
+        .auth()
+        .login(pb::LoginRequest {
+            username: "chengguilan".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::Unauthenticated, "{again:?}");
+    let page = http::get(s.web, &household_page, &[("cookie", &cookie)]).await;
+    assert_eq!(
+        (page.status, page.header("location")),
+        (303, Some("/login")),
+        "the household page after she moved out"
+    );
+    // The disabling is in the audit trail.
+    let audit = people
+        .list_audit_events(with_token(
+            ppb::ListAuditEventsRequest {
+                // Accounts are on the county-wide chain.
+                community_id: String::new(),
+                page_size: 500,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        format!("{audit:?}").contains("account.disable"),
+        "no audit record of the disabling"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_say_how_a_browser_may_use_them() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let cookie = http::login(s.web, "wujing").await;
+    let home = http::get(s.web, "/", &[("cookie", &cookie)]).await;
+    let page = http::get(s.web, home.header("location").unwrap(), &[("cookie", &cookie)]).await;
+    assert_eq!(page.status, 200);
+    let login = http::get(s.web, "/login", &[]).await;
+    let css = http::get(s.web, "/static/linli.css", &[]).await;
+    for r in [&page, &login, &css] {
+        let csp = r.header("content-security-policy").expect("a CSP");
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+    }
+    // Pages with personal data are never stored; the stylesheet may be.
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_ne!(css.header("cache-control"), Some("no-store"));
+    // No inline script on the pages the CSP would then break.
+    for body in [&page.body, &login.body] {
+        assert!(!body.contains("<script>"), "inline script");
+    }
+}
