@@ -83,6 +83,8 @@ pub struct Db {
     /// PostgreSQL the same pool as reads.
     pub writer: AnyPool,
     pub backend: Backend,
+    /// Where a probe connects outside the pools, when every pooled connection is in use.
+    probe: AnyConnectOptions,
 }
 
 impl fmt::Debug for Db {
@@ -149,6 +151,7 @@ impl Db {
             }
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let probe = options.clone();
         let synchronous = match settings.sqlite_synchronous {
             SqliteSync::Full => "FULL",
             SqliteSync::Normal => "NORMAL",
@@ -211,6 +214,7 @@ impl Db {
             pool,
             writer,
             backend,
+            probe,
         })
     }
 
@@ -233,7 +237,23 @@ impl Db {
         };
         match tokio::time::timeout(timeout, ping).await {
             Ok(Ok(())) => Reach::Answered,
-            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) if queued => Reach::Busy,
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) if queued => self.probe(timeout).await,
+            _ => Reach::Unreachable,
+        }
+    }
+
+    /// With every pooled connection in use, a late turn says nothing: they
+    /// may be busy with work, or busy failing to reach a database that is
+    /// gone (under load they never fall idle, so readiness would stay as it
+    /// was for the whole outage). A connection of its own tells the two apart.
+    async fn probe(&self, timeout: Duration) -> Reach {
+        let ask = async {
+            let mut conn = AnyConnection::connect_with(&self.probe).await?;
+            conn.execute("SELECT 1").await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(())) => Reach::Busy,
             _ => Reach::Unreachable,
         }
     }
@@ -724,6 +744,27 @@ mod tests {
         assert_eq!(db.reach(wait).await, Reach::Unreachable);
         db.writer.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Under load every pooled connection is in use; whether the database is
+    /// there is asked on a connection of its own.
+    #[tokio::test]
+    async fn a_busy_pool_to_a_database_that_is_gone_is_unreachable() {
+        let url = std::env::var("LINLI_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut db = Db::connect(&url).await.expect("PostgreSQL for the tests");
+        let wait = Duration::from_millis(300);
+        let mut held = Vec::new();
+        while held.len() < db.pool.options().get_max_connections() as usize {
+            held.push(db.pool.acquire().await.unwrap());
+        }
+        assert_eq!(db.reach(wait).await, Reach::Busy);
+        // The same pool, all of it in use, when the server no longer answers.
+        db.probe = AnyConnectOptions::from_str("postgres://postgres@127.0.0.1:1/postgres").unwrap();
+        assert_eq!(db.reach(wait).await, Reach::Unreachable);
+        assert!(!db.is_reachable(wait).await);
+        drop(held);
+        db.pool.close().await;
     }
 
     #[test]

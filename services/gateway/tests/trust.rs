@@ -469,7 +469,12 @@ async fn pages_say_how_a_browser_may_use_them() {
     let s = Suite::start(Backend::Sqlite).await;
     let cookie = http::login(s.web, "wujing").await;
     let home = http::get(s.web, "/", &[("cookie", &cookie)]).await;
-    let page = http::get(s.web, home.header("location").unwrap(), &[("cookie", &cookie)]).await;
+    let page = http::get(
+        s.web,
+        home.header("location").unwrap(),
+        &[("cookie", &cookie)],
+    )
+    .await;
     assert_eq!(page.status, 200);
     let login = http::get(s.web, "/login", &[]).await;
     let css = http::get(s.web, "/static/linli.css", &[]).await;
