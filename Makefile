@@ -13,10 +13,6 @@ build:
 	$(CARGO) build --workspace --bins
 
 ## make test: every test, on SQLite and on PostgreSQL (LINLI_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
-# Debug builds of the suite-in-one-process tests need more than the default 2 MiB
-# of stack per thread (the browser test overflowed it); 8 MiB unless set.
-RUST_MIN_STACK ?= 8388608
-export RUST_MIN_STACK
 test:
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log

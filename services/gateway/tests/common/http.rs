@@ -107,7 +107,10 @@ pub async fn request_from(
         // Read until the answer is whole: some servers keep the connection
         // open despite `Connection: close`.
         let mut raw = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
+        // On the heap: every await of a helper holds this future, and a
+        // browser test awaits hundreds of them (in debug builds, each its own
+        // stack slot).
+        let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = stream.read(&mut buf).await.unwrap();
             if n == 0 {
