@@ -25,37 +25,8 @@ async fn every_view_every_role_both_communities() {
     let resident = s.login("chengguilan").await.identity.unwrap();
     let cadre = s.login("ruanxf").await.identity.unwrap();
     let mut people = PeopleServiceClient::new(s.channel());
-    let own_place = people
-        .list_places(with_token(
-            ppb::ListPlacesRequest {
-                kind: ppb::PlaceKind::Community as i32,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .places
-        .remove(0);
-
     // Another community in the same town, with a household of its own.
-    let other_place = people
-        .create_place(with_token(
-            ppb::CreatePlaceRequest {
-                idempotency_key: "matrix-other".into(),
-                kind: ppb::PlaceKind::Community as i32,
-                parent_id: own_place.parent_id.clone(),
-                name: "月亮山社区".into(),
-                code: String::new(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .place
-        .unwrap();
+    let other_place = s.another_community().await;
     let other_household = people
         .create_household(with_token(
             ppb::CreateHouseholdRequest {

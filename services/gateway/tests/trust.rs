@@ -229,36 +229,7 @@ async fn open311_contact_is_kept_apart_and_keys_are_scoped(backend: Backend) {
     );
 
     // An app of the same name in another community, sending the same form.
-    let admin = s.login("admin").await.access_token;
-    let mut people = PeopleServiceClient::new(s.channel());
-    let own = people
-        .get_place(with_token(
-            ppb::GetPlaceRequest {
-                place_id: community_id.clone(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .place
-        .unwrap();
-    let other = people
-        .create_place(with_token(
-            ppb::CreatePlaceRequest {
-                idempotency_key: "trust-other".into(),
-                kind: ppb::PlaceKind::Community as i32,
-                parent_id: own.parent_id.clone(),
-                name: "月亮山社区".into(),
-                code: String::new(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .place
-        .unwrap();
+    let other = s.another_community().await;
     let other_key = linli_gateway::web::open311::add_key(&s.gateway_store, "随手拍", &other.id)
         .await
         .unwrap();

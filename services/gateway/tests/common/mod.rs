@@ -138,6 +138,45 @@ impl Suite {
             .expect("a session")
     }
 
+    /// A second community, 月亮山社区, in the demo community's town (made by the admin).
+    pub async fn another_community(&self) -> linli_proto::people::v1::Place {
+        use linli_proto::people::v1 as ppb;
+        let admin = self.login("admin").await.access_token;
+        let mut people = linli_proto::people::v1::people_service_client::PeopleServiceClient::new(
+            self.channel(),
+        );
+        let town = people
+            .list_places(with_token(
+                ppb::ListPlacesRequest {
+                    kind: ppb::PlaceKind::Community as i32,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .places
+            .remove(0)
+            .parent_id;
+        people
+            .create_place(with_token(
+                ppb::CreatePlaceRequest {
+                    idempotency_key: "another-community".into(),
+                    kind: ppb::PlaceKind::Community as i32,
+                    parent_id: town,
+                    name: "月亮山社区".into(),
+                    code: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .place
+            .unwrap()
+    }
+
     /// A community's dashboard over gRPC, as `username` sees it.
     pub async fn dashboard_as(
         &self,
