@@ -20,7 +20,7 @@ use linli_core::validate::{
 use linli_core::{Actor, Error, Result, Role};
 use linli_proto::issues::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::*;
 use crate::store::*;
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+mod context;
 mod deadlines;
 pub mod domain;
 mod gauges;

@@ -11,7 +11,7 @@ use linli_core::validate::{parse_id, parse_text};
 use linli_core::{Actor, Error, Result};
 use linli_proto::issues::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

@@ -5,7 +5,7 @@ use linli_core::validate::parse_id;
 use linli_core::{Actor, Error, Result};
 use linli_proto::issues::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::store::*;
 
 /// The stream `WatchIssues` answers with.

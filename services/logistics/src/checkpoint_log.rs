@@ -11,7 +11,7 @@ use linli_core::validate::{parse_id, parse_opt_id, parse_text, required_enum};
 use linli_core::{Actor, Error, Result};
 use linli_proto::logistics::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

@@ -14,7 +14,7 @@ use linli_core::validate::{parse_id, parse_name, parse_opt_id};
 use linli_core::{Actor, Error, Result, Role};
 use linli_proto::logistics::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

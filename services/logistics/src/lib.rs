@@ -8,6 +8,7 @@ mod batches;
 mod checkpoint_log;
 mod checkpoints;
 pub mod cli;
+mod context;
 pub mod domain;
 mod funds;
 mod gauges;

@@ -12,7 +12,7 @@ use linli_core::validate::{parse_id, parse_name};
 use linli_core::{Actor, Error, Result, new_id};
 use linli_proto::logistics::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::stock::move_stock;
 use crate::store::*;

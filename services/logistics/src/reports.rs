@@ -9,7 +9,7 @@ use linli_core::validate::parse_id;
 use linli_core::{Actor, Result};
 use linli_proto::logistics::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

@@ -14,7 +14,7 @@ use linli_proto::logistics::v1 as pb;
 use linli_core::auth::Keys;
 use linli_core::people::People;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self};
 use crate::store::*;
 

@@ -7,7 +7,7 @@ use linli_core::validate::parse_id;
 use linli_core::{Actor, Error};
 use linli_proto::logistics::v1 as pb;
 
-use crate::api::{LogisticsApi, Resp};
+use crate::context::{LogisticsApi, Resp};
 
 /// The records whose changes are streamed.
 const STREAMED: &[&str] = &["batch", "delivery", "stock_movement"];

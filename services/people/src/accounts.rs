@@ -19,7 +19,7 @@ use linli_core::validate::{optional_enum, required_enum};
 use linli_core::{Actor, Error, Result, Role};
 use linli_proto::people::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

@@ -2,98 +2,18 @@
 //! (`policy.rs`) who may call it, then hands the request to its aggregate's
 //! module, which validates it, keeps the caller to their reach and calls the store.
 
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
-use linli_core::{Actor, Error, Result, Role};
 use linli_proto::people::v1 as pb;
 use linli_proto::people::v1::people_service_server::PeopleService;
 
-use crate::domain::{self};
 use crate::policy::POLICY;
-use crate::store::Store;
 use crate::{
     accounts, cadres, community, duty, households, pairings, places, registrations, residents,
 };
 
-pub(crate) type Resp<T> = std::result::Result<Response<T>, Status>;
-
-pub struct PeopleApi {
-    pub(crate) store: Store,
-}
-
-impl PeopleApi {
-    pub fn new(store: Store) -> Self {
-        PeopleApi { store }
-    }
-}
-
-/// Whether the caller may see residents' personal data in full.
-pub(crate) fn full_view(actor: &Actor, view: i32) -> Result<bool> {
-    match pb::ResidentView::try_from(view) {
-        Ok(pb::ResidentView::Unspecified | pb::ResidentView::Masked) => Ok(false),
-        Ok(pb::ResidentView::Full) => match actor.role {
-            role if role.sees_personal_data() => Ok(true),
-            _ => Err(Error::PermissionDenied(
-                "the full view of residents needs the admin or community_worker role".into(),
-            )),
-        },
-        Err(_) => Err(Error::invalid(
-            "view",
-            format!("{view} is not a known value"),
-        )),
-    }
-}
-
-pub(crate) fn present(mut r: pb::Resident, full: bool) -> pb::Resident {
-    if !full {
-        r.phone = domain::mask_phone(&r.phone);
-        r.id_number = domain::mask_id_number(&r.id_number);
-    }
-    r
-}
-
-/// Carers' and cadres' phone numbers, masked like residents' for roles that do not need them.
-pub(crate) fn present_pairing(mut p: pb::Pairing, actor: &Actor) -> pb::Pairing {
-    if !actor.role.sees_personal_data() {
-        p.member_phone = domain::mask_phone(&p.member_phone);
-    }
-    p
-}
-
-pub(crate) fn present_cadre(mut c: pb::Cadre, actor: &Actor) -> pb::Cadre {
-    if !actor.role.sees_personal_data() {
-        c.phone = domain::mask_phone(&c.phone);
-    }
-    c
-}
-
-/// A cadre acts only as themselves; other roles may record for any cadre.
-pub(crate) fn check_own_cadre(actor: &Actor, cadre_id: &str) -> Result<()> {
-    match (actor.role, &actor.cadre) {
-        (Role::Cadre, Some(own)) if own == cadre_id => Ok(()),
-        (Role::Cadre, _) => Err(Error::PermissionDenied(
-            "a cadre records only their own registration, check-ins and visits".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
-impl PeopleApi {
-    pub(crate) async fn household_in_reach(&self, actor: &Actor, id: &str) -> Result<()> {
-        let household = self.store.get_household(id).await?;
-        actor.check_community("household", id, &household.community_id)
-    }
-
-    pub(crate) async fn resident_in_reach(&self, actor: &Actor, id: &str) -> Result<()> {
-        let resident = self.store.get_resident(id).await?;
-        actor.check_community("resident", id, &resident.community_id)
-    }
-
-    pub(crate) async fn registration_in_reach(&self, actor: &Actor, id: &str) -> Result<()> {
-        let registration = self.store.get_registration(id).await?;
-        actor.check_community("registration", id, &registration.community_id)
-    }
-}
+pub use crate::context::PeopleApi;
+use crate::context::*;
 
 #[tonic::async_trait]
 impl PeopleService for PeopleApi {

@@ -12,7 +12,7 @@ use linli_core::time::{now_micros, to_timestamp};
 use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

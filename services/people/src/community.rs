@@ -5,7 +5,7 @@ use tonic::{Request, Response};
 use linli_core::{Actor, Result};
 use linli_proto::people::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::*;
 use crate::store::*;
 

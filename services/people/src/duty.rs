@@ -14,7 +14,7 @@ use linli_core::validate::required_enum;
 use linli_core::{Actor, Error, Result};
 use linli_proto::people::v1 as pb;
 
-use crate::api::*;
+use crate::context::*;
 use crate::domain::{self, *};
 use crate::store::*;
 

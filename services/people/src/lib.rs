@@ -9,6 +9,7 @@ mod cadres;
 mod care;
 pub mod cli;
 mod community;
+mod context;
 pub mod domain;
 mod duty;
 mod gauges;
