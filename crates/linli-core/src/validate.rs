@@ -13,8 +13,11 @@ pub fn parse_name(field: &str, value: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     check_text(field, v, MAX_NAME_CHARS)?;
-    if v.contains('\n') {
-        return Err(Error::invalid(field, "must be one line"));
+    if v.contains(['\n', '\t']) {
+        return Err(Error::invalid(
+            field,
+            "must be one line, without tabs or line breaks",
+        ));
     }
     if v.chars().any(is_invisible_format) {
         return Err(Error::invalid(
@@ -197,6 +200,7 @@ mod tests {
         assert!(parse_text("note", "第一行\n第二行", 100).is_ok());
         assert!(parse_text("note", "a\u{0}b", 100).is_err());
         assert!(parse_name("name", "程\n桂兰").is_err());
+        assert!(parse_name("name", "程\t桂兰").is_err());
     }
 
     #[test]

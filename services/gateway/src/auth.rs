@@ -347,9 +347,16 @@ impl AuthApi {
             })
             .await?
             .resident
-            // A resident who moved out speaks for no household here.
-            .filter(|r| r.removed_at.is_none())
-            .map(|r| r.household_id)
+            .map(|r| {
+                if r.removed_at.is_some() {
+                    // Moved out: she speaks for no household here any more.
+                    return Err(Status::unauthenticated(
+                        "this resident has moved out; ask your community worker",
+                    ));
+                }
+                Ok(r.household_id)
+            })
+            .transpose()?
             .unwrap_or_default()
         };
         if account.role == Role::Resident.to_proto() && household_id.is_empty() {

@@ -29,10 +29,10 @@ const ISSUE_SCOPE: &str = "issues.issue";
 
 /// A reporter's contact details, each part checked; none when all are empty.
 fn parse_contact(c: &pb::ReporterContact) -> Result<Option<Contact>> {
-    let name = parse_text("reporter_contact.name", &c.name, 64)?;
-    if name.contains('\n') {
-        return Err(Error::invalid("reporter_contact.name", "must be one line"));
-    }
+    let name = match c.name.trim() {
+        "" => String::new(),
+        name => parse_name("reporter_contact.name", name)?,
+    };
     let phone = c.phone.trim().to_owned();
     if phone.chars().count() > 32
         || !phone
@@ -487,5 +487,39 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(name: &str, phone: &str, email: &str) -> pb::ReporterContact {
+        pb::ReporterContact {
+            name: name.into(),
+            phone: phone.into(),
+            email: email.into(),
+        }
+    }
+
+    #[test]
+    fn a_contact_is_checked_part_by_part_and_empty_is_none() {
+        assert_eq!(parse_contact(&contact(" ", "", "")).unwrap(), None);
+        assert_eq!(
+            parse_contact(&contact("张伟", "+86 139-1234-1001", "zw@example.cn")).unwrap(),
+            Some(Contact {
+                name: "张伟".into(),
+                phone: "+86 139-1234-1001".into(),
+                email: "zw@example.cn".into(),
+            })
+        );
+        for (bad, field) in [
+            (contact("张\n伟", "", ""), "reporter_contact.name"),
+            (contact("", "call me", ""), "reporter_contact.phone"),
+            (contact("", "", "no-at-sign"), "reporter_contact.email"),
+        ] {
+            let err = parse_contact(&bad).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
     }
 }

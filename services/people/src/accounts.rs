@@ -225,6 +225,53 @@ impl Store {
         .await
     }
 
+    /// A cadre's account acts in a community the cadre is registered with (a
+    /// registration requested or active there), and a cadre has one account:
+    /// otherwise a worker could make an account for another community's cadre
+    /// and log in as him.
+    async fn check_cadre_account(
+        &self,
+        tx: &mut AnyConnection,
+        cadre: &pb::Cadre,
+        community_id: Option<&str>,
+    ) -> Result<()> {
+        let registered: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM registrations WHERE community_id = $1 AND cadre_id = $2 AND state <> 'ended' LIMIT 1",
+        )
+        .bind(community_id.unwrap_or_default())
+        .bind(&cadre.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if registered.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "cadre {} ({}) is not registered with this community: an account is made once they have registered here",
+                cadre.name, cadre.id
+            )));
+        }
+        let existing: Option<(String,)> =
+            sqlx::query_as("SELECT username FROM accounts WHERE cadre_id = $1")
+                .bind(&cadre.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((username,)) = existing {
+            return Err(Error::AlreadyExists(format!(
+                "cadre {} ({}) already has the account {username}",
+                cadre.name, cadre.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether an account, enabled or not, has `username`.
+    pub async fn username_taken(&self, username: &str) -> Result<bool> {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM accounts WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// Disables every account of resident `resident_id`, each with its audit record.
     pub(crate) async fn disable_accounts_of_resident(
         &self,
@@ -296,7 +343,9 @@ impl Store {
                         s.load_community(&mut *tx, c).await?;
                     }
                     if let Some(c) = &new.cadre_id {
-                        s.load_cadre(&mut *tx, c).await?;
+                        let cadre = s.load_cadre(&mut *tx, c).await?;
+                        s.check_cadre_account(&mut *tx, &cadre, new.community_id.as_deref())
+                            .await?;
                     }
                     if let Some(r) = &new.resident_id {
                         let resident = s.load_resident(&mut *tx, r).await?;

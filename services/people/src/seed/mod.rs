@@ -157,7 +157,8 @@ async fn ensure_account(
     prefix: &str,
     new: NewAccount,
 ) -> anyhow::Result<()> {
-    if store.account_for_login(&new.username).await?.is_none() {
+    // A disabled account (a resident who moved out) is still there: not made again.
+    if !store.username_taken(&new.username).await? {
         let k = key(&format!("{prefix}account:{}", new.username));
         store.create_account(actor, &k, new).await?;
     }
