@@ -217,6 +217,26 @@ impl Actor {
         }
     }
 
+    /// The one community a per-community list or report is about: the one
+    /// asked for, if the caller may see it; when none is asked, the caller's
+    /// own. A county-wide caller (or one of several communities) names it.
+    /// Lists that can span communities (issues, accounts) use
+    /// [`Actor::community_filter`] instead, where empty means all in reach.
+    pub fn community_or_own(&self, field: &str, asked: &str) -> Result<String> {
+        match (asked.trim(), &self.scope) {
+            ("", Scope::Communities(own)) if own.len() == 1 => Ok(own[0].clone()),
+            ("", _) => Err(Error::invalid(
+                field,
+                "is required for a caller who acts in more than one community",
+            )),
+            (id, _) => {
+                let id = crate::validate::parse_id(field, id)?;
+                self.check_community_id(&id)?;
+                Ok(id)
+            }
+        }
+    }
+
     /// A county-wide record (units, cadres, the county audit chain) is for county roles;
     /// everyone else is limited to their communities.
     pub fn is_county(&self) -> bool {
@@ -262,5 +282,30 @@ mod tests {
             Err(Error::NotFound { .. })
         ));
         assert!(Actor::local("seed").sees_community("anything"));
+    }
+
+    #[test]
+    fn a_list_without_a_community_is_about_the_callers_own() {
+        let own = "0190c0de-0000-7000-8000-000000000001";
+        let other = "0190c0de-0000-7000-8000-000000000002";
+        let mut worker = Actor::local("t");
+        worker.role = Role::CommunityWorker;
+        worker.scope = Scope::Communities(vec![own.into()]);
+        assert_eq!(worker.community_or_own("community_id", "").unwrap(), own);
+        assert_eq!(worker.community_or_own("community_id", own).unwrap(), own);
+        assert!(matches!(
+            worker.community_or_own("community_id", other),
+            Err(Error::NotFound { .. })
+        ));
+        let county = Actor::local("admin");
+        assert_eq!(
+            county.community_or_own("community_id", other).unwrap(),
+            other
+        );
+        let err = county
+            .community_or_own("community_id", "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("community_id:"), "{err}");
     }
 }

@@ -465,3 +465,61 @@ async fn pages_say_how_a_browser_may_use_them() {
         assert!(!body.contains("<script>"), "inline script");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_without_a_community_are_the_callers_own() {
+    use linli_proto::logistics::v1 as lpb;
+    use linli_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+    let s = Suite::start(Backend::Sqlite).await;
+    let own = worker_community(&s).await;
+    let worker = s.login("wujing").await.access_token;
+    let mut people = PeopleServiceClient::new(s.channel());
+    let households = people
+        .list_households(with_token(ppb::ListHouseholdsRequest::default(), &worker))
+        .await
+        .unwrap()
+        .into_inner()
+        .households;
+    assert!(!households.is_empty());
+    assert!(households.iter().all(|h| h.community_id == own));
+    let residents = people
+        .list_residents(with_token(ppb::ListResidentsRequest::default(), &worker))
+        .await
+        .unwrap()
+        .into_inner()
+        .residents;
+    assert!(!residents.is_empty());
+    assert!(residents.iter().all(|r| r.community_id == own));
+    let depots = LogisticsServiceClient::new(s.channel())
+        .list_depots(with_token(lpb::ListDepotsRequest::default(), &worker))
+        .await
+        .unwrap()
+        .into_inner()
+        .depots;
+    assert!(!depots.is_empty());
+    assert!(depots.iter().all(|d| d.community_id == own));
+    // A county-wide caller names the community, and is told which field.
+    let admin = s.login("admin").await.access_token;
+    let err = people
+        .list_households(with_token(ppb::ListHouseholdsRequest::default(), &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("community_id:"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_is_one_rule_on_the_dashboard_too() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let own = worker_community(&s).await;
+    let worker = s.dashboard_as("wujing", &own).await;
+    assert!(worker.logistics.unwrap().funds_balance_fen.is_some());
+    // A cadre may not read the funds ledger, so the dashboard has no balance for him.
+    let cadre = s.dashboard_as("ruanxf", &own).await;
+    let logistics = cadre.logistics.expect("the logistics part");
+    assert_eq!(logistics.funds_balance_fen, None);
+    let cookie = http::login(s.web, "ruanxf").await;
+    let page = http::get(s.web, &format!("/c/{own}"), &[("cookie", &cookie)]).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("fig-funds"));
+}

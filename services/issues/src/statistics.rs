@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response};
 
 use linli_core::time::{Micros, now_micros};
-use linli_core::validate::{parse_id, parse_opt_id};
+use linli_core::validate::parse_opt_id;
 use linli_core::{Actor, Error, Result};
 use linli_proto::issues::v1 as pb;
 
@@ -90,8 +90,7 @@ pub(crate) async fn get_community_summary(
     actor: &Actor,
     req: Request<pb::GetCommunitySummaryRequest>,
 ) -> Resp<pb::GetCommunitySummaryResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
     Ok(Response::new(api.store.summary(&community).await?))
 }
 

@@ -1,7 +1,6 @@
 //! A community's events as a stream, resumable from a cursor without gaps or repeats.
 use tonic::{Request, Response};
 
-use linli_core::validate::parse_id;
 use linli_core::{Actor, Error, Result};
 use linli_proto::issues::v1 as pb;
 
@@ -17,8 +16,7 @@ pub(crate) async fn watch_issues(
     req: Request<pb::WatchIssuesRequest>,
 ) -> Resp<WatchStream> {
     let r = req.into_inner();
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     if r.after_seq < 0 {
         return Err(Error::invalid("after_seq", "must not be negative").into());
     }

@@ -137,8 +137,7 @@ pub(crate) async fn list_batches(
 ) -> Resp<pb::ListBatchesResponse> {
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let (batches, next_page_token) = api.store.list_batches(&community, &page).await?;
     Ok(Response::new(pb::ListBatchesResponse {
         batches,

@@ -51,8 +51,7 @@ pub(crate) async fn list_checkpoints(
     actor: &Actor,
     req: Request<pb::ListCheckpointsRequest>,
 ) -> Resp<pb::ListCheckpointsResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
     Ok(Response::new(pb::ListCheckpointsResponse {
         checkpoints: api.store.list_checkpoints(&community).await?,
     }))
@@ -187,8 +186,7 @@ pub(crate) async fn get_roster_report(
     req: Request<pb::GetRosterReportRequest>,
 ) -> Resp<pb::GetRosterReportResponse> {
     let r = req.into_inner();
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let from = from_timestamp(
         "from",
         r.from.as_ref().ok_or_else(|| Error::required("from"))?,

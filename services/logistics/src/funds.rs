@@ -77,8 +77,7 @@ pub(crate) async fn list_funds_entries(
 ) -> Resp<pb::ListFundsEntriesResponse> {
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let (entries, next_page_token) = api.store.list_funds(&community, &page).await?;
     Ok(Response::new(pb::ListFundsEntriesResponse {
         entries,
@@ -91,8 +90,7 @@ pub(crate) async fn get_funds_balance(
     actor: &Actor,
     req: Request<pb::GetFundsBalanceRequest>,
 ) -> Resp<pb::GetFundsBalanceResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
     let (income_fen, expense_fen) = api
         .store
         .funds_totals(&community, i64::MIN, i64::MAX)

@@ -1,10 +1,14 @@
 //! Who may call what in the logistics service: one row per RPC. The handler in
-//! `service.rs` asks this table first (wrong role: PERMISSION_DENIED), then
+//! `api.rs` asks this table first (wrong role: PERMISSION_DENIED), then
 //! keeps the caller to the reach named here (a record out of reach: NOT_FOUND).
 use linli_core::Role::{self, Admin, Cadre, CommunityWorker, Resident};
 use linli_core::policy::Reach::{Community, County, Household, Own};
 use linli_core::policy::roles::{ADMIN, EVERYONE, MANAGERS, OVERSIGHT, STAFF, WORKERS};
 use linli_core::policy::{Policy, Rule};
+
+/// Who may read the community's money: the ledger, its balance, and the funds
+/// figures in the summary and the report (absent there for everyone else).
+pub const FUNDS_READERS: &[Role] = OVERSIGHT;
 
 /// A group purchase's orders come from households; workers and cadres may enter them.
 const BUYERS: &[Role] = &[Admin, CommunityWorker, Cadre, Resident];
@@ -50,8 +54,8 @@ pub static POLICY: Policy = Policy {
         // Funds: the community's managers book; oversight reads.
         Rule::new("RecordFundsEntry", MANAGERS, Community),
         Rule::new("ReverseFundsEntry", MANAGERS, Community),
-        Rule::new("ListFundsEntries", OVERSIGHT, Community),
-        Rule::new("GetFundsBalance", OVERSIGHT, Community),
+        Rule::new("ListFundsEntries", FUNDS_READERS, Community),
+        Rule::new("GetFundsBalance", FUNDS_READERS, Community),
         Rule::new("GetCommunityReport", STAFF, Community),
         Rule::new("GetCommunitySummary", STAFF, Community),
         Rule::new("WatchLogistics", STAFF, Community),

@@ -5,12 +5,12 @@ use sqlx::Row;
 use tonic::{Request, Response};
 
 use linli_core::time::{Micros, now_micros};
-use linli_core::validate::parse_id;
 use linli_core::{Actor, Result};
 use linli_proto::logistics::v1 as pb;
 
 use crate::context::*;
 use crate::domain::{self, *};
+use crate::policy::FUNDS_READERS;
 use crate::store::*;
 
 pub(crate) async fn get_community_report(
@@ -19,16 +19,17 @@ pub(crate) async fn get_community_report(
     req: Request<pb::GetCommunityReportRequest>,
 ) -> Resp<pb::GetCommunityReportResponse> {
     let r = req.into_inner();
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let (from, to) = domain::report_period(
         linli_core::time::optional("from", r.from.as_ref())?,
         linli_core::time::optional("to", r.to.as_ref())?,
         now_micros(),
     )?;
-    Ok(Response::new(
-        api.store.community_report(&community, from, to).await?,
-    ))
+    let mut report = api.store.community_report(&community, from, to).await?;
+    if !actor.is(FUNDS_READERS) {
+        (report.funds_in_fen, report.funds_out_fen) = (None, None);
+    }
+    Ok(Response::new(report))
 }
 
 pub(crate) async fn get_community_summary(
@@ -36,9 +37,12 @@ pub(crate) async fn get_community_summary(
     actor: &Actor,
     req: Request<pb::GetCommunitySummaryRequest>,
 ) -> Resp<pb::GetCommunitySummaryResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
-    Ok(Response::new(api.store.summary(&community).await?))
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
+    let mut summary = api.store.summary(&community).await?;
+    if !actor.is(FUNDS_READERS) {
+        summary.funds_balance_fen = None;
+    }
+    Ok(Response::new(summary))
 }
 
 linli_core::audit_handlers!(LogisticsApi);
@@ -91,8 +95,8 @@ impl Store {
         report.person_shifts = roster.person_shifts;
         report.coverage = roster.coverage;
         let (income, expense) = self.funds_totals(community_id, from, to).await?;
-        report.funds_in_fen = income;
-        report.funds_out_fen = expense;
+        report.funds_in_fen = Some(income);
+        report.funds_out_fen = Some(expense);
         Ok(report)
     }
 
@@ -133,7 +137,7 @@ impl Store {
             deliveries_pending: count(DeliveryStatus::Pending),
             deliveries_made: count(DeliveryStatus::Delivered),
             checkpoint_gap_hours: gap_hours,
-            funds_balance_fen: income - expense,
+            funds_balance_fen: Some(income - expense),
         })
     }
 }

@@ -284,7 +284,7 @@ pub async fn run(store: &Store, people: &People, actor: &Actor) -> anyhow::Resul
         summary.deliveries_made,
         summary.deliveries_pending,
         summary.checkpoint_gap_hours,
-        summary.funds_balance_fen as f64 / 100.0
+        summary.funds_balance_fen.unwrap_or_default() as f64 / 100.0
     );
     Ok(())
 }

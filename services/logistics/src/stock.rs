@@ -73,8 +73,7 @@ pub(crate) async fn list_depots(
 ) -> Resp<pb::ListDepotsResponse> {
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let (depots, next_page_token) = api.store.list_depots(&community, &page).await?;
     Ok(Response::new(pb::ListDepotsResponse {
         depots,

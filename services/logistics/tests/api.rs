@@ -1523,7 +1523,7 @@ async fn summary_report_and_audit(backend: Backend) {
             s.checkpoint_gap_hours,
             s.funds_balance_fen
         ),
-        (3, 2, 0, 0)
+        (3, 2, 0, Some(0))
     );
     // Two unstaffed gates are short in the same 24 hours: 24 hours with a gap, not 48.
     for gate in ["东门卡点", "西门卡点"] {

@@ -199,12 +199,12 @@ async fn the_epidemic_in_figures(backend: Backend) {
     assert_eq!(report.households_reached, 169, "169 households reached");
     assert!(report.batches.iter().all(|b| b.pending == 0));
     assert!(
-        report.funds_out_fen >= 10_000_000,
-        "more than ¥100,000 spent: {}",
+        report.funds_out_fen >= Some(10_000_000),
+        "more than ¥100,000 spent: {:?}",
         report.funds_out_fen
     );
-    assert_eq!(report.funds_out_fen, 10_180_000);
-    assert_eq!(report.funds_in_fen, 10_700_000);
+    assert_eq!(report.funds_out_fen, Some(10_180_000));
+    assert_eq!(report.funds_in_fen, Some(10_700_000));
 
     let roster = h
         .client
@@ -241,7 +241,38 @@ async fn the_epidemic_in_figures(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(summary.deliveries_pending, 0);
-    assert_eq!(summary.funds_balance_fen, 10_700_000 - 10_180_000);
+    assert_eq!(summary.funds_balance_fen, Some(10_700_000 - 10_180_000));
+    // Money is one rule: whoever may not read the funds ledger (a cadre, a
+    // resident's family) sees no funds in the summary or the report either.
+    let as_cadre = h
+        .client
+        .get_community_summary(linli_core::testing::as_role(
+            pb::GetCommunitySummaryRequest {
+                community_id: community.clone(),
+            },
+            "cadre",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(as_cadre.funds_balance_fen, None);
+    assert_eq!(as_cadre.deliveries_made, summary.deliveries_made);
+    let report_as_cadre = h
+        .client
+        .get_community_report(linli_core::testing::as_role(
+            pb::GetCommunityReportRequest {
+                community_id: community.clone(),
+                ..Default::default()
+            },
+            "cadre",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (report_as_cadre.funds_in_fen, report_as_cadre.funds_out_fen),
+        (None, None)
+    );
     assert!(
         h.client
             .verify_audit_trail(pb::VerifyAuditTrailRequest {

@@ -14,8 +14,7 @@ pub(crate) async fn get_community_summary(
     actor: &Actor,
     req: Request<pb::GetCommunitySummaryRequest>,
 ) -> Resp<pb::GetCommunitySummaryResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
     Ok(Response::new(
         api.store.community_summary(&community).await?,
     ))

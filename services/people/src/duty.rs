@@ -152,8 +152,7 @@ pub(crate) async fn get_compliance_report(
     req: Request<pb::GetComplianceReportRequest>,
 ) -> Resp<pb::GetComplianceReportResponse> {
     let r = req.into_inner();
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let as_of = linli_core::time::optional("as_of", r.as_of.as_ref())?.unwrap_or_else(now_micros);
     Ok(Response::new(
         api.store

@@ -83,8 +83,7 @@ pub(crate) async fn list_households(
 ) -> Resp<pb::ListHouseholdsResponse> {
     let r = req.into_inner();
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let compound = parse_opt_id("compound_id", &r.compound_id)?.unwrap_or_default();
     let min = optional_enum(
         "min_care_level",

@@ -102,8 +102,7 @@ pub(crate) async fn get_coverage_report(
     actor: &Actor,
     req: Request<pb::GetCoverageReportRequest>,
 ) -> Resp<pb::GetCoverageReportResponse> {
-    let community = parse_id("community_id", &req.get_ref().community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &req.get_ref().community_id)?;
     Ok(Response::new(api.store.coverage_report(&community).await?))
 }
 

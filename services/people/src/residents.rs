@@ -83,8 +83,7 @@ pub(crate) async fn list_residents(
     let r = req.into_inner();
     let full = full_view(actor, r.view)?;
     let page = PageRequest::parse(r.page_size, &r.page_token)?;
-    let community = parse_id("community_id", &r.community_id)?;
-    actor.check_community_id(&community)?;
+    let community = actor.community_or_own("community_id", &r.community_id)?;
     let household = parse_opt_id("household_id", &r.household_id)?.unwrap_or_default();
     let household = match (&actor.household, actor.role) {
         // A resident lists their own household's members, whatever they ask for.

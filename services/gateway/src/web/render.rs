@@ -256,7 +256,10 @@ pub fn community_live(lang: Lang, data: &CommunityData) -> Markup {
             (figure(lang.t("满意率", "Satisfaction"), pct(stats.satisfaction_rate.as_ref()), "", "fig-satisfaction"))
             (figure(lang.t("待配送", "Deliveries pending"), logistics.deliveries_pending, "", "fig-pending"))
             (figure(lang.t("卡点缺岗(24小时)", "Checkpoint gap hours (24 h)"), logistics.checkpoint_gap_hours, if logistics.checkpoint_gap_hours > 0 { "bad" } else { "" }, "fig-gaps"))
-            (figure(lang.t("资金余额(元)", "Funds balance (yuan)"), format!("{:.2}", logistics.funds_balance_fen as f64 / 100.0), "", "fig-funds"))
+            // Only for those who may read the funds; absent, the figure is not shown.
+            @if let Some(fen) = logistics.funds_balance_fen {
+                (figure(lang.t("资金余额(元)", "Funds balance (yuan)"), format!("{:.2}", fen as f64 / 100.0), "", "fig-funds"))
+            }
         }
         section.charts {
             (charts::bars(lang.t("待办问题（按状态）", "Open issues by state"), &open_states))
