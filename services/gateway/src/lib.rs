@@ -120,12 +120,14 @@ impl Application {
             csrf_key: linli_core::audit::hmac_sha256(&keys.audit_key(), b"linli web csrf"),
             metrics: web::metrics::Metrics::default(),
             open311_rate: web::open311::ReportRate::default(),
+            streams: Arc::default(),
             call_timeout: settings.common.call_timeout,
             stop: tokio::sync::watch::channel(false).0,
             permits: Arc::new(tokio::sync::Semaphore::new(
                 settings.common.serve.max_concurrent_requests,
             )),
             request_timeout: settings.common.serve.request_timeout,
+            limits: settings.common.serve.clone(),
         });
         Ok(Application {
             auth,

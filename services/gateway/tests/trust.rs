@@ -523,3 +523,96 @@ async fn money_is_one_rule_on_the_dashboard_too() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("fig-funds"));
 }
+
+/// Reads from `stream` until the server closes it (or `wait` passes); whether it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_side_closes_half_sent_heads() {
+    use tokio::io::AsyncWriteExt;
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.common.serve.handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(s.web).await.unwrap();
+    slow.write_all(b"GET /login HTTP/1.1\r\nHost: linli\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)).await,
+        "a half-sent head kept its connection open"
+    );
+    // Whole requests are served as before.
+    assert_eq!(http::get(s.web, "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_side_caps_its_connections_and_live_views() {
+    let s = Suite::start_with(Backend::Sqlite, |settings| {
+        settings.common.serve.max_connections = 3;
+    })
+    .await;
+    let held: Vec<_> =
+        futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(s.web)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    // Connections are taken in the order they arrive: the fourth is the one past the cap.
+    let mut fourth = tokio::net::TcpStream::connect(s.web).await.unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(5)).await,
+        "a connection past the cap was kept"
+    );
+    drop(held);
+    // Until the server has seen them close, a new connection is still one too many.
+    let served = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let mut c = tokio::net::TcpStream::connect(s.web).await.unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: linli\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = c.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("served again once connections closed");
+
+    // Live views: a few per session.
+    let s = Suite::start(Backend::Sqlite).await;
+    let own = worker_community(&s).await;
+    let cookie = http::login(s.web, "wujing").await;
+    let path = format!("/c/{own}/events");
+    let mut open = Vec::new();
+    for _ in 0..linli_gateway::web::streams::PER_SESSION {
+        let e = http::Events::open(s.web, &path, &[("cookie", &cookie)]).await;
+        assert_eq!(e.status, 200);
+        open.push(e);
+    }
+    let refused = http::Events::open(s.web, &path, &[("cookie", &cookie)]).await;
+    assert_eq!(refused.status, 429, "one live view too many for a session");
+    // Another person's session is not affected.
+    let other = http::login(s.web, "supervisor").await;
+    let theirs = http::Events::open(s.web, &path, &[("cookie", &other)]).await;
+    assert_eq!(theirs.status, 200);
+}

@@ -15,6 +15,7 @@ pub mod open311;
 mod pages;
 mod render;
 pub mod session;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct WebState {
     /// Form tokens are an HMAC of the session under this key.
     pub(crate) csrf_key: [u8; 32],
     pub(crate) metrics: metrics::Metrics,
+    /// Live event streams open, per session and in all.
+    pub(crate) streams: Arc<streams::StreamSlots>,
     /// Open311 reports per api_key this minute.
     pub(crate) open311_rate: open311::ReportRate,
     pub(crate) call_timeout: Duration,
@@ -58,6 +61,9 @@ pub struct WebState {
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
     /// How long a request may take (the gRPC side's `--request-timeout-secs`).
     pub(crate) request_timeout: Duration,
+    /// Connections open at once and how long a request head may take to
+    /// arrive (the gRPC side's `max_connections` and `handshake_timeout`).
+    pub(crate) limits: linli_core::server::ServeSettings,
 }
 
 pub type State = Arc<WebState>;
@@ -299,21 +305,81 @@ async fn healthz(axum::extract::State(state): axum::extract::State<State>) -> Re
 
 /// Serves `router` on `listener` until `shutdown` completes, then ends the
 /// open event streams and lets other requests in flight finish.
+///
+/// The HTTP side has the gRPC side's protections against slow and idle
+/// clients: at most `max_connections` connections are open at once (one
+/// more is closed as soon as it is accepted), and a request head that is not
+/// whole within `handshake_timeout` closes its connection (a client that
+/// sends half a head and waits would otherwise hold it for ever).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     state: State,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let stop = async move {
-        shutdown.await;
-        let _ = state.stop.send(true);
-    };
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await?;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let places = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
+    // Each connection holds a receiver: when all are gone, every connection is done.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.limits.handshake_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: say so, wait a moment, go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = state.limits.max_connections,
+                "HTTP connection refused: at the connection limit"
+            );
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(client));
+                req.map(axum::body::Body::new)
+            },
+        );
+        let (builder, mut stop) = (builder.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop((place, stop));
+        });
+    }
+    let _ = state.stop.send(true);
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
+    stop_tx.closed().await;
     Ok(())
 }

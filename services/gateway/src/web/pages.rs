@@ -311,6 +311,8 @@ pub async fn community_events(
     signed: Signed,
     Path(community_id): Path<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, WebError> {
+    // Held by the stream, so the place is given back when the page goes.
+    let slot = state.streams.take(&signed.session_hash)?;
     let stream = state
         .views
         .watch_community(to_views(
@@ -328,6 +330,7 @@ pub async fn community_events(
     let events = stream
         .take_while(|item| std::future::ready(item.is_ok()))
         .filter_map(move |item| {
+            let _ = &slot;
             // Told now: the live part this page fetches next is read after it.
             views.told(&actor);
             async move {

@@ -48,7 +48,7 @@ pub struct Signed {
     pub actor: Actor,
     /// The form token for this session.
     pub csrf: String,
-    session_hash: String,
+    pub(crate) session_hash: String,
 }
 
 impl Signed {
