@@ -25,20 +25,6 @@ struct Community {
 
 impl Community {
     async fn make(c: &mut Client, town: &str, name: &str) -> Community {
-        let place = async |c: &mut Client, kind: pb::PlaceKind, parent: &str, name: &str| {
-            c.create_place(pb::CreatePlaceRequest {
-                idempotency_key: key(),
-                kind: kind as i32,
-                parent_id: parent.into(),
-                name: name.into(),
-                code: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .place
-            .unwrap()
-        };
         let community = place(c, pb::PlaceKind::Community, town, name).await;
         let compound = place(c, pb::PlaceKind::Compound, &community.id, "一号院").await;
         let hh = household(c, &community, &format!("{name}1栋101")).await;

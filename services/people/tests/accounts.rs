@@ -3,7 +3,7 @@
 //! another community's cadre and log in as him.
 mod common;
 
-use common::{Client, Harness, key, places, registered_cadre};
+use common::{Harness, key, place, places, registered_cadre};
 use linli_proto::people::v1 as pb;
 use tonic::Code;
 
@@ -23,28 +23,13 @@ fn cadre_account(
     }
 }
 
-async fn another_community(c: &mut Client, next_to: &pb::Place) -> pb::Place {
-    c.create_place(pb::CreatePlaceRequest {
-        idempotency_key: key(),
-        kind: pb::PlaceKind::Community as i32,
-        parent_id: next_to.parent_id.clone(),
-        name: "月亮山社区".into(),
-        code: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .place
-    .unwrap()
-}
-
 async fn a_cadre_account_is_for_a_cadre_registered_here_once(
     backend: linli_core::testing::Backend,
 ) {
     let mut h = Harness::start(backend).await;
     let c = &mut h.client;
     let (here, _, _) = places(c).await;
-    let there = another_community(c, &here).await;
+    let there = place(c, pb::PlaceKind::Community, &here.parent_id, "月亮山社区").await;
     let (_, ruan) = registered_cadre(c, &here, "阮晓峰").await;
     let (_, liu) = registered_cadre(c, &there, "刘海元").await;
 

@@ -45,26 +45,28 @@ pub fn id_number(birth: &str, seq: u32) -> String {
 }
 
 /// County → town → community → compound → building, returning (community, compound, building).
+/// A place of `kind` named `name` under `parent` (empty for a county).
+pub async fn place(c: &mut Client, kind: pb::PlaceKind, parent: &str, name: &str) -> pb::Place {
+    c.create_place(pb::CreatePlaceRequest {
+        idempotency_key: key(),
+        kind: kind as i32,
+        parent_id: parent.into(),
+        name: name.into(),
+        code: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .place
+    .unwrap()
+}
+
 pub async fn places(c: &mut Client) -> (pb::Place, pb::Place, pb::Place) {
-    let mut create = async |kind: pb::PlaceKind, parent: &str, name: &str| {
-        c.create_place(pb::CreatePlaceRequest {
-            idempotency_key: key(),
-            kind: kind as i32,
-            parent_id: parent.into(),
-            name: name.into(),
-            code: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .place
-        .unwrap()
-    };
-    let county = create(pb::PlaceKind::County, "", "通山县").await;
-    let town = create(pb::PlaceKind::Town, &county.id, "通羊镇").await;
-    let community = create(pb::PlaceKind::Community, &town.id, "双泉社区").await;
-    let compound = create(pb::PlaceKind::Compound, &community.id, "八角亭小区").await;
-    let building = create(pb::PlaceKind::Building, &compound.id, "3栋").await;
+    let county = place(c, pb::PlaceKind::County, "", "通山县").await;
+    let town = place(c, pb::PlaceKind::Town, &county.id, "通羊镇").await;
+    let community = place(c, pb::PlaceKind::Community, &town.id, "双泉社区").await;
+    let compound = place(c, pb::PlaceKind::Compound, &community.id, "八角亭小区").await;
+    let building = place(c, pb::PlaceKind::Building, &compound.id, "3栋").await;
     (community, compound, building)
 }
 
