@@ -62,7 +62,8 @@ COMPOSE ?= podman-compose
 ## make compose-up / compose-down: the suite, PostgreSQL, collector, Jaeger and Prometheus (deploy/compose.yaml).
 compose-up: images
 	@mkdir -p data
-	@[ -f data/compose-auth-key.pem ] || openssl genpkey -algorithm ed25519 -out data/compose-auth-key.pem
+	$(CARGO) run -q --bin linli-gateway -- keys --dir data/compose-keys
+	@mkdir -p data/compose-keys/public && cp data/compose-keys/*.pub.pem data/compose-keys/public/
 	LINLI_INIT=$${LINLI_INIT:-seed} $(COMPOSE) -f deploy/compose.yaml up -d
 	@echo "dashboard: http://127.0.0.1:8080/  traces: http://127.0.0.1:16686/  metrics: http://127.0.0.1:9090/"
 

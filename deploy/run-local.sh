@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${LINLI_BIN:-target/debug}
 mkdir -p data
+# Each part makes its own key under data/keys on first start. Data from before
+# the keys were split was sealed with the one shared key: keep verifying it.
+if [ -f data/auth-key.pem ] && [ -z "${LINLI_AUDIT_KEY_FILE:-}" ]; then
+  export LINLI_AUDIT_KEY_FILE=data/auth-key.pem
+fi
 
 PEOPLE_ADDR=${LINLI_PEOPLE_LISTEN:-127.0.0.1:50053}
 ISSUES_ADDR=${LINLI_ISSUES_LISTEN:-127.0.0.1:50052}

@@ -37,33 +37,34 @@ fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The signing key every process of this test shares, as a deployment's services do.
-static KEY_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// The keys folder of this test process's suites: every part's key, each
+/// process given the folder as a deployment gives it its own key and the public
+/// ones. No test's clean-up removes it (the tests here may run at the same time).
+static KEYS_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// The signing key of this test process's suites, in a file of its own that no
-/// test's clean-up removes (the tests here may run at the same time).
+/// The issuer's key, which the test signs people's tokens with as the gateway would.
 fn suite_keys() -> linli_core::auth::Keys {
     static KEYS: std::sync::OnceLock<linli_core::auth::Keys> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        let key_file = KEY_FILE.get_or_init(|| {
-            std::env::temp_dir().join(format!("linli-e2e-key-{}.pem", std::process::id()))
+        let dir = KEYS_DIR.get_or_init(|| {
+            std::env::temp_dir().join(format!("linli-e2e-keys-{}", std::process::id()))
         });
-        linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
-            key_file: key_file.clone(),
-            create_if_missing: true,
-            trusted_public_keys: vec![],
-        })
+        linli_core::keyring::init_dir(dir).unwrap();
+        linli_core::auth::Keys::load(
+            &linli_core::auth::AuthSettings::in_dir(dir, false),
+            &[linli_core::auth::ISSUER],
+        )
         .unwrap()
     })
     .clone()
 }
 
-/// A linli program, configured with the test's signing key.
+/// A linli program, configured with the test's keys folder.
 fn linli(name: &str) -> Command {
     let mut cmd = Command::new(bin(name));
     cmd.env(
-        "LINLI_AUTH_KEY_FILE",
-        KEY_FILE.get().expect("key file chosen"),
+        "LINLI_KEYS_DIR",
+        KEYS_DIR.get().expect("keys folder chosen"),
     );
     cmd
 }

@@ -29,16 +29,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The suite's signing key, readable by the images' unprivileged user.
-openssl genpkey -algorithm ed25519 -out "$WORK/auth-key.pem" 2>/dev/null
-chmod 0644 "$WORK/auth-key.pem"
+# Each part's key, readable by the images' unprivileged user: every container
+# is given the public keys and its own private key only (the gateway the
+# issuer's as well), as deploy/README.md has it.
+mkdir -p "$WORK/public"
+for part in issuer people issues logistics gateway; do
+  openssl genpkey -algorithm ed25519 -out "$WORK/$part.key.pem" 2>/dev/null
+  openssl pkey -in "$WORK/$part.key.pem" -pubout -out "$WORK/public/$part.pub.pem"
+  chmod 0644 "$WORK/$part.key.pem"
+done
 
-# podman run for service $1 with its database and the key; the rest is passed on.
+# podman run for service $1 with its database and keys; the rest is passed on.
 linli() {
   local s=$1; shift
+  local issuer=()
+  [ "$s" != gateway ] || issuer=(-v "$WORK/issuer.key.pem:/run/linli/issuer.key.pem:ro"
+    -e LINLI_ISSUER_KEY_FILE=/run/linli/issuer.key.pem)
   podman run --network host --pull never \
-    -v "$WORK/auth-key.pem:/run/linli/auth-key.pem:ro" \
-    -e LINLI_AUTH_KEY_FILE=/run/linli/auth-key.pem \
+    -v "$WORK/public:/run/linli/keys:ro" -e LINLI_KEYS_DIR=/run/linli/keys \
+    -v "$WORK/$s.key.pem:/run/linli/own.key.pem:ro" -e LINLI_KEY_FILE=/run/linli/own.key.pem \
+    "${issuer[@]}" \
     -e DATABASE_URL="$PG/linli_smoke_${s}_$RUN_ID" \
     -e LINLI_PEOPLE_ADDR="http://$P" -e LINLI_ISSUES_ADDR="http://$I" -e LINLI_LOGISTICS_ADDR="http://$L" \
     "$@"

@@ -5,12 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 K8S_VERSION=${K8S_VERSION:-1.31.0}
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-# The dev overlay reads a signing key from a file; validate with a throwaway one.
-made_key=
-if [ ! -f overlays/dev/auth-key.pem ]; then
-  openssl genpkey -algorithm ed25519 -out overlays/dev/auth-key.pem 2>/dev/null
-  made_key=1
+made_keys=
+trap 'rm -rf "$out"; [ -z "$made_keys" ] || rm -rf overlays/dev/keys' EXIT
+# The dev overlay reads the parts' keys from files; validate with throwaway ones.
+if [ ! -d overlays/dev/keys ]; then
+  mkdir -p overlays/dev/keys
+  for part in issuer people issues logistics gateway; do
+    openssl genpkey -algorithm ed25519 -out "overlays/dev/keys/$part.key.pem" 2>/dev/null
+    openssl pkey -in "overlays/dev/keys/$part.key.pem" -pubout -out "overlays/dev/keys/$part.pub.pem"
+  done
+  made_keys=1
 fi
 for overlay in dev production; do
   kubectl kustomize "overlays/$overlay" > "$out/$overlay.yaml"
@@ -18,4 +22,3 @@ for overlay in dev production; do
   kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$out/$overlay.yaml"
   echo "$overlay: $kinds resources render and validate against Kubernetes $K8S_VERSION"
 done
-[ -z "$made_key" ] || rm -f overlays/dev/auth-key.pem

@@ -1,26 +1,25 @@
 //! Verified identity. The gateway signs a short-lived token for each person who
-//! logs in; every service verifies it with the public key and forwards the same
-//! token when it calls another service, so the person stays the actor all the
-//! way down. A service's own jobs (sweeps, schedules, seeding, imports) sign a
-//! token as that service.
+//! logs in; every service verifies it and forwards the same token when it calls
+//! another service, so the person stays the actor all the way down. A
+//! service's own jobs (sweeps, schedules, seeding, imports) sign a token as
+//! that service.
 //!
 //! Tokens are JWTs (RFC 7519) signed with Ed25519 (`alg: EdDSA`, RFC 8037):
 //! asymmetric, so a party that only verifies never holds what it takes to sign.
-//! Keys are PKCS#8 PEM files, the format `openssl genpkey -algorithm ed25519`
-//! writes. The embedded default generates one under `./data` on first start;
-//! with PostgreSQL a missing key is a start-up error instead, so replicas never
-//! silently sign with keys of their own.
+//! Each part holds its own key ([`crate::keyring`]): people's tokens are signed
+//! with the issuer's key alone, and a service's key signs only that service's
+//! `service:<name>` tokens, so a compromised service cannot speak for a person
+//! or for another service. Tokens carry `kid` (which key), `iss` (which part)
+//! and `aud` (`linli`); a verifier checks all three against the key it knows.
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -29,6 +28,9 @@ use crate::actor::Actor;
 use crate::{Error, Result, Role};
 
 pub const AUTHORIZATION: &str = "authorization";
+
+/// The audience (`aud`) of every token: the linli suite.
+pub const AUDIENCE: &str = "linli";
 
 /// How long a service's own token lives; jobs mint a fresh one per run.
 pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
@@ -59,6 +61,12 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// The part whose key signed (`issuer`, or the service of a `service:` subject); set by signing.
+    #[serde(default)]
+    pub iss: String,
+    /// Always [`AUDIENCE`].
+    #[serde(default)]
+    pub aud: String,
 }
 
 mod role_name {
@@ -88,6 +96,8 @@ impl Claims {
             cadre: None,
             iat: now,
             exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            iss: String::new(),
+            aud: AUDIENCE.into(),
         }
     }
 
@@ -116,148 +126,297 @@ impl Claims {
 struct Header {
     alg: String,
     typ: String,
+    /// Which key signed: `<part>:<fingerprint>` (see [`crate::keyring::key_id`]).
+    #[serde(default)]
+    kid: String,
 }
 
-/// Where a service finds its keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthSettings {
-    /// The private key (PKCS#8 PEM) this process signs with and whose public half it trusts.
-    pub key_file: PathBuf,
-    /// Write a new key to `key_file` if there is none (the embedded default only).
-    pub create_if_missing: bool,
-    /// More public keys (PEM) to accept, e.g. the previous key during a rotation.
-    pub trusted_public_keys: Vec<PathBuf>,
+pub use crate::keyring::{AuthSettings, ISSUER, PARTS};
+
+/// Who may be named by a token each part signs: the issuer signs for people
+/// (and operators and apps), a service only for itself.
+fn may_sign_for(part: &str, sub: &str) -> bool {
+    match sub.strip_prefix("service:") {
+        Some(service) => part == service,
+        None => part == ISSUER,
+    }
 }
 
-impl AuthSettings {
-    pub const DEFAULT_KEY_FILE: &'static str = "data/auth-key.pem";
-}
-
-/// The keys of one process: one to sign with, and every key it accepts.
+/// The keys of one process: those it signs with (its own parts'), and every
+/// public key it accepts, by key id.
 #[derive(Clone)]
 pub struct Keys {
     inner: Arc<KeysInner>,
 }
 
+struct Signer {
+    part: String,
+    kid: String,
+    key: SigningKey,
+}
+
 struct KeysInner {
-    signing: SigningKey,
-    trusted: Vec<VerifyingKey>,
+    own: Vec<Signer>,
+    audit: [u8; 32],
+    /// Where more public keys are read from, if anywhere.
+    dir: Option<PathBuf>,
+    trusted: Mutex<Trusted>,
     /// Tokens whose signature has verified, with their claims: a signature
     /// check costs tens of microseconds, and every call of a session carries
     /// the same token. The claims' times are checked again on every use.
     verified: Mutex<HashMap<String, Claims>>,
 }
 
+struct Trusted {
+    /// Key id → (part, key).
+    keys: HashMap<String, (String, VerifyingKey)>,
+    read_at: Option<Instant>,
+    /// The folder's modification time when it was read: a key added or removed changes it.
+    dir_modified: Option<std::time::SystemTime>,
+}
+
 /// Verified tokens remembered at most; past this the memory starts afresh.
 const MOST_VERIFIED: usize = 4096;
+/// How often the keys folder is read again even when it looks unchanged.
+const REREAD_ALWAYS: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keys")
-            .field("trusted", &self.inner.trusted.len())
+            .field(
+                "signs_as",
+                &self.inner.own.iter().map(|s| &s.part).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Keys {
-    /// A fresh random key pair (tests, and the embedded default's first start).
+    /// A fresh key for every part, all held and trusted by this one value: the
+    /// whole suite in one process (tests).
     pub fn generate() -> Keys {
-        Keys::from_signing(SigningKey::generate(&mut rand_core::OsRng), Vec::new())
+        Keys::generate_parts(&PARTS)
     }
 
-    fn from_signing(signing: SigningKey, mut trusted: Vec<VerifyingKey>) -> Keys {
-        trusted.insert(0, signing.verifying_key());
-        Keys {
-            inner: Arc::new(KeysInner {
-                signing,
-                trusted,
-                verified: Mutex::default(),
-            }),
-        }
-    }
-
-    /// Loads the keys the settings name, creating the private key if allowed and missing.
-    pub fn load(settings: &AuthSettings) -> anyhow::Result<Keys> {
-        let path = &settings.key_file;
-        if !path.exists() {
-            if !settings.create_if_missing {
-                anyhow::bail!(
-                    "no signing key at {} (set LINLI_AUTH_KEY_FILE to a PKCS#8 Ed25519 key, e.g. from \
-                     `openssl genpkey -algorithm ed25519`)",
-                    path.display()
-                );
-            }
-            write_new_key(path)?;
-        }
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e}", path.display()))?;
-        let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not a PKCS#8 Ed25519 private key: {e}",
-                path.display()
-            )
-        })?;
-        let trusted = settings
-            .trusted_public_keys
+    /// Fresh keys for `parts` only, trusting nothing else.
+    pub fn generate_parts(parts: &[&str]) -> Keys {
+        let own = parts
             .iter()
-            .map(|p| {
-                let pem = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-                VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
-                    anyhow::anyhow!("{} is not an Ed25519 public key: {e}", p.display())
-                })
+            .map(|p| (p.to_string(), SigningKey::generate(&mut rand_core::OsRng)))
+            .collect();
+        Keys::from_own(own, None, None)
+    }
+
+    fn from_own(
+        own: Vec<(String, SigningKey)>,
+        audit: Option<[u8; 32]>,
+        dir: Option<PathBuf>,
+    ) -> Keys {
+        let own: Vec<Signer> = own
+            .into_iter()
+            .map(|(part, key)| Signer {
+                kid: crate::keyring::key_id(&part, &key.verifying_key()),
+                part,
+                key,
+            })
+            .collect();
+        let audit = audit.unwrap_or_else(|| {
+            own.first()
+                .map(|s| crate::keyring::derive_audit_secret(&s.key))
+                .unwrap_or_default()
+        });
+        let keys = Keys {
+            inner: Arc::new(KeysInner {
+                audit,
+                dir,
+                trusted: Mutex::new(Trusted {
+                    keys: HashMap::new(),
+                    read_at: None,
+                    dir_modified: None,
+                }),
+                verified: Mutex::default(),
+                own,
+            }),
+        };
+        keys.reread();
+        keys
+    }
+
+    /// Loads the private keys of `parts` (the service first, then any other part
+    /// it is, e.g. the gateway is also the issuer) and the folder's public keys.
+    pub fn load(settings: &AuthSettings, parts: &[&str]) -> anyhow::Result<Keys> {
+        let own = parts
+            .iter()
+            .map(|part| {
+                let path = settings.private_key_file(part);
+                crate::keyring::load_private(&path, part, settings.create_if_missing)
+                    .map(|key| (part.to_string(), key))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let keys = Keys::from_signing(signing, trusted);
+        let audit = settings
+            .audit_key_file
+            .as_deref()
+            .map(crate::keyring::audit_secret)
+            .transpose()?;
+        // A folder that cannot be read is a start-up error, not a quiet "trust nobody".
+        crate::keyring::scan_public(&settings.keys_dir)?;
+        let keys = Keys::from_own(own, audit, Some(settings.keys_dir.clone()));
         crate::audit::use_key(keys.audit_key());
         Ok(keys)
     }
 
-    /// The key the audit chain is sealed with: derived from the private key, so
-    /// it lives where that key lives, never in the database. Someone who can
-    /// write to the database but does not hold this key cannot rewrite a record
-    /// and re-seal the chain after it.
+    /// The secret the audit chain is sealed with: derived from the service's own
+    /// private key (or the one `audit_key_file` names), so it lives where that
+    /// key lives, never in the database. Someone who can write to the database
+    /// but does not hold it cannot rewrite a record and re-seal the chain after it.
     pub fn audit_key(&self) -> [u8; 32] {
-        crate::audit::hmac_sha256(self.inner.signing.as_bytes(), b"linli audit chain v1")
+        self.inner.audit
     }
 
-    /// The private key as PKCS#8 PEM.
-    pub fn private_pem(&self) -> String {
+    /// The private key of `part` as PKCS#8 PEM, if this process holds it.
+    pub fn private_pem(&self, part: &str) -> Option<String> {
+        self.signer(part)
+            .map(|s| crate::keyring::private_pem(&s.key))
+    }
+
+    /// The public key of `part` as PEM, if this process holds its private key.
+    pub fn public_pem(&self, part: &str) -> Option<String> {
+        self.signer(part)
+            .map(|s| crate::keyring::public_pem(&s.key.verifying_key()))
+    }
+
+    /// Writes the public halves of this process's keys into `dir`, as `<part>.pub.pem`.
+    pub fn write_public(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for s in &self.inner.own {
+            std::fs::write(
+                dir.join(format!("{}.pub.pem", s.part)),
+                crate::keyring::public_pem(&s.key.verifying_key()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn signer(&self, part: &str) -> Option<&Signer> {
+        self.inner.own.iter().find(|s| s.part == part)
+    }
+
+    /// Whether this process may sign `claims`: it holds the key of the part that signs for their subject.
+    pub fn can_sign(&self, claims: &Claims) -> bool {
         self.inner
-            .signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .map(|p| p.to_string())
-            .expect("an Ed25519 key always encodes")
+            .own
+            .iter()
+            .any(|s| may_sign_for(&s.part, &claims.sub))
     }
 
-    /// The public key as PEM, for parties that only verify.
-    pub fn public_pem(&self) -> String {
-        self.inner
-            .signing
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .expect("an Ed25519 key always encodes")
-    }
-
-    /// A signed token for `claims`.
+    /// A signed token for `claims`, with `iss` and `aud` set. A person's token is
+    /// signed with the issuer's key, `service:<name>` with that service's.
+    ///
+    /// # Panics
+    /// When this process holds no such key: the parts a process is are fixed
+    /// when it loads its keys, so this is a mistake in the code, not in input.
     pub fn sign(&self, claims: &Claims) -> String {
-        self.sign_payload(claims)
+        let signer = self
+            .inner
+            .own
+            .iter()
+            .find(|s| may_sign_for(&s.part, &claims.sub))
+            .unwrap_or_else(|| panic!("this process holds no key to sign for {}", claims.sub));
+        let mut claims = claims.clone();
+        claims.iss = signer.part.clone();
+        claims.aud = AUDIENCE.into();
+        self.sign_with(signer, &claims)
     }
 
-    /// A signed token with any payload: for tests of what verification refuses.
-    pub fn sign_payload<T: Serialize>(&self, claims: &T) -> String {
+    /// A token with any payload, signed by `part`'s key: for tests of what verification refuses.
+    pub fn sign_payload<T: Serialize>(&self, part: &str, claims: &T) -> String {
+        let signer = self.signer(part).expect("a key this process holds");
+        self.sign_with(signer, claims)
+    }
+
+    fn sign_with<T: Serialize>(&self, signer: &Signer, claims: &T) -> String {
         let header = Header {
             alg: "EdDSA".into(),
             typ: "JWT".into(),
+            kid: signer.kid.clone(),
         };
         let signing_input = format!("{}.{}", b64_json(&header), b64_json(claims));
-        let signature = self.inner.signing.sign(signing_input.as_bytes());
+        let signature = signer.key.sign(signing_input.as_bytes());
         format!("{signing_input}.{}", B64.encode(signature.to_bytes()))
+    }
+
+    fn dir_modified(&self) -> Option<std::time::SystemTime> {
+        let dir = self.inner.dir.as_ref()?;
+        std::fs::metadata(dir).and_then(|m| m.modified()).ok()
+    }
+
+    /// Reads the keys folder again (and the process's own keys): the trusted set.
+    fn reread(&self) {
+        let modified = self.dir_modified();
+        let mut keys: HashMap<String, (String, VerifyingKey)> = self
+            .inner
+            .own
+            .iter()
+            .map(|s| (s.kid.clone(), (s.part.clone(), s.key.verifying_key())))
+            .collect();
+        if let Some(dir) = &self.inner.dir {
+            match crate::keyring::scan_public(dir) {
+                Ok(found) => {
+                    for (part, key) in found {
+                        keys.insert(crate::keyring::key_id(&part, &key), (part, key));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "keys folder unreadable; keeping the keys known")
+                }
+            }
+        }
+        let mut trusted = self.trusted();
+        if trusted.keys.len() != keys.len() || keys.keys().any(|k| !trusted.keys.contains_key(k)) {
+            // A key left: tokens it signed must be checked again.
+            self.verified().clear();
+        }
+        trusted.keys = keys;
+        trusted.read_at = Some(Instant::now());
+        trusted.dir_modified = modified;
+    }
+
+    /// The part and key of `kid`. The folder is read again when the key is
+    /// unknown and the folder changed since it was read (one `stat`, so tokens
+    /// naming made-up keys cost no more), and every half minute regardless.
+    fn trusted_key(&self, kid: &str) -> Option<(String, VerifyingKey)> {
+        let (found, stale, seen) = {
+            let trusted = self.trusted();
+            (
+                trusted.keys.get(kid).cloned(),
+                self.inner.dir.is_some()
+                    && trusted.read_at.is_none_or(|t| t.elapsed() >= REREAD_ALWAYS),
+                trusted.dir_modified,
+            )
+        };
+        if stale || (found.is_none() && self.inner.dir.is_some() && self.dir_modified() != seen) {
+            self.reread();
+            return self.trusted().keys.get(kid).cloned();
+        }
+        found
+    }
+
+    fn trusted(&self) -> std::sync::MutexGuard<'_, Trusted> {
+        self.inner.trusted.lock().expect("the trusted keys' lock")
     }
 
     /// The claims of a token this process trusts, if it is well formed, signed by a
     /// trusted key and current. Every failure is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> Result<Claims> {
+        // Remembered tokens skip the key lookup: a retired key must still drop out.
+        let stale = self.inner.dir.is_some()
+            && self
+                .trusted()
+                .read_at
+                .is_none_or(|t| t.elapsed() >= REREAD_ALWAYS);
+        if stale {
+            self.reread();
+        }
         let known = self.verified().get(token).cloned();
         let claims = match known {
             Some(claims) => claims,
@@ -292,7 +451,8 @@ impl Keys {
             .expect("the verified tokens' lock")
     }
 
-    /// The claims of a well-formed token signed by a trusted key, times not checked.
+    /// The claims of a well-formed token signed by a trusted key of a part that
+    /// may sign for its subject, times not checked.
     fn verify_signed(&self, token: &str) -> Result<Claims> {
         let bad = |why: &str| Error::Unauthenticated(format!("invalid token: {why}"));
         let mut parts = token.split('.');
@@ -309,18 +469,19 @@ impl Keys {
         if header.alg != "EdDSA" {
             return Err(bad("only EdDSA tokens are accepted"));
         }
+        if header.kid.is_empty() {
+            return Err(bad("no key id (kid)"));
+        }
+        let (part, key) = self
+            .trusted_key(&header.kid)
+            .ok_or_else(|| bad("signed by a key not trusted here"))?;
         let signature = B64
             .decode(signature)
             .ok()
             .and_then(|s| Signature::from_slice(&s).ok())
             .ok_or_else(|| bad("unreadable signature"))?;
         let signing_input = &token[..header_and_payload_len(token)];
-        if !self
-            .inner
-            .trusted
-            .iter()
-            .any(|k| k.verify(signing_input.as_bytes(), &signature).is_ok())
-        {
+        if key.verify(signing_input.as_bytes(), &signature).is_err() {
             return Err(bad("signature does not verify"));
         }
         let claims: Claims = B64
@@ -330,6 +491,18 @@ impl Keys {
             .ok_or_else(|| bad("unreadable claims"))?;
         if claims.sub.is_empty() {
             return Err(bad("no subject"));
+        }
+        if claims.aud != AUDIENCE {
+            return Err(bad("not meant for linli (aud)"));
+        }
+        if claims.iss != part {
+            return Err(bad("issuer (iss) is not the signing key's part"));
+        }
+        if !may_sign_for(&part, &claims.sub) {
+            return Err(bad(&format!(
+                "the {part} key does not sign for {}",
+                claims.sub
+            )));
         }
         Ok(claims)
     }
@@ -382,44 +555,6 @@ fn b64_json<T: Serialize>(v: &T) -> String {
     B64.encode(serde_json::to_vec(v).expect("plain structs always serialize"))
 }
 
-fn write_new_key(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    }
-    let pem = Keys::generate().private_pem();
-    // Write aside and link into place: services starting together must all end
-    // up with the one key that won, never a half-written file.
-    // The aside name is unique to this attempt, so two threads (or processes) racing
-    // to make the key never trip over each other's half-written file.
-    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), crate::new_id()));
-    write_private(&tmp, &pem)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), "generated a new token signing key");
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
-    }
-}
-
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// Verifies the caller of every RPC of the service it wraps (health and
 /// reflection are served beside it, unwrapped) and puts the [`Actor`] into the
 /// request's extensions for the handlers.
@@ -453,6 +588,14 @@ mod tests {
         md
     }
 
+    fn unauth(r: Result<Claims>) -> bool {
+        matches!(r, Err(Error::Unauthenticated(_)))
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("linli-{name}-{}", crate::new_id()))
+    }
+
     #[test]
     fn a_signed_token_round_trips_into_an_actor() {
         let keys = Keys::generate();
@@ -460,7 +603,16 @@ mod tests {
             .community("c1")
             .cadre("cadre-7");
         let token = keys.sign(&claims);
-        assert_eq!(keys.verify(&token).unwrap(), claims);
+        let read = keys.verify(&token).unwrap();
+        assert_eq!(read.iss, ISSUER);
+        assert_eq!(read.aud, AUDIENCE);
+        assert_eq!(
+            Claims {
+                iss: String::new(),
+                ..read
+            },
+            claims
+        );
         let actor = keys.authenticate(&md(&token)).unwrap();
         assert_eq!(actor.id, "account:7");
         assert_eq!(actor.role, Role::Cadre);
@@ -475,7 +627,6 @@ mod tests {
         let keys = Keys::generate();
         let other = Keys::generate();
         let claims = Claims::new("account:1", Role::Resident, Duration::from_secs(60));
-        let unauth = |r: Result<Claims>| matches!(r, Err(Error::Unauthenticated(_)));
 
         assert!(unauth(keys.verify(&other.sign(&claims))), "wrong key");
         let mut old = claims.clone();
@@ -489,10 +640,10 @@ mod tests {
         // Raise the role in the payload and keep the signature, after the
         // genuine token has been verified (and remembered).
         let token = keys.sign(&claims);
-        assert_eq!(keys.verify(&token).unwrap(), claims);
-        assert_eq!(keys.verify(&token).unwrap(), claims);
+        let genuine = keys.verify(&token).unwrap();
+        assert_eq!(keys.verify(&token).unwrap(), genuine);
         let mut parts: Vec<&str> = token.split('.').collect();
-        let mut raised = claims.clone();
+        let mut raised = genuine.clone();
         raised.role = Role::Admin;
         let payload = B64.encode(serde_json::to_vec(&raised).unwrap());
         parts[1] = &payload;
@@ -506,6 +657,117 @@ mod tests {
         );
         assert!(unauth(keys.verify(&none)), "alg none");
         assert!(unauth(keys.verify("garbage")), "garbage");
+
+        // Signed by a trusted key, but for another audience, with no issuer, or with no key id.
+        let elsewhere = Claims {
+            iss: ISSUER.into(),
+            aud: "elsewhere".into(),
+            ..claims.clone()
+        };
+        assert!(
+            unauth(keys.verify(&keys.sign_payload(ISSUER, &elsewhere))),
+            "aud"
+        );
+        assert!(
+            unauth(keys.verify(&keys.sign_payload(ISSUER, &claims))),
+            "no iss"
+        );
+        let header = B64.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        parts[0] = header;
+        assert!(unauth(keys.verify(&parts.join("."))), "no kid");
+    }
+
+    /// What one compromised service could do with its own key: speak for a
+    /// person, for another service, or claim to be the issuer. None passes.
+    #[test]
+    fn a_service_key_signs_for_that_service_alone() {
+        let dir = temp_dir("split");
+        let issuer = Keys::generate_parts(&[ISSUER]);
+        let issues = Keys::generate_parts(&["issues"]);
+        issuer.write_public(&dir).unwrap();
+        issues.write_public(&dir).unwrap();
+        let people = Keys::load(&AuthSettings::in_dir(&dir, true), &["people"]).unwrap();
+
+        let admin = Claims::new("account:1", Role::Admin, Duration::from_secs(60)).county();
+        assert!(
+            people.verify(&issuer.sign(&admin)).is_ok(),
+            "the issuer's person token"
+        );
+        let own = issues.service_actor("issues");
+        assert!(
+            people.verify(own.token().unwrap()).is_ok(),
+            "issues as itself"
+        );
+
+        let as_issuer = Claims {
+            iss: ISSUER.into(),
+            ..admin.clone()
+        };
+        let as_issues = Claims {
+            iss: "issues".into(),
+            ..admin.clone()
+        };
+        for forged in [
+            issues.sign_payload("issues", &as_issuer),
+            issues.sign_payload("issues", &as_issues),
+        ] {
+            let Err(Error::Unauthenticated(msg)) = people.verify(&forged) else {
+                panic!("a service key spoke for a person")
+            };
+            assert!(
+                msg.contains("iss") || msg.contains("does not sign"),
+                "{msg}"
+            );
+        }
+        let mut other_service =
+            Claims::new("service:logistics", Role::Admin, Duration::from_secs(60)).county();
+        other_service.iss = "issues".into();
+        assert!(
+            unauth(people.verify(&issues.sign_payload("issues", &other_service))),
+            "issues spoke for logistics"
+        );
+        let mut service_by_issuer = other_service.clone();
+        service_by_issuer.iss = ISSUER.into();
+        assert!(
+            unauth(people.verify(&issuer.sign_payload(ISSUER, &service_by_issuer))),
+            "the issuer spoke for a service"
+        );
+        assert!(
+            std::panic::catch_unwind(|| issues.sign(&admin)).is_err(),
+            "issues signed a person's token"
+        );
+        assert!(!issues.can_sign(&admin) && issuer.can_sign(&admin));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_rotated_key_is_accepted_until_its_file_is_removed() {
+        let dir = temp_dir("rotate");
+        let old = Keys::generate_parts(&[ISSUER]);
+        old.write_public(&dir).unwrap();
+        let verifier = Keys::load(&AuthSettings::in_dir(&dir, true), &["issues"]).unwrap();
+        let claims = Claims::new("account:1", Role::Admin, Duration::from_secs(600)).county();
+        let before = old.sign(&claims);
+        assert!(verifier.verify(&before).is_ok());
+
+        // The new key takes the name; the old public key stays beside it, labelled.
+        std::fs::rename(
+            dir.join("issuer.pub.pem"),
+            dir.join("issuer.retiring.pub.pem"),
+        )
+        .unwrap();
+        let new = Keys::generate_parts(&[ISSUER]);
+        new.write_public(&dir).unwrap();
+        // Its first token names a key id not seen yet, and the folder changed: read again.
+        assert!(verifier.verify(&new.sign(&claims)).is_ok(), "new key");
+        assert!(verifier.verify(&before).is_ok(), "old key, still listed");
+
+        std::fs::remove_file(dir.join("issuer.retiring.pub.pem")).unwrap();
+        verifier.reread();
+        assert!(unauth(verifier.verify(&before)), "retired key");
+        assert!(verifier.verify(&new.sign(&claims)).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -524,31 +786,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_load_from_pem_and_trust_extra_public_keys() {
-        let dir = std::env::temp_dir().join(format!("linli-keys-{}", crate::new_id()));
-        let settings = AuthSettings {
-            key_file: dir.join("auth-key.pem"),
-            create_if_missing: false,
-            trusted_public_keys: Vec::new(),
+    fn keys_load_from_their_folder_made_only_when_allowed() {
+        let dir = temp_dir("keys");
+        let settings = AuthSettings::in_dir(&dir, false);
+        let Err(e) = Keys::load(&settings, &["gateway", ISSUER]) else {
+            panic!("a missing key was not refused")
         };
-        assert!(Keys::load(&settings).is_err(), "missing key, no creation");
-        let created = Keys::load(&AuthSettings {
-            create_if_missing: true,
-            ..settings.clone()
-        })
-        .unwrap();
-        let again = Keys::load(&settings).unwrap();
-        assert_eq!(created.public_pem(), again.public_pem());
+        assert!(e.to_string().contains("no gateway key at"), "{e}");
+        let created = Keys::load(&AuthSettings::in_dir(&dir, true), &["gateway", ISSUER]).unwrap();
+        for part in ["gateway", ISSUER] {
+            assert!(dir.join(format!("{part}.key.pem")).exists());
+            assert_eq!(
+                std::fs::read_to_string(dir.join(format!("{part}.pub.pem"))).unwrap(),
+                created.public_pem(part).unwrap()
+            );
+        }
+        let again = Keys::load(&settings, &["gateway", ISSUER]).unwrap();
+        assert_eq!(created.public_pem(ISSUER), again.public_pem(ISSUER));
+        assert_eq!(created.audit_key(), again.audit_key());
+        // The issuer's key held by the gateway is not read by a service that is only itself.
+        let people = Keys::load(&AuthSettings::in_dir(&dir, true), &["people"]).unwrap();
+        assert!(people.private_pem(ISSUER).is_none());
+        assert_ne!(people.audit_key(), again.audit_key());
 
-        let old = Keys::generate();
-        std::fs::write(dir.join("old.pub.pem"), old.public_pem()).unwrap();
-        let rotating = Keys::load(&AuthSettings {
-            trusted_public_keys: vec![dir.join("old.pub.pem")],
-            ..settings
-        })
-        .unwrap();
-        let claims = Claims::new("account:1", Role::Admin, Duration::from_secs(60)).county();
-        assert!(rotating.verify(&old.sign(&claims)).is_ok());
+        let made = crate::keyring::init_dir(&dir).unwrap();
+        assert_eq!(made, vec!["issues", "logistics"], "only the missing parts");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -38,7 +38,7 @@ where
         tracing::info!(database = %settings.database_url, "{service} starting");
         // Every command that writes seals the audit chain with the suite's key. A command
         // that needs none (migrate on a deployment whose key is elsewhere) still runs.
-        if let Err(e) = crate::auth::Keys::load(&settings.auth) {
+        if let Err(e) = crate::auth::Keys::load(&settings.auth, &[service]) {
             tracing::debug!(error = %e, "no signing key loaded; audit records cannot be written");
         }
         let result = command.await;

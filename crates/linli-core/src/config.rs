@@ -78,19 +78,22 @@ pub struct CommonArgs {
     /// OTLP/gRPC endpoint to export traces to (e.g. http://127.0.0.1:4317); no export when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
     pub otlp_endpoint: Option<String>,
-    /// Ed25519 private key (PKCS#8 PEM) that tokens are signed with and checked against
-    /// [default: data/auth-key.pem; generated if missing on SQLite only, required with PostgreSQL].
-    #[arg(long, env = "LINLI_AUTH_KEY_FILE", global = true)]
-    pub auth_key_file: Option<PathBuf>,
-    /// More public keys (PEM files, comma-separated) whose tokens are accepted, e.g. the
-    /// previous key during a rotation.
-    #[arg(
-        long,
-        env = "LINLI_AUTH_TRUSTED_KEYS",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub auth_trusted_keys: Vec<PathBuf>,
+    /// The keys folder: every part's public key (`<part>.pub.pem`, and `<part>.<label>.pub.pem`
+    /// during a rotation) and by default the private keys (`<part>.key.pem`) [default:
+    /// data/keys; the missing keys are made on SQLite only, a PostgreSQL deployment is given them].
+    #[arg(long, env = "LINLI_KEYS_DIR", global = true)]
+    pub keys_dir: Option<PathBuf>,
+    /// This service's private key [default: <keys-dir>/<service>.key.pem].
+    #[arg(long, env = "LINLI_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// The issuer's private key, for the gateway (and `linli-people token`), which sign people's
+    /// tokens [default: <keys-dir>/issuer.key.pem].
+    #[arg(long, env = "LINLI_ISSUER_KEY_FILE", global = true)]
+    pub issuer_key_file: Option<PathBuf>,
+    /// A private key whose derived secret seals this service's audit chain, when not its own
+    /// key: the suite's old shared key after upgrading, so earlier chains still verify.
+    #[arg(long, env = "LINLI_AUDIT_KEY_FILE", global = true)]
+    pub audit_key_file: Option<PathBuf>,
 }
 
 /// The same settings as read from the file.
@@ -111,8 +114,10 @@ struct FileCommon {
     utc_offset: Option<String>,
     max_concurrent_requests: Option<usize>,
     otlp_endpoint: Option<String>,
-    auth_key_file: Option<PathBuf>,
-    auth_trusted_keys: Option<Vec<PathBuf>>,
+    keys_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    issuer_key_file: Option<PathBuf>,
+    audit_key_file: Option<PathBuf>,
 }
 
 /// A database URL that never prints its password.
@@ -295,17 +300,18 @@ impl Settings {
                 "handshake_timeout_secs",
             )?,
         };
-        let key_file = args.auth_key_file.clone().or(f.auth_key_file);
         let auth = AuthSettings {
-            // Only the embedded default makes its own key; a production deployment
-            // must be given one, so that replicas all trust the same signer.
+            // Only the embedded default makes its own keys; a production deployment
+            // is given them, so that every replica of a part signs with the same key.
             create_if_missing: database_url.starts_with("sqlite:"),
-            key_file: key_file.unwrap_or_else(|| AuthSettings::DEFAULT_KEY_FILE.into()),
-            trusted_public_keys: if args.auth_trusted_keys.is_empty() {
-                f.auth_trusted_keys.unwrap_or_default()
-            } else {
-                args.auth_trusted_keys.clone()
-            },
+            keys_dir: args
+                .keys_dir
+                .clone()
+                .or(f.keys_dir)
+                .unwrap_or_else(|| AuthSettings::DEFAULT_KEYS_DIR.into()),
+            key_file: args.key_file.clone().or(f.key_file),
+            issuer_key_file: args.issuer_key_file.clone().or(f.issuer_key_file),
+            audit_key_file: args.audit_key_file.clone().or(f.audit_key_file),
         };
         Ok(Settings {
             listen,

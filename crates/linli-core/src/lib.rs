@@ -16,6 +16,7 @@ pub mod edge;
 pub mod error;
 pub mod feed;
 pub mod idempotency;
+pub mod keyring;
 pub mod mask;
 pub mod metrics;
 pub mod page;

@@ -282,9 +282,13 @@ pub fn authed(channel: Channel) -> AuthedChannel {
 pub fn as_role<T>(msg: T, role: &str) -> tonic::Request<T> {
     let token = match role.parse::<crate::Role>() {
         Ok(role) => token(role, None),
-        Err(_) => keys().sign_payload(&serde_json::json!({
-            "sub": "test", "role": role, "county": true, "iat": 0, "exp": i64::MAX / 2,
-        })),
+        Err(_) => keys().sign_payload(
+            crate::auth::ISSUER,
+            &serde_json::json!({
+                "sub": "test", "role": role, "county": true, "iat": 0, "exp": i64::MAX / 2,
+                "iss": crate::auth::ISSUER, "aud": crate::auth::AUDIENCE,
+            }),
+        ),
     };
     with_token(msg, &token)
 }

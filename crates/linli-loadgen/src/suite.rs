@@ -49,31 +49,21 @@ impl Layout {
         }
     }
 
-    pub fn key_file(&self) -> PathBuf {
-        self.dir.join("auth-key.pem")
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
     }
 
-    /// Makes the suite's signing key if there is none yet (the services make
-    /// their own only on SQLite; a PostgreSQL deployment is given one).
+    /// Makes every part's keys if they are not there yet (the services make
+    /// their own only on SQLite; a PostgreSQL deployment is given them).
     pub fn ensure_key(&self) -> anyhow::Result<()> {
-        let path = self.key_file();
-        if !path.exists() {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?
-                .write_all(linli_core::auth::Keys::generate().private_pem().as_bytes())?;
-        }
+        linli_core::keyring::init_dir(&self.keys_dir())?;
         Ok(())
     }
 
     /// A program of the suite, configured with the suite's key and the service's database.
     pub fn command(&self, program: &str, service: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
-        cmd.env("LINLI_AUTH_KEY_FILE", self.key_file())
+        cmd.env("LINLI_KEYS_DIR", self.keys_dir())
             .arg("--database-url")
             .arg(self.database_url(service));
         cmd

@@ -1,4 +1,4 @@
-//! The `linli-gateway` command: serve (the default) or migrate.
+//! The `linli-gateway` command: serve (the default), migrate, Open311 keys, the suite's keys.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -78,6 +78,14 @@ pub enum Command {
     Migrate,
     /// Exit 0 when the server on the configured address reports SERVING (a container health check).
     Health,
+    /// Write the keys each part of the suite holds (issuer, people, issues, logistics,
+    /// gateway) into a folder, keeping any already there; see deploy/README.md for
+    /// which file goes where.
+    Keys {
+        /// The folder to write `<part>.key.pem` and `<part>.pub.pem` into.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -85,12 +93,29 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Keys { dir }) = &cli.command {
+        let made = linli_core::keyring::init_dir(dir)?;
+        println!(
+            "{}: {}",
+            dir.display(),
+            if made.is_empty() {
+                "every part's keys were there already".to_owned()
+            } else {
+                format!("wrote the keys of {}", made.join(", "))
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Settings::resolve(&cli)?;
     let common = settings.common.clone();
     linli_core::cli::run("gateway", &common, async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app = Application::build(
+                    settings,
+                    Keys::load(&common.auth, &["gateway", linli_core::auth::ISSUER])?,
+                )
+                .await?;
                 let _jobs = app.spawn_jobs();
                 let http = tokio::net::TcpListener::bind(app.settings.http_listen)
                     .await
@@ -114,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 code
             }
             Command::Open311Key { name, community } => {
-                let keys = Keys::load(&common.auth)?;
+                let keys = Keys::load(&common.auth, &["gateway", linli_core::auth::ISSUER])?;
                 let app = Application::build(settings, keys).await?;
                 let community_id = app.community_id(&community).await?;
                 let key = crate::web::open311::add_key(&app.db, &name, &community_id).await?;
@@ -125,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Health => linli_core::cli::health(&common, crate::SERVICE_NAME).await,
+            Command::Keys { .. } => unreachable!("handled before the runtime starts"),
             Command::Migrate => {
                 crate::open_db(&settings).await?;
                 println!("database schema is up to date");

@@ -62,7 +62,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     linli_core::cli::run("issues", &common, async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app =
+                    Application::build(settings, Keys::load(&common.auth, &["issues"])?).await?;
                 let _jobs = app.spawn_jobs();
                 linli_core::cli::serve("issues", &common, app.grpc_server()).await
             }
@@ -76,7 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issues_per_community,
                 jobs,
             } => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app =
+                    Application::build(settings, Keys::load(&common.auth, &["issues"])?).await?;
                 crate::seed::county(
                     &app.store,
                     &app.people,
@@ -88,7 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app =
+                    Application::build(settings, Keys::load(&common.auth, &["issues"])?).await?;
                 crate::seed::run(&app.store, &app.people, &app.keys.service_actor("issues"))
                     .await?;
                 Ok(ExitCode::SUCCESS)

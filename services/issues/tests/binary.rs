@@ -48,6 +48,9 @@ async fn starts_without_people_and_answers_unavailable() {
     let addr = format!("127.0.0.1:{}", free_port());
     // Nothing listens on the people address.
     let people = format!("http://127.0.0.1:{}", free_port());
+    // The issuer (the gateway) holds its key; the service is given only the public half.
+    let issuer = linli_core::auth::Keys::generate_parts(&[linli_core::auth::ISSUER]);
+    issuer.write_public(&dir.join("keys")).unwrap();
     let mut child = Command::new(BIN)
         .args([
             "--database-url",
@@ -58,7 +61,7 @@ async fn starts_without_people_and_answers_unavailable() {
             &people,
             "serve",
         ])
-        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
+        .env("LINLI_KEYS_DIR", dir.join("keys"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,14 +99,11 @@ async fn starts_without_people_and_answers_unavailable() {
         source: pb::Source::Hotline as i32,
         ..Default::default()
     };
-    // The service made its own key on first start; sign with it as the gateway would.
-    let keys = linli_core::auth::Keys::load(&linli_core::auth::AuthSettings {
-        key_file: dir.join("auth-key.pem"),
-        create_if_missing: false,
-        trusted_public_keys: vec![],
-    })
-    .unwrap();
-    let admin = keys.sign(
+    // The service made its own key on first start, and no other part's.
+    assert!(dir.join("keys/issues.key.pem").exists());
+    assert!(dir.join("keys/issues.pub.pem").exists());
+    assert!(!dir.join("keys/issuer.key.pem").exists());
+    let admin = issuer.sign(
         &linli_core::auth::Claims::new("test", linli_core::Role::Admin, Duration::from_secs(60))
             .county(),
     );

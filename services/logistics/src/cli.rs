@@ -55,7 +55,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     linli_core::cli::run("logistics", &common, async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app =
+                    Application::build(settings, Keys::load(&common.auth, &["logistics"])?).await?;
                 let _jobs = app.spawn_jobs();
                 linli_core::cli::serve("logistics", &common, app.grpc_server()).await
             }
@@ -66,7 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Seed => {
-                let app = Application::build(settings, Keys::load(&common.auth)?).await?;
+                let app =
+                    Application::build(settings, Keys::load(&common.auth, &["logistics"])?).await?;
                 crate::seed::run(
                     &app.store,
                     &app.people,

@@ -55,8 +55,27 @@ pub enum Command {
         jobs: usize,
     },
     /// Print a signed access token, for operators calling a service directly
-    /// (e.g. with `buf curl -H "authorization: Bearer $TOKEN"`).
+    /// (e.g. with `buf curl -H "authorization: Bearer $TOKEN"`); needs the
+    /// issuer's key, and the database only to find a community
+    /// (`linli-people token --help` lists its own flags).
     Token(TokenArgs),
+}
+
+/// `linli-people token`: its own flags only, the keys it needs and nothing else.
+#[derive(Debug, Parser)]
+#[command(name = "linli-people token", version)]
+pub struct TokenCli {
+    #[command(flatten)]
+    pub args: TokenArgs,
+    /// The suite's keys folder, where the issuer's key is looked for [default: data/keys].
+    #[arg(long, env = "LINLI_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+    /// The issuer's private key [default: <keys-dir>/issuer.key.pem].
+    #[arg(long, env = "LINLI_ISSUER_KEY_FILE")]
+    pub issuer_key_file: Option<PathBuf>,
+    /// The people database, to find --community by name [default: sqlite://data/people.db].
+    #[arg(long, env = "LINLI_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,24 +102,63 @@ pub struct TokenArgs {
 }
 
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "token") {
+        let mut argv: Vec<_> = std::env::args_os().collect();
+        argv.remove(1);
+        return linli_core::cli::exit_with(
+            "linli-people token",
+            run_token(TokenCli::parse_from(argv)),
+        );
+    }
     linli_core::cli::exit_with("linli-people", run(Cli::parse()))
 }
 
+/// Signs a token with the issuer's key found where the suite keeps it, never
+/// making a key or a database of its own.
+fn run_token(cli: TokenCli) -> anyhow::Result<ExitCode> {
+    let mut auth = linli_core::auth::AuthSettings::in_dir(
+        cli.keys_dir
+            .unwrap_or_else(|| linli_core::auth::AuthSettings::DEFAULT_KEYS_DIR.into()),
+        false,
+    );
+    auth.issuer_key_file = cli.issuer_key_file;
+    let keys = Keys::load(&auth, &[linli_core::auth::ISSUER]).map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}; run this where the suite keeps its keys, or set --keys-dir / LINLI_KEYS_DIR"
+        )
+    })?;
+    let url = cli
+        .database_url
+        .unwrap_or_else(|| "sqlite://data/people.db".to_owned());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let token = runtime.block_on(token(&url, &keys, cli.args))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Token(args)) = cli.command {
+        // Flags before the word `token` (`linli-people --keys-dir k token …`).
+        return run_token(TokenCli {
+            args,
+            keys_dir: cli.common.keys_dir,
+            issuer_key_file: cli.common.issuer_key_file,
+            database_url: cli.common.database_url,
+        });
+    }
     let settings = Settings::resolve(&cli)?;
     let common = settings.common.clone();
     linli_core::cli::run("people", &common, async {
         let store = crate::open_store(&settings).await?;
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let app = Application::new(settings, store, Keys::load(&common.auth)?);
+                let app = Application::new(settings, store, Keys::load(&common.auth, &["people"])?);
                 linli_core::cli::serve("people", &common, app.grpc_server()).await
             }
-            Command::Token(args) => {
-                let keys = Keys::load(&common.auth)?;
-                println!("{}", token(&store, &keys, args).await?);
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Token(_) => unreachable!("handled before the settings"),
             Command::Health => linli_core::cli::health(&common, crate::SERVICE_NAME).await,
             Command::Migrate => {
                 println!("database schema is up to date");
@@ -125,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// A token with the claims an account of that role would get at login.
 async fn token(
-    store: &crate::Store,
+    database_url: &str,
     keys: &linli_core::auth::Keys,
     args: TokenArgs,
 ) -> anyhow::Result<String> {
@@ -136,7 +194,7 @@ async fn token(
     let ttl = std::time::Duration::from_secs(args.ttl_minutes.max(1) * 60);
     let mut claims = linli_core::auth::Claims::new(subject, args.role, ttl);
     claims = match args.community {
-        Some(c) => claims.community(store.find_community(&c).await?.id),
+        Some(c) => claims.community(community_id(database_url, &c).await?),
         None if matches!(args.role, Role::Admin | Role::Supervisor) => claims.county(),
         None => anyhow::bail!("--community is required for the {} role", args.role),
     };
@@ -148,4 +206,26 @@ async fn token(
         _ => {}
     }
     Ok(keys.sign(&claims))
+}
+
+/// The id of a community named by id or exact name, read from an existing people database.
+async fn community_id(database_url: &str, community: &str) -> anyhow::Result<String> {
+    if let Some(path) = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+    {
+        let file = path.split('?').next().unwrap_or_default();
+        if !std::path::Path::new(file).exists() {
+            anyhow::bail!(
+                "no people database at {file}: run this where the suite keeps its data, or set --database-url"
+            );
+        }
+    }
+    let db = linli_core::Db::connect(database_url).await?;
+    let store = crate::Store::new(
+        db,
+        crate::care::CarePolicy::default(),
+        linli_core::time::china_standard_time(),
+    );
+    Ok(store.find_community(community).await?.id)
 }

@@ -160,7 +160,7 @@ async fn serves_health_and_reflection_and_stops_on_sigterm() {
             "json",
             "serve",
         ])
-        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
+        .env("LINLI_KEYS_DIR", dir.join("keys"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -222,11 +222,58 @@ async fn serves_health_and_reflection_and_stops_on_sigterm() {
         .await
         .unwrap_err();
     assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+    // The service holds its own key only: an operator's token needs the issuer's,
+    // and without it the command says so and makes nothing.
+    let token_cmd = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["token", "--role", "admin"])
+            .env("LINLI_KEYS_DIR", dir.join("keys"))
+            .env_remove("LINLI_DATABASE_URL");
+        cmd
+    };
+    let out = token_cmd().output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no issuer key at"),
+        "{said}"
+    );
+    // Run from another folder with no settings: no key, no database made there.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
     let out = Command::new(BIN)
-        .args(["--database-url", &url, "token", "--role", "admin"])
-        .env("LINLI_AUTH_KEY_FILE", dir.join("auth-key.pem"))
+        .args(["token", "--role", "admin"])
+        .current_dir(&elsewhere)
+        .env_remove("LINLI_KEYS_DIR")
+        .env_remove("LINLI_DATABASE_URL")
         .output()
         .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("LINLI_KEYS_DIR"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "it made files"
+    );
+    // Its help lists its own flags, not the server's.
+    let help = Command::new(BIN)
+        .args(["token", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--role") && help.contains("--keys-dir"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("--listen") && !help.contains("--max-connections"),
+        "{help}"
+    );
+
+    linli_core::keyring::init_dir(&dir.join("keys")).unwrap();
+    let out = token_cmd().output().unwrap();
     assert!(
         out.status.success(),
         "{}",
