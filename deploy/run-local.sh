@@ -47,7 +47,8 @@ wait_for() {
 }
 
 echo "loading demo data (safe to repeat)..."
-"$BIN/linli-people" --database-url "$PEOPLE_DB" seed
+# This machine only: the demo accounts keep the published password.
+"$BIN/linli-people" --database-url "$PEOPLE_DB" seed --keep-demo-passwords
 
 "$BIN/linli-people" --database-url "$PEOPLE_DB" --listen "$PEOPLE_ADDR" serve &
 pids+=($!)

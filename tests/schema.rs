@@ -24,6 +24,10 @@ const NOT_DISTRIBUTED: &[(&str, &str)] = &[
         "accounts",
         "reference: logins, county roles have no community",
     ),
+    (
+        "ended_sessions",
+        "reference: ended logins of accounts, read whole by every service",
+    ),
     ("items", "reference: the county's item catalogue"),
     (
         "cadre_locks",

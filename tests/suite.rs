@@ -258,7 +258,12 @@ async fn the_suite_runs_as_separate_processes() {
         )
     };
 
-    run(linli("linli-people").args(["--database-url", &sqlite(&people_db), "seed"]));
+    run(linli("linli-people").args([
+        "--database-url",
+        &sqlite(&people_db),
+        "seed",
+        "--keep-demo-passwords",
+    ]));
     let mut people = Service::start("linli-people", &people_db, &[]);
     let people_channel = people.channel("linli.people.v1.PeopleService").await;
     let people_url = format!("http://{}", people.addr);
@@ -472,6 +477,57 @@ async fn the_suite_runs_as_separate_processes() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     views_matrix(&gateway_channel, &keys, &community.id).await;
+    // Logging out at the gateway ends that login's access token in every other
+    // process within a minute: people records the ending, each service reads it.
+    let out = demo_login(&gateway_channel, "wujing").await;
+    let issues_plain = issues.channel("linli.issues.v1.IssuesService").await;
+    let logistics_plain = logistics
+        .channel("linli.logistics.v1.LogisticsService")
+        .await;
+    let still = async || {
+        let i = IssuesServiceClient::new(issues_plain.clone())
+            .list_issues(linli_core::testing::with_token(
+                ipb::ListIssuesRequest::default(),
+                &out.access_token,
+            ))
+            .await;
+        let l = LogisticsServiceClient::new(logistics_plain.clone())
+            .list_depots(linli_core::testing::with_token(
+                lpb::ListDepotsRequest::default(),
+                &out.access_token,
+            ))
+            .await;
+        (i.map(|_| ()), l.map(|_| ()))
+    };
+    let (i, l) = still().await;
+    assert!(i.is_ok() && l.is_ok(), "{i:?} {l:?}");
+    gpb::auth_service_client::AuthServiceClient::new(gateway_channel.clone())
+        .logout(gpb::LogoutRequest {
+            refresh_token: out.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    let logged_out = Instant::now();
+    loop {
+        let (i, l) = still().await;
+        let ended = |r: &Result<(), tonic::Status>| {
+            r.as_ref()
+                .err()
+                .is_some_and(|s| s.code() == tonic::Code::Unauthenticated)
+        };
+        if ended(&i) && ended(&l) {
+            break;
+        }
+        assert!(
+            logged_out.elapsed() < Duration::from_secs(60),
+            "a logged-out token still works after a minute: {i:?} {l:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "after logout, issues and logistics refused the access token within {:?}",
+        logged_out.elapsed()
+    );
     // The containers' health check: the binary asks its own server.
     let healthy = run(linli("linli-issues").args(["--listen", &issues.addr, "health"]));
     assert!(String::from_utf8_lossy(&healthy.stdout).contains("SERVING"));
@@ -758,6 +814,7 @@ async fn a_killed_service_loses_no_acknowledged_write() {
         "--database-url",
         &format!("sqlite://{}", people_db.display()),
         "seed",
+        "--keep-demo-passwords",
     ]));
     let mut people = Service::start("linli-people", &people_db, &[]);
     let people_channel = people.channel("linli.people.v1.PeopleService").await;
@@ -915,7 +972,12 @@ async fn a_dashboard_call_is_one_trace_across_the_four_processes() {
     let url = |name: &str| format!("sqlite://{}", db(name).display());
     let _ = suite_keys();
     let otlp = ["--otlp-endpoint", endpoint.as_str()];
-    run(linli("linli-people").args(["--database-url", &url("people"), "seed"]));
+    run(linli("linli-people").args([
+        "--database-url",
+        &url("people"),
+        "seed",
+        "--keep-demo-passwords",
+    ]));
     let mut people = Service::start("linli-people", &db("people"), &otlp);
     people.channel("linli.people.v1.PeopleService").await;
     let people_url = format!("http://{}", people.addr);

@@ -67,6 +67,17 @@ pub struct Claims {
     /// Always [`AUDIENCE`].
     #[serde(default)]
     pub aud: String,
+    /// The login (session) a person's token belongs to: logging out ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The account's session epoch when the token was issued: ending every
+    /// login of the account raises it (see [`crate::ended`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 mod role_name {
@@ -98,6 +109,8 @@ impl Claims {
             exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
             iss: String::new(),
             aud: AUDIENCE.into(),
+            sid: None,
+            epoch: 0,
         }
     }
 
@@ -118,6 +131,13 @@ impl Claims {
 
     pub fn cadre(mut self, id: impl Into<String>) -> Claims {
         self.cadre = Some(id.into());
+        self
+    }
+
+    /// The login this token belongs to, and the account's session epoch.
+    pub fn session(mut self, sid: impl Into<String>, epoch: i64) -> Claims {
+        self.sid = Some(sid.into());
+        self.epoch = epoch;
         self
     }
 }
@@ -161,6 +181,8 @@ struct KeysInner {
     /// Where more public keys are read from, if anywhere.
     dir: Option<PathBuf>,
     trusted: Mutex<Trusted>,
+    /// Logins that ended before their tokens expire.
+    ended: crate::ended::Ended,
     /// Tokens whose signature has verified, with their claims: a signature
     /// check costs tens of microseconds, and every call of a session carries
     /// the same token. The claims' times are checked again on every use.
@@ -235,6 +257,7 @@ impl Keys {
                     dir_modified: None,
                 }),
                 verified: Mutex::default(),
+                ended: crate::ended::Ended::default(),
                 own,
             }),
         };
@@ -263,6 +286,12 @@ impl Keys {
         let keys = Keys::from_own(own, audit, Some(settings.keys_dir.clone()));
         crate::audit::use_key(keys.audit_key());
         Ok(keys)
+    }
+
+    /// The logins this process knows have ended; a service keeps it current with
+    /// [`crate::ended::Ended::follow`].
+    pub fn ended(&self) -> &crate::ended::Ended {
+        &self.inner.ended
     }
 
     /// The secret the audit chain is sealed with: derived from the service's own
@@ -440,6 +469,9 @@ impl Keys {
             return Err(Error::Unauthenticated(
                 "invalid token: issued in the future".into(),
             ));
+        }
+        if let Some(why) = self.inner.ended.refuses(&claims) {
+            return Err(Error::Unauthenticated(why.into()));
         }
         Ok(claims)
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod db;
 pub mod edge;
+pub mod ended;
 pub mod error;
 pub mod feed;
 pub mod idempotency;

@@ -132,6 +132,31 @@ impl People {
         }
     }
 
+    /// Reads what ended from people every few seconds as `service`, so this
+    /// process refuses the tokens of ended logins (see [`crate::ended`]).
+    pub fn follow_ended(
+        &self,
+        keys: &crate::auth::Keys,
+        service: &'static str,
+    ) -> tokio::task::JoinHandle<()> {
+        let (people, signer) = (self.clone(), keys.clone());
+        keys.ended().follow(move |since| {
+            let (people, actor) = (people.clone(), signer.service_actor(service));
+            async move {
+                people
+                    .call(
+                        &actor,
+                        pb::ListEndedSessionsRequest { since },
+                        "ended sessions",
+                        "",
+                        |mut c, req| async move { c.list_ended_sessions(req).await },
+                    )
+                    .await
+                    .map(|r| r.ended)
+            }
+        })
+    }
+
     pub async fn household(&self, actor: &Actor, id: &str) -> Result<pb::Household> {
         let msg = pb::GetHouseholdRequest {
             household_id: id.to_owned(),

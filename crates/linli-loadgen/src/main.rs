@@ -182,7 +182,7 @@ pub fn seed_county(
         fast.iter().chain(args).map(|s| (*s).to_owned()).collect()
     };
     if people {
-        layout.run("people", &with(&["seed"]))?;
+        layout.run("people", &with(&["seed", "--keep-demo-passwords"]))?;
         layout.run(
             "people",
             &with(&[

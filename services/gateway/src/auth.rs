@@ -53,9 +53,39 @@ impl AuthService for AuthApi {
             return Err(Error::required("password").into());
         }
         let account = self.check_password(r.username, r.password, &client).await?;
+        if account.must_change_password {
+            return Err(Status::failed_precondition(
+                "this password was set by someone else: change it first (AuthService/ChangePassword, or the login page)",
+            ));
+        }
         let family = linli_core::new_id();
         let session = self.issue(&account, &family, "session.login").await?;
         Ok(Response::new(pb::LoginResponse {
+            session: Some(session),
+        }))
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Resp<pb::ChangePasswordResponse> {
+        let client = self.proxies.client_of(&req);
+        let r = req.into_inner();
+        if r.username.trim().is_empty() {
+            return Err(Error::required("username").into());
+        }
+        if r.current_password.is_empty() {
+            return Err(Error::required("current_password").into());
+        }
+        if r.new_password.is_empty() {
+            return Err(Error::required("new_password").into());
+        }
+        let account = self
+            .change_password_of(r.username, r.current_password, r.new_password, &client)
+            .await?;
+        let family = linli_core::new_id();
+        let session = self.issue(&account, &family, "session.login").await?;
+        Ok(Response::new(pb::ChangePasswordResponse {
             session: Some(session),
         }))
     }
@@ -92,6 +122,12 @@ impl AuthService for AuthApi {
         }
         // The account as it is now: a changed role or community takes effect here.
         let account = self.account(&row.account_id).await?;
+        if account.session_epoch != row.epoch {
+            self.revoke_family(&row, "session.ended").await?;
+            return Err(Status::unauthenticated(
+                "this login has ended (password changed or reset): log in again",
+            ));
+        }
         let session = self.issue(&account, &row.family, "session.refresh").await?;
         Ok(Response::new(pb::RefreshResponse {
             session: Some(session),
@@ -102,7 +138,10 @@ impl AuthService for AuthApi {
         let token = req.into_inner().refresh_token;
         // Logging out twice, or with a token already gone, is still a logout.
         match self.find(&token).await {
-            Ok(row) => self.revoke_family(&row, "session.logout").await?,
+            Ok(row) => {
+                self.revoke_family(&row, "session.logout").await?;
+                self.end_session(&row).await;
+            }
             Err(s) if s.code() == tonic::Code::Unauthenticated => {}
             Err(s) => return Err(s),
         }
@@ -116,13 +155,21 @@ struct TokenRow {
     account_id: String,
     expires_at: i64,
     revoked: bool,
+    /// The account's session epoch the login was made under.
+    epoch: i64,
 }
 
-/// The claims of a token for `identity`, good for `ttl`.
-pub(crate) fn claims(identity: &pb::Identity, ttl: Duration) -> Result<Claims, Status> {
+/// The claims of a token for `identity` in login `sid` (made under the
+/// account's session epoch `epoch`), good for `ttl`.
+pub(crate) fn claims(
+    identity: &pb::Identity,
+    (sid, epoch): (&str, i64),
+    ttl: Duration,
+) -> Result<Claims, Status> {
     let role = Role::from_proto(identity.role)
         .ok_or_else(|| Status::internal("the account has no known role"))?;
-    let mut claims = Claims::new(format!("account:{}", identity.account_id), role, ttl);
+    let mut claims =
+        Claims::new(format!("account:{}", identity.account_id), role, ttl).session(sid, epoch);
     claims = if identity.community_id.is_empty() {
         claims.county()
     } else {
@@ -165,7 +212,7 @@ impl AuthApi {
         }
         let h = hash(token);
         let row = sqlx::query(
-            "SELECT family_id, account_id, expires_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+            "SELECT family_id, account_id, expires_at, revoked_at, session_epoch FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(&h)
         .fetch_optional(&self.db.pool)
@@ -182,6 +229,7 @@ impl AuthApi {
                 .try_get::<Option<i64>, _>("revoked_at")
                 .map_err(get)?
                 .is_some(),
+            epoch: row.try_get("session_epoch").map_err(get)?,
         })
     }
 
@@ -215,6 +263,66 @@ impl AuthApi {
         Ok(())
     }
 
+    /// Changes a password given the current one, throttled as a login is; the account after.
+    pub(crate) async fn change_password_of(
+        &self,
+        username: String,
+        current: String,
+        new: String,
+        client: &str,
+    ) -> Result<ppb::Account, Status> {
+        let account = self
+            .check_password(username, current.clone(), client)
+            .await?;
+        self.people_call(
+            |mut c, req| async move { c.change_password(req).await },
+            ppb::ChangePasswordRequest {
+                account_id: account.id,
+                current_password: current,
+                new_password: new,
+            },
+        )
+        .await?
+        .account
+        .ok_or_else(|| Status::internal("no account"))
+    }
+
+    /// Tells people that login `row` ended, so its access tokens stop working
+    /// everywhere. Logging out still succeeds when people cannot be told (the
+    /// refresh token is revoked already); the access token then lives out its time.
+    async fn end_session(&self, row: &TokenRow) {
+        let ended = self
+            .people_call(
+                |mut c, req| async move { c.end_session(req).await },
+                ppb::EndSessionRequest {
+                    account_id: row.account_id.clone(),
+                    session_id: row.family.clone(),
+                },
+            )
+            .await;
+        if let Err(s) = ended {
+            tracing::warn!(error = %s.message(), "logged out, but people could not be told: the login's access token works until it expires");
+        }
+    }
+
+    /// Reads what ended from people every few seconds, so the gateway's own
+    /// views refuse the tokens of ended logins as the services do.
+    pub(crate) fn follow_ended(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        self.keys.ended().follow(move |since| {
+            let auth = auth.clone();
+            async move {
+                auth.people_call(
+                    |mut c, req| async move { c.list_ended_sessions(req).await },
+                    ppb::ListEndedSessionsRequest { since },
+                )
+                .await
+                .map(|r| r.ended)
+                .map_err(|s| Error::Unavailable(s.message().to_owned()))
+            }
+        })
+    }
+
     /// Signs an access token for `account` and stores a new refresh token in `family`.
     async fn issue(
         &self,
@@ -223,7 +331,7 @@ impl AuthApi {
         action: &str,
     ) -> Result<pb::Session, Status> {
         let identity = self.identity(account).await?;
-        let claims = claims(&identity, self.access_ttl)?;
+        let claims = claims(&identity, (family, account.session_epoch), self.access_ttl)?;
         let access_token = self.keys.sign(&claims);
 
         let mut raw = [0u8; 32];
@@ -233,13 +341,14 @@ impl AuthApi {
         let ttl_micros = i64::try_from(self.refresh_ttl.as_micros()).unwrap_or(i64::MAX / 2);
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO refresh_tokens (token_hash, family_id, account_id, created_at, expires_at, session_epoch) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(hash(&refresh_token))
         .bind(family)
         .bind(&account.id)
         .bind(now)
         .bind(now + ttl_micros)
+        .bind(account.session_epoch)
         .execute(&mut *tx)
         .await
         .map_err(Error::from)?;

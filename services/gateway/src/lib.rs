@@ -44,6 +44,10 @@ pub fn migrations() -> Vec<Migration> {
         id: "gateway/0002_web",
         sql: include_str!("../migrations/0002_web.sql"),
     });
+    all.push(Migration {
+        id: "gateway/0003_session_epoch",
+        sql: include_str!("../migrations/0003_session_epoch.sql"),
+    });
     all
 }
 
@@ -196,6 +200,7 @@ impl Application {
             self.people.spawn_probes(b),
             self.issues.spawn_probes(b),
             self.logistics.spawn_probes(b),
+            self.auth.follow_ended(),
         ])
     }
 

@@ -391,6 +391,10 @@ async fn a_resident_who_moved_out_loses_her_access() {
         ))
         .await
         .unwrap();
+    // The access token in her hand stops too, everywhere.
+    let moved_out = std::time::Instant::now();
+    let took = refused_within(&s, &session.access_token, moved_out).await;
+    eprintln!("her access token was refused after {took:?}");
 
     let refreshed = s
         .auth()
@@ -615,4 +619,249 @@ async fn the_http_side_caps_its_connections_and_live_views() {
     let other = http::login(s.web, "supervisor").await;
     let theirs = http::Events::open(s.web, &path, &[("cookie", &other)]).await;
     assert_eq!(theirs.status, 200);
+}
+
+/// How long `token` kept working after `since`: people and issues (through the
+/// gateway) are asked until both refuse it; past `limit` the test fails.
+async fn refused_within(s: &Suite, token: &str, since: std::time::Instant) -> Duration {
+    const LIMIT: Duration = Duration::from_secs(60);
+    loop {
+        let people = PeopleServiceClient::new(s.channel())
+            .list_places(with_token(ppb::ListPlacesRequest::default(), token))
+            .await;
+        let issues = IssuesServiceClient::new(s.channel())
+            .list_issues(with_token(ipb::ListIssuesRequest::default(), token))
+            .await;
+        let refused = |r: Result<(), tonic::Status>| {
+            r.err()
+                .is_some_and(|e| e.code() == Code::Unauthenticated && e.message().contains("ended"))
+        };
+        if refused(people.map(|_| ())) && refused(issues.map(|_| ())) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < LIMIT,
+            "the token still works after {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn works(s: &Suite, token: &str) -> bool {
+    PeopleServiceClient::new(s.channel())
+        .list_places(with_token(ppb::ListPlacesRequest::default(), token))
+        .await
+        .is_ok()
+}
+
+/// Logging out, changing a password, a worker's reset and disabling an account
+/// each end access tokens already handed out, everywhere, within a minute
+/// (measured); the refresh tokens of the ended logins stop at once; a reset
+/// password must be changed before the next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_login_ends_its_access_tokens_within_a_minute() {
+    let s = Suite::start_with(Backend::Sqlite, quick_throttle).await;
+    let mut taken = Vec::new();
+
+    // Logout ends that login only.
+    let first = s.login("wujing").await;
+    let second = s.login("wujing").await;
+    assert!(works(&s, &first.access_token).await);
+    s.auth()
+        .logout(pb::LogoutRequest {
+            refresh_token: first.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    let at = std::time::Instant::now();
+    taken.push(("logout", refused_within(&s, &first.access_token, at).await));
+    assert!(
+        works(&s, &second.access_token).await,
+        "the other login ended too"
+    );
+
+    // Changing the password ends every other login, and logs in anew.
+    let change = |current: &str, new: &str| pb::ChangePasswordRequest {
+        username: "wujing".into(),
+        current_password: current.into(),
+        new_password: new.into(),
+    };
+    let wrong = s
+        .auth()
+        .change_password(change("guess-guess", "wujing-own-2026"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
+    let changed = s
+        .auth()
+        .change_password(change(PASSWORD, "wujing-own-2026"))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let at = std::time::Instant::now();
+    taken.push((
+        "password change",
+        refused_within(&s, &second.access_token, at).await,
+    ));
+    assert!(works(&s, &changed.access_token).await);
+    let stale = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: second.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Unauthenticated, "{stale:?}");
+    let old = s
+        .auth()
+        .login(pb::LoginRequest {
+            username: "wujing".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::Unauthenticated, "{old:?}");
+
+    // The worker resets 程大娘's password: her login ends, and she must change it.
+    let worker = changed.access_token.clone();
+    let cheng = s.login("chengguilan").await;
+    let account_id = cheng.identity.clone().unwrap().account_id;
+    let mut people = PeopleServiceClient::new(s.channel());
+    people
+        .reset_password(with_token(
+            ppb::ResetPasswordRequest {
+                account_id: account_id.clone(),
+                new_password: "cheng-temp-01".into(),
+            },
+            &worker,
+        ))
+        .await
+        .unwrap();
+    let at = std::time::Instant::now();
+    taken.push(("reset", refused_within(&s, &cheng.access_token, at).await));
+    let must = s
+        .auth()
+        .login(pb::LoginRequest {
+            username: "chengguilan".into(),
+            password: "cheng-temp-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(must.code(), Code::FailedPrecondition, "{must:?}");
+    let cheng = s
+        .auth()
+        .change_password(pb::ChangePasswordRequest {
+            username: "chengguilan".into(),
+            current_password: "cheng-temp-01".into(),
+            new_password: "cheng-own-2026".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert!(works(&s, &cheng.access_token).await);
+
+    // Disabled: her token, her refresh and her login all stop.
+    people
+        .disable_account(with_token(
+            ppb::DisableAccountRequest {
+                account_id: account_id.clone(),
+                reason: "手机丢失".into(),
+            },
+            &worker,
+        ))
+        .await
+        .unwrap();
+    let at = std::time::Instant::now();
+    taken.push(("disable", refused_within(&s, &cheng.access_token, at).await));
+    let refresh = s
+        .auth()
+        .refresh(pb::RefreshRequest {
+            refresh_token: cheng.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refresh.code(), Code::Unauthenticated, "{refresh:?}");
+    eprintln!("access tokens refused after: {taken:?}");
+}
+
+/// After a worker's reset, the login page asks for a new password before
+/// anything else; a mismatch or the same password is refused on the page;
+/// then the person is signed in with the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_password_is_changed_on_the_login_page() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let worker = s.login("wujing").await.access_token;
+    let cheng = s.login("chengguilan").await;
+    PeopleServiceClient::new(s.channel())
+        .reset_password(with_token(
+            ppb::ResetPasswordRequest {
+                account_id: cheng.identity.unwrap().account_id,
+                new_password: "cheng-temp-01".into(),
+            },
+            &worker,
+        ))
+        .await
+        .unwrap();
+    let nonce = "n0nce-for-the-test";
+    let cookie = format!("linli_login={nonce}");
+    let login = http::post_form(
+        s.web,
+        "/login",
+        &[("cookie", &cookie)],
+        &[
+            ("username", "chengguilan"),
+            ("password", "cheng-temp-01"),
+            ("nonce", nonce),
+        ],
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert!(
+        login.body.contains("action=\"/password\""),
+        "{}",
+        login.body
+    );
+    assert!(login.set_cookie_line("linli_session").is_none());
+    let change = async |new: &str, repeat: &str| {
+        http::post_form(
+            s.web,
+            "/password",
+            &[("cookie", &cookie)],
+            &[
+                ("nonce", nonce),
+                ("username", "chengguilan"),
+                ("current", "cheng-temp-01"),
+                ("new", new),
+                ("repeat", repeat),
+            ],
+        )
+        .await
+    };
+    let mismatch = change("cheng-own-2026", "cheng-own-2027").await;
+    assert_eq!(mismatch.status, 400);
+    assert!(
+        mismatch.body.contains("role=\"alert\""),
+        "{}",
+        mismatch.body
+    );
+    let same = change("cheng-temp-01", "cheng-temp-01").await;
+    assert_eq!(same.status, 400);
+    let done = change("cheng-own-2026", "cheng-own-2026").await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let session = done
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("linli_session="))
+        .expect("signed in");
+    let home = http::get(s.web, "/", &[("cookie", &session)]).await;
+    assert!(
+        home.header("location")
+            .is_some_and(|l| l.starts_with("/h/")),
+        "{:?}",
+        home.header("location")
+    );
 }

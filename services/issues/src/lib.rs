@@ -112,10 +112,10 @@ impl Application {
 
     /// Starts the background jobs; they stop when the returned guard is dropped.
     pub fn spawn_jobs(&self) -> Jobs {
-        Jobs(vec![spawn_supervision(
-            self.store.clone(),
-            self.settings.supervision_interval,
-        )])
+        Jobs(vec![
+            spawn_supervision(self.store.clone(), self.settings.supervision_interval),
+            self.people.follow_ended(&self.keys, "issues"),
+        ])
     }
 }
 

@@ -105,12 +105,15 @@ impl Application {
 
     /// Starts the background jobs; they stop when the returned guard is dropped.
     pub fn spawn_jobs(&self) -> Jobs {
-        Jobs(vec![spawn_schedules(
-            self.store.clone(),
-            self.people.clone(),
-            self.keys.clone(),
-            self.settings.schedule_interval,
-        )])
+        Jobs(vec![
+            spawn_schedules(
+                self.store.clone(),
+                self.people.clone(),
+                self.keys.clone(),
+                self.settings.schedule_interval,
+            ),
+            self.people.follow_ended(&self.keys, "logistics"),
+        ])
     }
 }
 

@@ -142,6 +142,7 @@ pub(crate) async fn create_account(
         community_id,
         cadre_id,
         resident_id,
+        must_change_password: false,
     };
     let account = api.store.create_account(actor, &idem, new).await?;
     Ok(Response::new(pb::CreateAccountResponse {
@@ -279,11 +280,13 @@ impl Store {
         actor: &Actor,
         resident_id: &str,
     ) -> Result<()> {
+        let now = now_micros();
         let disabled: Vec<(String,)> = sqlx::query_as(
-            "UPDATE accounts SET disabled_at = $2 WHERE resident_id = $1 AND disabled_at IS NULL RETURNING id",
+            "UPDATE accounts SET disabled_at = $2, disabled_reason = $3 WHERE resident_id = $1 AND disabled_at IS NULL RETURNING id",
         )
         .bind(resident_id)
-        .bind(now_micros())
+        .bind(now)
+        .bind("the resident moved out")
         .fetch_all(&mut *tx)
         .await?;
         for (id,) in disabled {
@@ -297,6 +300,15 @@ impl Store {
                 json!({"disabled": true, "reason": "the resident moved out"}),
             );
             audit::record(&mut *tx, actor, change).await?;
+            let account = self.load_account(&mut *tx, &id).await?;
+            self.end_all(
+                &mut *tx,
+                actor,
+                &account,
+                crate::sessions::Ending::MovedOut,
+                now,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -356,7 +368,7 @@ impl Store {
                             ));
                         }
                     }
-                    sqlx::query("INSERT INTO accounts (id, username, password_hash, role, community_id, cadre_id, resident_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    sqlx::query("INSERT INTO accounts (id, username, password_hash, role, community_id, cadre_id, resident_id, created_at, must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                         .bind(id)
                         .bind(&new.username)
                         .bind(&new.password_hash)
@@ -365,6 +377,7 @@ impl Store {
                         .bind(new.cadre_id.unwrap_or_default())
                         .bind(new.resident_id.unwrap_or_default())
                         .bind(now_micros())
+                        .bind(i64::from(new.must_change_password))
                         .execute(&mut *tx)
                         .await?;
                     let a = s.load_account(&mut *tx, id).await?;

@@ -10,6 +10,7 @@ use linli_proto::people::v1::people_service_server::PeopleService;
 use crate::policy::POLICY;
 use crate::{
     accounts, cadres, community, duty, households, pairings, places, registrations, residents,
+    sessions,
 };
 
 pub use crate::context::PeopleApi;
@@ -285,6 +286,54 @@ impl PeopleService for PeopleApi {
     ) -> Resp<pb::VerifyPasswordResponse> {
         POLICY.allow("VerifyPassword", &req)?;
         accounts::verify_password(self, req).await
+    }
+
+    async fn disable_account(
+        &self,
+        req: Request<pb::DisableAccountRequest>,
+    ) -> Resp<pb::DisableAccountResponse> {
+        let actor = POLICY.allow("DisableAccount", &req)?;
+        sessions::disable_account(self, &actor, req).await
+    }
+
+    async fn enable_account(
+        &self,
+        req: Request<pb::EnableAccountRequest>,
+    ) -> Resp<pb::EnableAccountResponse> {
+        let actor = POLICY.allow("EnableAccount", &req)?;
+        sessions::enable_account(self, &actor, req).await
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Resp<pb::ChangePasswordResponse> {
+        let actor = POLICY.allow("ChangePassword", &req)?;
+        sessions::change_password(self, &actor, req).await
+    }
+
+    async fn reset_password(
+        &self,
+        req: Request<pb::ResetPasswordRequest>,
+    ) -> Resp<pb::ResetPasswordResponse> {
+        let actor = POLICY.allow("ResetPassword", &req)?;
+        sessions::reset_password(self, &actor, req).await
+    }
+
+    async fn end_session(
+        &self,
+        req: Request<pb::EndSessionRequest>,
+    ) -> Resp<pb::EndSessionResponse> {
+        let actor = POLICY.allow("EndSession", &req)?;
+        sessions::end_session(self, &actor, req).await
+    }
+
+    async fn list_ended_sessions(
+        &self,
+        req: Request<pb::ListEndedSessionsRequest>,
+    ) -> Resp<pb::ListEndedSessionsResponse> {
+        POLICY.allow("ListEndedSessions", &req)?;
+        sessions::list_ended_sessions(self, req).await
     }
 
     async fn get_community_summary(

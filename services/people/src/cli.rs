@@ -41,8 +41,13 @@ pub enum Command {
         /// The CSV file.
         file: PathBuf,
     },
-    /// Load the demo data (双泉社区, 八角亭小区); safe to run again.
-    Seed,
+    /// Load the demo data (双泉社区, 八角亭小区); safe to run again. The demo
+    /// accounts must change their published password at their first login,
+    /// unless --keep-demo-passwords (what `make run` does, on this machine only).
+    Seed {
+        #[arg(long)]
+        keep_demo_passwords: bool,
+    },
     /// Load a benchmark county (clearly not real data): COMMUNITIES communities
     /// spread over 通山县's towns, each with the demo roster (1,258 residents),
     /// cadres, pairings, duty and visits, and accounts w001, c001, r001, …;
@@ -156,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let app = Application::new(settings, store, Keys::load(&common.auth, &["people"])?);
+                let _jobs = app.spawn_jobs();
                 linli_core::cli::serve("people", &common, app.grpc_server()).await
             }
             Command::Token(_) => unreachable!("handled before the settings"),
@@ -169,8 +175,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dry_run,
                 file,
             } => crate::import::run(&store, &community, &file, dry_run).await,
-            Command::Seed => {
-                crate::seed::run(&store).await?;
+            Command::Seed {
+                keep_demo_passwords,
+            } => {
+                let passwords = if keep_demo_passwords {
+                    crate::seed::DemoPasswords::Keep
+                } else {
+                    crate::seed::DemoPasswords::MustChange
+                };
+                crate::seed::run(&store, passwords).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::SeedCounty { communities, jobs } => {

@@ -21,6 +21,7 @@ pub mod policy;
 mod registrations;
 mod residents;
 pub mod seed;
+mod sessions;
 mod settings;
 pub mod store;
 
@@ -52,6 +53,10 @@ pub fn migrations() -> Vec<Migration> {
     all.push(Migration {
         id: "people/0002_account_disabled",
         sql: include_str!("../migrations/0002_account_disabled.sql"),
+    });
+    all.push(Migration {
+        id: "people/0003_sessions",
+        sql: include_str!("../migrations/0003_sessions.sql"),
     });
     all
 }
@@ -88,6 +93,19 @@ impl Application {
             store,
             keys,
         }
+    }
+
+    /// Starts the background jobs; they stop when the returned guard is dropped:
+    /// reading what ended, so this replica refuses the tokens of ended logins too.
+    pub fn spawn_jobs(&self) -> linli_core::server::Jobs {
+        let store = self.store.clone();
+        linli_core::server::Jobs(vec![self.keys.ended().follow(move |since| {
+            let store = store.clone();
+            async move {
+                let since = since.as_ref().map(linli_core::time::micros).unwrap_or(0);
+                store.ended_sessions(since).await
+            }
+        })])
     }
 
     /// The gRPC server: every call verified with the application's keys.

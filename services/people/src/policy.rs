@@ -1,7 +1,7 @@
 //! Who may call what in the people service: one row per RPC. The handler in
 //! `api.rs` asks this table first (wrong role: PERMISSION_DENIED), then keeps
 //! the caller to the reach named here (a record out of reach: NOT_FOUND).
-use linli_core::policy::Reach::{Community, County, Household, Own};
+use linli_core::policy::Reach::{Community, County, CountyWide, Household, Own};
 use linli_core::policy::roles::{ADMIN, EVERYONE, MANAGERS, OVERSIGHT, STAFF, WORKERS};
 use linli_core::policy::{Policy, Rule};
 
@@ -53,6 +53,16 @@ pub static POLICY: Policy = Policy {
         Rule::new("ListAccounts", OVERSIGHT, Community),
         // Only the gateway (signing as a service) checks passwords.
         Rule::new("VerifyPassword", ADMIN, County),
+        // Stopping accounts and resetting passwords: workers, for the accounts they may make.
+        Rule::new("DisableAccount", MANAGERS, Community),
+        Rule::new("EnableAccount", MANAGERS, Community),
+        Rule::new("ResetPassword", MANAGERS, Community),
+        // A holder changes their password and logs out through the gateway
+        // (AuthService), which calls these as itself.
+        Rule::new("ChangePassword", ADMIN, CountyWide),
+        Rule::new("EndSession", ADMIN, CountyWide),
+        // What ended, for the services (signing as themselves) to refuse old tokens.
+        Rule::new("ListEndedSessions", ADMIN, CountyWide),
         Rule::new("GetCommunitySummary", STAFF, Community),
         Rule::new("ListAuditEvents", OVERSIGHT, Community),
         Rule::new("VerifyAuditTrail", OVERSIGHT, Community),

@@ -92,6 +92,8 @@ pub struct NewAccount {
     pub community_id: Option<String>,
     pub cadre_id: Option<String>,
     pub resident_id: Option<String>,
+    /// The password was set by someone else: the holder changes it before logging in.
+    pub must_change_password: bool,
 }
 
 /// A household with everything a profile shows.
@@ -110,8 +112,7 @@ pub(crate) const RESIDENT_COLS: &str = "community_id, id, household_id, name, ge
 pub(crate) const REGISTRATION_COLS: &str =
     "community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version";
 pub(crate) const PAIRING_COLS: &str = "community_id, id, household_id, role, cadre_id, member_name, member_phone, started_at, ended_at";
-pub(crate) const ACCOUNT_COLS: &str =
-    "id, username, role, community_id, cadre_id, resident_id, created_at, disabled_at";
+pub(crate) const ACCOUNT_COLS: &str = "id, username, role, community_id, cadre_id, resident_id, created_at, disabled_at, disabled_reason, must_change_password, session_epoch";
 
 pub(crate) fn place_from_row(row: &AnyRow) -> Result<pb::Place> {
     Ok(pb::Place {
@@ -256,6 +257,9 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<pb::Account> {
         resident_id: row.try_get("resident_id")?,
         created_at: Some(to_timestamp(row.try_get("created_at")?)),
         disabled_at: opt_timestamp(row.try_get("disabled_at")?),
+        disabled_reason: row.try_get("disabled_reason")?,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
+        session_epoch: row.try_get("session_epoch")?,
     })
 }
 

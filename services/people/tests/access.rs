@@ -21,6 +21,8 @@ struct Community {
     pairing: String,
     account: String,
     username: String,
+    /// The resident's account, which a worker may stop and start.
+    resident_account: String,
 }
 
 impl Community {
@@ -73,7 +75,24 @@ impl Community {
             .into_inner()
             .account
             .unwrap();
+        let resident_account = c
+            .create_account(pb::CreateAccountRequest {
+                idempotency_key: key(),
+                username: format!("r-{}", &key()[24..]),
+                password: "correct horse".into(),
+                role: pb::AccountRole::Resident as i32,
+                community_id: community.id.clone(),
+                resident_id: res.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .account
+            .unwrap()
+            .id;
         Community {
+            resident_account,
             community: community.id,
             compound: compound.id,
             household: hh.id,
@@ -97,6 +116,7 @@ impl Community {
             self.registration.clone(),
             self.pairing.clone(),
             self.account.clone(),
+            self.resident_account.clone(),
         ]
     }
 }
@@ -400,6 +420,48 @@ async fn call(
                 username: s.username.clone(),
                 password: "correct horse".into(),
             }
+        ),
+        // Without a reason: past authorization, nothing changed.
+        "DisableAccount" => send!(
+            disable_account,
+            pb::DisableAccountRequest {
+                account_id: s.resident_account.clone(),
+                reason: String::new(),
+            }
+        ),
+        "EnableAccount" => send!(
+            enable_account,
+            pb::EnableAccountRequest {
+                account_id: s.resident_account.clone(),
+            }
+        ),
+        // A new password the same as the current one: refused after authorization.
+        "ChangePassword" => send!(
+            change_password,
+            pb::ChangePasswordRequest {
+                account_id: s.account.clone(),
+                current_password: "correct horse".into(),
+                new_password: "correct horse".into(),
+            }
+        ),
+        // Too short: refused after authorization, nothing changed.
+        "ResetPassword" => send!(
+            reset_password,
+            pb::ResetPasswordRequest {
+                account_id: s.resident_account.clone(),
+                new_password: "short".into(),
+            }
+        ),
+        "EndSession" => send!(
+            end_session,
+            pb::EndSessionRequest {
+                account_id: s.account.clone(),
+                session_id: key(),
+            }
+        ),
+        "ListEndedSessions" => send!(
+            list_ended_sessions,
+            pb::ListEndedSessionsRequest { since: None }
         ),
         "GetCommunitySummary" => send!(
             get_community_summary,

@@ -229,7 +229,9 @@ async fn bad_rows_keep_their_household_out(backend: Backend) {
 
 async fn the_story_seeds_once(backend: Backend) {
     let mut h = Harness::start(backend).await;
-    linli_people::seed::run(&h.store).await.unwrap();
+    linli_people::seed::run(&h.store, linli_people::seed::DemoPasswords::Keep)
+        .await
+        .unwrap();
     let c = &mut h.client;
     let communities = c
         .list_places(pb::ListPlacesRequest {
@@ -325,7 +327,9 @@ async fn the_story_seeds_once(backend: Backend) {
         .into_inner()
         .verification
         .unwrap();
-    linli_people::seed::run(&h.store).await.unwrap();
+    linli_people::seed::run(&h.store, linli_people::seed::DemoPasswords::Keep)
+        .await
+        .unwrap();
     let again = c
         .get_community_summary(pb::GetCommunitySummaryRequest {
             community_id: community.id.clone(),

@@ -13,6 +13,7 @@ mod i18n;
 pub mod metrics;
 pub mod open311;
 mod pages;
+mod password;
 mod render;
 pub mod session;
 pub mod streams;
@@ -155,6 +156,7 @@ pub fn router(state: State, grpc: Router) -> Router {
     let mut app = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
+        .route("/password", post(password::change))
         .route("/logout", post(pages::logout))
         .route("/county", get(pages::county))
         .route("/c/{community_id}", get(pages::community))

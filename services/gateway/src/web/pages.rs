@@ -34,12 +34,12 @@ pub struct PageQuery {
 }
 
 /// The page's language; a `?lang=` switch is remembered in a cookie.
-fn lang_of(headers: &HeaderMap, q: &PageQuery) -> Lang {
+pub(crate) fn lang_of(headers: &HeaderMap, q: &PageQuery) -> Lang {
     Lang::of(headers, q.lang.as_deref())
 }
 
 /// An HTML answer, remembering a language switch.
-fn html(lang: Lang, q: &PageQuery, body: maud::Markup) -> Response {
+pub(crate) fn html(lang: Lang, q: &PageQuery, body: maud::Markup) -> Response {
     let mut resp = Html(body.into_string()).into_response();
     if q.lang.is_some() {
         resp.headers_mut().insert(
@@ -162,8 +162,16 @@ pub async fn login(
         }
         Err(s) => return Err(s.into()),
     };
+    if account.must_change_password {
+        return Ok(super::password::form(
+            lang,
+            session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or(""),
+            &account.username,
+            None,
+        ));
+    }
     let identity = state.auth.identity(&account).await?;
-    let token = session::start(&state, &identity).await?;
+    let token = session::start(&state, &identity, account.session_epoch).await?;
     let mut resp = Redirect::to("/").into_response();
     let h = resp.headers_mut();
     h.append(

@@ -34,7 +34,7 @@ fn pct(rate: Option<&ipb::Rate>) -> String {
     }
 }
 
-fn layout(lang: Lang, title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
+pub(crate) fn layout(lang: Lang, title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.html()) {

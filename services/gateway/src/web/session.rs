@@ -105,14 +105,14 @@ fn csrf_for(state: &State, session_hash: &str) -> String {
 }
 
 /// Starts a session for `identity`; the cookie value to set.
-pub async fn start(state: &State, identity: &pb::Identity) -> Result<String, Status> {
+pub async fn start(state: &State, identity: &pb::Identity, epoch: i64) -> Result<String, Status> {
     let token = random_token();
     let now = now_micros();
     let ttl = i64::try_from(state.sessions.ttl.as_micros()).unwrap_or(i64::MAX / 2);
     let mut tx = state.db.begin_write().await?;
     sqlx::query(
-        "INSERT INTO web_sessions (session_hash, account_id, username, role, community_id, cadre_id, household_id, created_at, checked_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+        "INSERT INTO web_sessions (session_hash, account_id, username, role, community_id, cadre_id, household_id, created_at, checked_at, expires_at, session_epoch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
     )
     .bind(hash(&token))
     .bind(&identity.account_id)
@@ -123,6 +123,7 @@ pub async fn start(state: &State, identity: &pb::Identity) -> Result<String, Sta
     .bind(&identity.household_id)
     .bind(now)
     .bind(now + ttl)
+    .bind(epoch)
     .execute(&mut *tx)
     .await
     .map_err(Error::from)?;
@@ -173,7 +174,7 @@ pub async fn end(state: &State, signed: &Signed) -> Result<(), Status> {
 pub async fn resolve(state: &State, cookie: &str) -> Result<Signed, Status> {
     let session_hash = hash(cookie);
     let row = sqlx::query(
-        "SELECT account_id, username, role, community_id, cadre_id, household_id, checked_at, expires_at, revoked_at \
+        "SELECT account_id, username, role, community_id, cadre_id, household_id, checked_at, expires_at, revoked_at, session_epoch \
          FROM web_sessions WHERE session_hash = $1",
     )
     .bind(&session_hash)
@@ -197,10 +198,16 @@ pub async fn resolve(state: &State, cookie: &str) -> Result<Signed, Status> {
         household_id: row.try_get("household_id").map_err(get)?,
     };
     let checked_at: i64 = row.try_get("checked_at").map_err(get)?;
+    let epoch: i64 = row.try_get("session_epoch").map_err(get)?;
     let recheck = i64::try_from(state.sessions.recheck.as_micros()).unwrap_or(i64::MAX / 2);
     if checked_at + recheck <= now {
         // As a refresh does: a changed role or community takes effect here.
         let account = state.auth.account(&identity.account_id).await?;
+        if account.session_epoch != epoch {
+            return Err(Status::unauthenticated(
+                "this login has ended (password changed or reset): log in again",
+            ));
+        }
         identity = state.auth.identity(&account).await?;
         sqlx::query(
             "UPDATE web_sessions SET role = $2, community_id = $3, cadre_id = $4, household_id = $5, checked_at = $6 WHERE session_hash = $1",
@@ -215,7 +222,7 @@ pub async fn resolve(state: &State, cookie: &str) -> Result<Signed, Status> {
         .await
         .map_err(Error::from)?;
     }
-    let actor = actor_for(state, &identity)?;
+    let actor = actor_for(state, &identity, (&session_hash[..16], epoch))?;
     Ok(Signed {
         csrf: csrf_for(state, &session_hash),
         identity,
@@ -226,8 +233,14 @@ pub async fn resolve(state: &State, cookie: &str) -> Result<Signed, Status> {
 
 /// The caller a token for `identity` makes, read back through the same
 /// verification every service applies.
-fn actor_for(state: &State, identity: &pb::Identity) -> Result<Actor, Status> {
-    let token = state.keys.sign(&claims(identity, REQUEST_TOKEN_TTL)?);
+fn actor_for(
+    state: &State,
+    identity: &pb::Identity,
+    session: (&str, i64),
+) -> Result<Actor, Status> {
+    let token = state
+        .keys
+        .sign(&claims(identity, session, REQUEST_TOKEN_TTL)?);
     actor_from_token(state, &token)
 }
 

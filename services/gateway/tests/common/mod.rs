@@ -48,7 +48,9 @@ impl Suite {
             linli_people::open_store(&linli_people::Settings::new(&people_db.url).unwrap())
                 .await
                 .unwrap();
-        linli_people::seed::run(&people_store).await.unwrap();
+        linli_people::seed::run(&people_store, linli_people::seed::DemoPasswords::Keep)
+            .await
+            .unwrap();
         let people = TestServer::spawn(linli_people::grpc_server(
             people_store,
             keys(),

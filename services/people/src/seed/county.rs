@@ -89,6 +89,8 @@ pub async fn county(store: &Store, communities: usize, jobs: usize) -> anyhow::R
                     community_id: Some(community.id.clone()),
                     cadre_id,
                     resident_id,
+                    // Benchmark accounts, of a county clearly not real.
+                    must_change_password: false,
                 };
                 ensure_account(store, &actor, &prefix, new).await?;
             }

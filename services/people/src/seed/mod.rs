@@ -24,6 +24,15 @@ pub use roster::generate_roster;
 pub const RESIDENTS: usize = 1258;
 /// Demo accounts all use this password; change it before real use.
 pub const DEMO_PASSWORD: &str = "linli-demo-2021";
+
+/// Whether the demo accounts may be used with the published password as they
+/// are (`make run`, the tests), or must change it first (every other seeding:
+/// a demo that anyone can reach must not open with a password in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoPasswords {
+    MustChange,
+    Keep,
+}
 /// The roster the demo imports; also the example for `linli-people import`.
 pub const ROSTER_CSV: &str = include_str!("../../examples/bajiaoting-roster.csv");
 
@@ -50,7 +59,7 @@ const CADRES: &[(&str, &str)] = &[
     ("郭丽华", "干部"),
 ];
 
-pub async fn run(store: &Store) -> anyhow::Result<()> {
+pub async fn run(store: &Store, passwords: DemoPasswords) -> anyhow::Result<()> {
     let actor = Actor::local("seed");
     let county = county_place(store, &actor).await?;
     let (k, p) = place(
@@ -106,6 +115,7 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
             community_id,
             cadre_id,
             resident_id,
+            must_change_password: passwords == DemoPasswords::MustChange,
         };
         ensure_account(store, &actor, "", new).await?;
     }
