@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod policy;
 mod settings;
+pub mod streams;
 pub mod throttle;
 pub mod views;
 pub mod web;
@@ -88,7 +89,9 @@ impl Application {
             refresh_ttl: settings.refresh_ttl,
             call_timeout: settings.common.call_timeout,
         });
+        let streams = Arc::new(streams::StreamSlots::default());
         let views = Arc::new(views::ViewsApi {
+            streams: streams.clone(),
             people: people.clone(),
             issues: issues.clone(),
             logistics: logistics.clone(),
@@ -124,7 +127,7 @@ impl Application {
             csrf_key: linli_core::audit::hmac_sha256(&keys.audit_key(), b"linli web csrf"),
             metrics: web::metrics::Metrics::default(),
             open311_rate: web::open311::ReportRate::default(),
-            streams: Arc::default(),
+            streams,
             call_timeout: settings.common.call_timeout,
             stop: tokio::sync::watch::channel(false).0,
             permits: Arc::new(tokio::sync::Semaphore::new(

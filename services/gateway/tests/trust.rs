@@ -608,7 +608,7 @@ async fn the_http_side_caps_its_connections_and_live_views() {
     let cookie = http::login(s.web, "wujing").await;
     let path = format!("/c/{own}/events");
     let mut open = Vec::new();
-    for _ in 0..linli_gateway::web::streams::PER_SESSION {
+    for _ in 0..linli_gateway::streams::PER_SESSION {
         let e = http::Events::open(s.web, &path, &[("cookie", &cookie)]).await;
         assert_eq!(e.status, 200);
         open.push(e);
@@ -619,6 +619,40 @@ async fn the_http_side_caps_its_connections_and_live_views() {
     let other = http::login(s.web, "supervisor").await;
     let theirs = http::Events::open(s.web, &path, &[("cookie", &other)]).await;
     assert_eq!(theirs.status, 200);
+
+    // gRPC WatchCommunity: a few per caller too; the pages' count apart.
+    let token = s.login("wujing").await.access_token;
+    let watch = || {
+        let mut views = pb::gateway_service_client::GatewayServiceClient::new(s.channel());
+        let req = with_token(
+            pb::WatchCommunityRequest {
+                community_id: own.clone(),
+                after_cursor: String::new(),
+                from_now: true,
+            },
+            &token,
+        );
+        async move { views.watch_community(req).await.map(|r| r.into_inner()) }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..linli_gateway::streams::PER_CALLER {
+        streams.push(watch().await.expect("a stream within the cap"));
+    }
+    let over = watch().await.expect_err("one stream too many for a caller");
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+    // Ending one gives its place back.
+    drop(streams.pop());
+    let again = async {
+        loop {
+            match watch().await {
+                Ok(s) => return s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    let _again = tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .expect("a place given back when a stream ends");
 }
 
 /// How long `token` kept working after `since`: people and issues (through the

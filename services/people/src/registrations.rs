@@ -189,14 +189,26 @@ impl Store {
         cadre_id: &str,
         community_id: &str,
     ) -> Result<pb::Registration> {
-        self.load_cadre(conn, cadre_id).await?;
-        self.active_registration(conn, cadre_id, community_id)
+        let cadre = self.load_cadre(conn, cadre_id).await?;
+        match self
+            .active_registration(conn, cadre_id, community_id)
             .await?
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "cadre {cadre_id} is not actively registered with community {community_id} (双报到)"
-                ))
-            })
+        {
+            Some(r) => Ok(r),
+            None => Err(Error::FailedPrecondition(format!(
+                "cadre {} ({cadre_id}) is not actively registered with community {} (双报到)",
+                cadre.name,
+                self.community_named(conn, community_id).await
+            ))),
+        }
+    }
+
+    /// How a message names a community: `双泉社区 (<id>)`, or the id alone if it cannot be read.
+    pub(crate) async fn community_named(&self, conn: &mut AnyConnection, id: &str) -> String {
+        match self.load_place(conn, id).await {
+            Ok(Some(place)) => format!("{} ({id})", place.name),
+            _ => id.to_owned(),
+        }
     }
 
     /// As [`Store::require_registered`], and the registration had taken effect by `at`.
@@ -215,8 +227,11 @@ impl Store {
             .as_ref()
             .map_or(i64::MAX, linli_core::time::micros);
         if at < from {
+            let cadre = self.load_cadre(conn, cadre_id).await?;
             return Err(Error::FailedPrecondition(format!(
-                "cadre {cadre_id} was not yet registered with community {community_id} then: the registration took effect {}; a worker can approve it with an earlier active_from",
+                "cadre {} ({cadre_id}) was not yet registered with community {} then: the registration took effect {}; a worker can approve it with an earlier active_from",
+                cadre.name,
+                self.community_named(conn, community_id).await,
                 linli_core::time::local(from, self.utc_offset)
             )));
         }
@@ -274,9 +289,11 @@ impl Store {
                         return Err(Error::not_found("cadre", cadre_id));
                     }
                     if let Some(open) = s.open_registration(&mut *tx, cadre_id).await? {
+                        let cadre = s.load_cadre(&mut *tx, cadre_id).await?;
                         return Err(Error::FailedPrecondition(format!(
-                            "the cadre already has a registration with community {} that is not ended; end it first",
-                            open.community_id
+                            "cadre {} ({cadre_id}) already has a registration with community {} that is not ended; end it first",
+                            cadre.name,
+                            s.community_named(&mut *tx, &open.community_id).await
                         )));
                     }
                     sqlx::query("INSERT INTO registrations (community_id, id, cadre_id, state, requested_at, activated_at, ended_at, end_reason, version) VALUES ($1, $2, $3, 'requested', $4, NULL, NULL, '', 1)")

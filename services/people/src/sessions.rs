@@ -233,18 +233,30 @@ impl Store {
                 .await?;
             }
         }
-        let after = self.load_account(&mut tx, id).await?;
         let action = if reason.is_some() {
             "account.disable"
         } else {
             "account.enable"
         };
+        self.commit_change(tx, actor, action, &before).await
+    }
+
+    /// Records how account `before` changed under `action` and commits; the account after.
+    /// The trail keeps the account's state, never a password or its hash.
+    async fn commit_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        actor: &Actor,
+        action: &str,
+        before: &pb::Account,
+    ) -> Result<pb::Account> {
+        let after = self.load_account(&mut tx, &before.id).await?;
         let change = Change::updated(
             "",
             action,
             "account",
-            id,
-            account_state(&before),
+            &before.id,
+            account_state(before),
             account_state(&after),
         );
         audit::record(&mut tx, actor, change).await?;
@@ -273,23 +285,11 @@ impl Store {
         .await?;
         self.end_all(&mut tx, actor, &before, why, now_micros())
             .await?;
-        let after = self.load_account(&mut tx, id).await?;
         let action = match why {
             Ending::PasswordReset => "account.reset_password",
             _ => "account.change_password",
         };
-        // The trail says that the password changed, never what to.
-        let change = Change::updated(
-            "",
-            action,
-            "account",
-            id,
-            account_state(&before),
-            account_state(&after),
-        );
-        audit::record(&mut tx, actor, change).await?;
-        tx.commit().await?;
-        Ok(after)
+        self.commit_change(tx, actor, action, &before).await
     }
 
     /// Ends every login of `account`: its epoch rises, and the ending is listed for the services.

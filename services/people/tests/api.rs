@@ -898,8 +898,14 @@ async fn units_cadres_and_registration(backend: Backend) {
             cadre_id: ruan.id.clone(),
             community_id: town_community.id.clone(),
         })
-        .await;
-    assert_status(second, Code::FailedPrecondition, "");
+        .await
+        .unwrap_err();
+    // The refusal names the cadre and the community, not only their ids.
+    assert_eq!(second.code(), Code::FailedPrecondition, "{second:?}");
+    assert!(
+        second.message().contains(&ruan.name) && second.message().contains(&community.name),
+        "{second:?}"
+    );
     assert_status(
         c.approve_registration(pb::ApproveRegistrationRequest {
             registration_id: reg.id.clone(),
@@ -1158,7 +1164,7 @@ async fn pairings_and_coverage(backend: Backend) {
         c.pair_household(pair(pb::PairingRole::Cadre, &stranger.id, ""))
             .await,
         Code::FailedPrecondition,
-        "not actively registered",
+        "cadre 外人 (",
     );
     assert_status(
         c.pair_household(pair(pb::PairingRole::Cadre, "", "")).await,
@@ -1362,7 +1368,10 @@ async fn duty_and_attendance(backend: Backend) {
     assert_status(
         c.check_in(check_in(&song.id, None)).await,
         Code::FailedPrecondition,
-        "not actively registered",
+        &format!(
+            "cadre 宋成琳 ({}) is not actively registered with community {} (",
+            song.id, community.name
+        ),
     );
     register(c, &song, &community).await;
 
@@ -2307,7 +2316,10 @@ async fn past_duty_can_be_entered_after_a_backdated_registration(backend: Backen
     c.check_in(check_in(days_ago(7))).await.unwrap();
     let early = c.check_in(check_in(days_ago(12))).await.unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
-    assert!(early.message().contains("not yet registered"), "{early:?}");
+    assert!(
+        early.message().contains("刘海元") && early.message().contains("not yet registered"),
+        "{early:?}"
+    );
     let report = c
         .get_attendance_report(pb::GetAttendanceReportRequest {
             community_id: community.id.clone(),

@@ -48,6 +48,8 @@ pub struct ViewsApi {
     pub(crate) overviews: Arc<ViewCache<pb::GetCountyOverviewResponse>>,
     /// What the feeds say has changed, for the dashboards held.
     pub(crate) changes: Arc<Changes>,
+    /// Live streams open, per caller and in all (shared with the pages').
+    pub(crate) streams: Arc<crate::streams::StreamSlots>,
     /// When each caller was last told of a change (see `told`).
     pub(crate) told: Arc<crate::backend::Callers>,
 }
@@ -442,6 +444,18 @@ impl GatewayService for ViewsApi {
         req: Request<pb::WatchCommunityRequest>,
     ) -> Resp<Self::WatchCommunityStream> {
         let actor = POLICY.allow("WatchCommunity", &req)?;
+        // Held by the stream, so the place is given back when the caller stops watching.
+        let slot = match req.extensions().get::<crate::streams::Counted>() {
+            Some(_) => None,
+            None => {
+                let most = if actor.is_county() {
+                    crate::streams::PER_COUNTY_CALLER
+                } else {
+                    crate::streams::PER_CALLER
+                };
+                Some(self.streams.take(&format!("grpc:{}", actor.id), most)?)
+            }
+        };
         let r = req.into_inner();
         let community_id = actor.community_filter("community_id", &r.community_id)?;
         if community_id.is_empty() {
@@ -477,6 +491,7 @@ impl GatewayService for ViewsApi {
         // reconnect resumes each source just after what the caller has seen.
         let mut at = cursor;
         let stream = tokio_stream::StreamExt::merge(issues, logistics).map(move |item| {
+            let _ = &slot;
             item.map(|event| {
                 match &event {
                     Event::Issue(e) => at.issues = e.seq,

@@ -16,7 +16,6 @@ mod pages;
 mod password;
 mod render;
 pub mod session;
-pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +51,7 @@ pub struct WebState {
     pub(crate) csrf_key: [u8; 32],
     pub(crate) metrics: metrics::Metrics,
     /// Live event streams open, per session and in all.
-    pub(crate) streams: Arc<streams::StreamSlots>,
+    pub(crate) streams: Arc<crate::streams::StreamSlots>,
     /// Open311 reports per api_key this minute.
     pub(crate) open311_rate: open311::ReportRate,
     pub(crate) call_timeout: Duration,

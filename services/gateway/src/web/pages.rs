@@ -170,24 +170,7 @@ pub async fn login(
             None,
         ));
     }
-    let identity = state.auth.identity(&account).await?;
-    let token = session::start(&state, &identity, account.session_epoch).await?;
-    let mut resp = Redirect::to("/").into_response();
-    let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        session::set_cookie(
-            session::COOKIE,
-            &token,
-            state.sessions.ttl,
-            state.sessions.secure_cookies,
-        ),
-    );
-    h.append(
-        header::SET_COOKIE,
-        session::set_cookie(session::LOGIN_COOKIE, "", Duration::ZERO, false),
-    );
-    Ok(resp)
+    Ok(session::signed_in(&state, &account).await?)
 }
 
 #[derive(Deserialize)]
@@ -320,19 +303,20 @@ pub async fn community_events(
     Path(community_id): Path<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, WebError> {
     // Held by the stream, so the place is given back when the page goes.
-    let slot = state.streams.take(&signed.session_hash)?;
-    let stream = state
-        .views
-        .watch_community(to_views(
-            &signed.actor,
-            pb::WatchCommunityRequest {
-                community_id,
-                after_cursor: String::new(),
-                from_now: true,
-            },
-        ))
-        .await?
-        .into_inner();
+    let slot = state
+        .streams
+        .take(&signed.session_hash, crate::streams::PER_SESSION)?;
+    let mut req = to_views(
+        &signed.actor,
+        pb::WatchCommunityRequest {
+            community_id,
+            after_cursor: String::new(),
+            from_now: true,
+        },
+    );
+    // Counted here, per page session; not again as a gRPC caller's.
+    req.extensions_mut().insert(crate::streams::Counted);
+    let stream = state.views.watch_community(req).await?.into_inner();
     let mut stopping = state.stop.subscribe();
     let (views, actor) = (state.views.clone(), signed.actor.clone());
     let events = stream

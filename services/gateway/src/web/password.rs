@@ -1,10 +1,9 @@
 //! Changing one's password on the web: the page a login leads to when the
 //! password was set by someone else (a worker's reset, the demo data), and the
 //! form's handler, which changes it and signs the person in.
-use std::time::Duration;
 
 use axum::extract::{Extension, Form, State as Extract};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -119,22 +118,5 @@ pub async fn change(
         Err(s) if s.code() == tonic::Code::InvalidArgument => return again(s.message()),
         Err(s) => return Err(s.into()),
     };
-    let identity = state.auth.identity(&account).await?;
-    let token = session::start(&state, &identity, account.session_epoch).await?;
-    let mut resp = Redirect::to("/").into_response();
-    let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        session::set_cookie(
-            session::COOKIE,
-            &token,
-            state.sessions.ttl,
-            state.sessions.secure_cookies,
-        ),
-    );
-    h.append(
-        header::SET_COOKIE,
-        session::set_cookie(session::LOGIN_COOKIE, "", Duration::ZERO, false),
-    );
-    Ok(resp)
+    Ok(session::signed_in(&state, &account).await?)
 }

@@ -145,6 +145,33 @@ pub async fn start(state: &State, identity: &pb::Identity, epoch: i64) -> Result
 }
 
 /// Ends the session the cookie names (logging out twice is still a logout).
+/// Starts a page session for `account` and sends the browser home with its
+/// cookie (the login form's value cleared).
+pub async fn signed_in(
+    state: &State,
+    account: &linli_proto::people::v1::Account,
+) -> Result<axum::response::Response, Status> {
+    use axum::response::IntoResponse;
+    let identity = state.auth.identity(account).await?;
+    let token = start(state, &identity, account.session_epoch).await?;
+    let mut resp = axum::response::Redirect::to("/").into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(
+            COOKIE,
+            &token,
+            state.sessions.ttl,
+            state.sessions.secure_cookies,
+        ),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, "", Duration::ZERO, false),
+    );
+    Ok(resp)
+}
+
 pub async fn end(state: &State, signed: &Signed) -> Result<(), Status> {
     let mut tx = state.db.begin_write().await?;
     let done = sqlx::query(
