@@ -70,7 +70,7 @@ pub enum Command {
         /// The app's name, as the audit trail will name it (`open311:<name>`).
         #[arg(long)]
         name: String,
-        /// The community it reports into: its id, or its administrative code.
+        /// The community it reports into: its id, its administrative code, or its exact name.
         #[arg(long)]
         community: String,
     },

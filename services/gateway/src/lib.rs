@@ -166,11 +166,12 @@ impl Application {
     }
 
     /// A community named by its id or its administrative code, as people has it.
-    pub async fn community_id(&self, id_or_code: &str) -> anyhow::Result<String> {
+    pub async fn community_id(&self, given: &str) -> anyhow::Result<String> {
         use linli_proto::people::v1 as ppb;
         let mut people = ppb::people_service_client::PeopleServiceClient::new(self.people.clone());
         let actor = self.keys.service_actor("gateway");
         let mut page_token = String::new();
+        let mut named = Vec::new();
         loop {
             let page = people
                 .list_places(actor.request(ppb::ListPlacesRequest {
@@ -185,14 +186,28 @@ impl Application {
             if let Some(p) = page
                 .places
                 .iter()
-                .find(|p| p.id == id_or_code || (!p.code.is_empty() && p.code == id_or_code))
+                .find(|p| p.id == given || (!p.code.is_empty() && p.code == given))
             {
                 return Ok(p.id.clone());
             }
+            named.extend(page.places.into_iter().filter(|p| p.name == given));
             if page.next_page_token.is_empty() {
-                anyhow::bail!("people knows no community with id or code {id_or_code:?}");
+                break;
             }
             page_token = page.next_page_token;
+        }
+        // By exact name, as `linli-people token` takes it, when one community has it.
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => anyhow::bail!("people knows no community with id, code or name {given:?}"),
+            many => anyhow::bail!(
+                "{} communities are named {given:?}; give the code: {}",
+                many.len(),
+                many.iter()
+                    .map(|p| format!("{} ({})", p.code, p.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 

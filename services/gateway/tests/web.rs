@@ -366,6 +366,29 @@ async fn open311_reports_and_follows(backend: Backend) {
             .iter()
             .any(|r| r["service_request_id"] == id.as_str())
     );
+    // A report with a photo's address (Open311 sends no media type).
+    let mut with_photo = good.clone();
+    with_photo.push(("media_url", "https://photos.example/lamp-3.jpg"));
+    with_photo.retain(|(k, _)| *k != "description");
+    with_photo.push(("description", "三号楼路灯又坏了，附照片"));
+    let photo = http::post_form(addr, "/open311/v2/requests.json", &[], &with_photo).await;
+    assert_eq!(photo.status, 201, "{}", photo.body);
+    let photo_id = photo.json()[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = http::get(
+        addr,
+        &format!("/open311/v2/requests/{photo_id}.json?api_key={key}"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        read.json()[0]["media_url"],
+        "https://photos.example/lamp-3.jpg",
+        "{}",
+        read.body
+    );
     assert!(
         !list("closed")
             .await
@@ -400,6 +423,79 @@ async fn open311_reports_and_follows(backend: Backend) {
 }
 
 linli_core::backend_tests!(sessions_forms_and_reach, open311_reports_and_follows);
+
+/// More requests than one read of the list holds (500): the newest report is
+/// still listed first, in the default window, from today and among the open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open311_lists_the_newest_however_many_there_are() {
+    use linli_proto::issues::v1 as ipb;
+    use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
+    let s = Suite::start(Backend::Sqlite).await;
+    let addr = s.web;
+    let worker = s.login("wujing").await;
+    let community_id = worker.identity.clone().unwrap().community_id;
+    let key = linli_gateway::web::open311::add_key(&s.gateway_store, "busy-app", &community_id)
+        .await
+        .unwrap();
+    let reports = (0..520).map(|n| {
+        let mut issues = IssuesServiceClient::new(s.channel());
+        let req = common::with_token(
+            ipb::ReportIssueRequest {
+                idempotency_key: format!("busy-{n}"),
+                community_id: community_id.clone(),
+                title: format!("路灯不亮 {n}"),
+                category: ipb::Category::Road as i32,
+                source: ipb::Source::Hotline as i32,
+                ..Default::default()
+            },
+            &worker.access_token,
+        );
+        async move { issues.report_issue(req).await.map(|_| ()) }
+    });
+    use futures_util::StreamExt;
+    let results = futures_util::stream::iter(reports)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    let made = http::post_form(
+        addr,
+        "/open311/v2/requests.json",
+        &[],
+        &[
+            ("api_key", key.as_str()),
+            ("service_code", "road"),
+            ("description", "最新的一条：五号楼路灯不亮"),
+            ("address_string", "双泉社区五号楼"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00Z").to_string();
+    for query in ["", "&status=open", &format!("&start_date={today}")] {
+        let r = http::get(
+            addr,
+            &format!("/open311/v2/requests.json?api_key={key}{query}"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        let listed = r.json();
+        assert_eq!(
+            listed[0]["service_request_id"],
+            id.as_str(),
+            "{query}: the newest is not first"
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_limit_the_http_side_refuses_at_once_but_stays_healthy() {
@@ -530,4 +626,22 @@ async fn grpc_web_metrics_and_health() {
         );
         assert_eq!(samples.get(&key), Some(&1.0), "{key}");
     }
+}
+
+/// `linli-gateway open311-key --community` takes a community as the operator
+/// knows it: by id, administrative code or exact name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open311_key_names_its_community_by_id_code_or_name() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let people_url = format!("http://{}", s.people.addr);
+    let settings =
+        linli_gateway::Settings::new(&s.dbs[2].url, &people_url, &people_url, &people_url).unwrap();
+    let app = linli_gateway::Application::build(settings, linli_core::testing::keys().clone())
+        .await
+        .unwrap();
+    let by_name = app.community_id("双泉社区").await.unwrap();
+    assert_eq!(app.community_id("421224100005").await.unwrap(), by_name);
+    assert_eq!(app.community_id(&by_name).await.unwrap(), by_name);
+    let unknown = app.community_id("没有这个社区").await.unwrap_err();
+    assert!(unknown.to_string().contains("code or name"), "{unknown}");
 }

@@ -181,7 +181,15 @@ pub(crate) async fn list_issues(
             _ => String::new(),
         },
         reported_by: parse_opt_id("household_id", &r.household_id)?.unwrap_or_default(),
+        reported_from: linli_core::time::optional("reported_from", r.reported_from.as_ref())?,
+        reported_before: linli_core::time::optional("reported_before", r.reported_before.as_ref())?,
+        newest_first: r.newest_first,
     };
+    if let (Some(from), Some(before)) = (filter.reported_from, filter.reported_before)
+        && from >= before
+    {
+        return Err(Error::invalid("reported_before", "must be after reported_from").into());
+    }
     let (issues, next_page_token) = api.store.list(&filter, &page).await?;
     Ok(Response::new(pb::ListIssuesResponse {
         issues,
@@ -433,14 +441,37 @@ impl Store {
             let now = bind(now_micros().into());
             conditions.push(crate::deadlines::overdue_sql(&now));
         }
-        conditions.push(format!("id > ${}", binds.len() + 1));
+        if let Some(from) = filter.reported_from {
+            let from = bind(from.into());
+            conditions.push(format!("reported_at >= {from}"));
+        }
+        if let Some(before) = filter.reported_before {
+            let before = bind(before.into());
+            conditions.push(format!("reported_at < {before}"));
+        }
+        // Ids are time-ordered (UUIDv7): their order is the order reported.
+        let (after, order, page) = if filter.newest_first {
+            // The first page starts above every id.
+            let start = PageRequest {
+                after: Some(
+                    page.after
+                        .clone()
+                        .unwrap_or_else(|| "ffffffff-ffff-ffff-ffff-ffffffffffff".into()),
+                ),
+                ..page.clone()
+            };
+            ("<", "DESC", start)
+        } else {
+            (">", "", page.clone())
+        };
+        conditions.push(format!("id {after} ${}", binds.len() + 1));
         let sql = format!(
-            "SELECT {ISSUE_COLS} FROM issues WHERE {} ORDER BY id LIMIT ${}",
+            "SELECT {ISSUE_COLS} FROM issues WHERE {} ORDER BY id {order} LIMIT ${}",
             conditions.join(" AND "),
             binds.len() + 2
         );
         let (records, next) =
-            fetch_page(&self.db, &sql, binds, page, record_from_row, |r| &r.id).await?;
+            fetch_page(&self.db, &sql, binds, &page, record_from_row, |r| &r.id).await?;
         Ok((self.with_watchers(&records).await?, next))
     }
 

@@ -452,6 +452,10 @@ pub struct IssueFilter {
     pub household_id: String,
     /// Only issues this household reported.
     pub reported_by: String,
+    /// Reported in [from, before), micros; unbounded where `None`.
+    pub reported_from: Option<i64>,
+    pub reported_before: Option<i64>,
+    pub newest_first: bool,
 }
 
 /// What one supervision sweep did.

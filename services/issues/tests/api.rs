@@ -2236,7 +2236,64 @@ async fn reports_at_once_are_written_together_and_whole(backend: Backend) {
     h.stop().await;
 }
 
+/// A window of the newest reports, read back in pages, whatever the number of
+/// older ones: what Open311's lists and the dashboard's open list ask for.
+async fn newest_first_windows_page_back_in_time(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let w = &h.world;
+    let c = &mut h.client;
+    let day = 86_400_000_000_i64;
+    let now = linli_core::time::now_micros();
+    let ts = linli_core::time::to_timestamp;
+    // Reported four, three, … days ago down to today, in that order.
+    for k in (0..5).rev() {
+        c.report_issue(pb::ReportIssueRequest {
+            reported_at: Some(ts(now - k * day)),
+            ..report(w, &format!("第{k}天前"))
+        })
+        .await
+        .unwrap();
+    }
+    let list = async |c: &mut Client, r: pb::ListIssuesRequest| {
+        let got = c.list_issues(r).await.unwrap().into_inner();
+        let titles: Vec<String> = got.issues.into_iter().map(|i| i.title).collect();
+        (titles, got.next_page_token)
+    };
+    let newest = |page_token: String| pb::ListIssuesRequest {
+        community_id: w.community.clone(),
+        newest_first: true,
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    };
+    let (first, token) = list(c, newest(String::new())).await;
+    assert_eq!(first, ["第0天前", "第1天前"]);
+    let (second, token) = list(c, newest(token)).await;
+    assert_eq!(second, ["第2天前", "第3天前"]);
+    let (last, token) = list(c, newest(token)).await;
+    assert_eq!(last, ["第4天前"]);
+    assert!(token.is_empty());
+
+    let window = |from: i64, before: Option<i64>| pb::ListIssuesRequest {
+        community_id: w.community.clone(),
+        newest_first: true,
+        reported_from: Some(ts(now - from)),
+        reported_before: before.map(|b| ts(now - b)),
+        ..Default::default()
+    };
+    let (recent, _) = list(c, window(5 * day / 2, None)).await;
+    assert_eq!(recent, ["第0天前", "第1天前", "第2天前"]);
+    let (middle, _) = list(c, window(7 * day / 2, Some(day / 2))).await;
+    assert_eq!(middle, ["第1天前", "第2天前", "第3天前"]);
+    assert_status(
+        c.list_issues(window(day, Some(2 * day))).await,
+        Code::InvalidArgument,
+        "reported_before",
+    );
+}
+
 linli_core::backend_tests!(
+    newest_first_windows_page_back_in_time,
     reports_at_once_are_written_together_and_whole,
     a_reopened_issue_is_judged_against_its_first_deadline,
     a_claim_straight_from_the_report_acknowledges_it,

@@ -143,6 +143,8 @@ impl ViewsApi {
                             community_id: c(),
                             open_only: true,
                             page_size: OPEN_ISSUES_SHOWN,
+                            // The newest, however many are open.
+                            newest_first: true,
                             ..Default::default()
                         },
                     ))

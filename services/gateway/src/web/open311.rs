@@ -32,6 +32,8 @@ use crate::auth::hash;
 const TOKEN_TTL: Duration = Duration::from_secs(120);
 /// The most requests one list answers (GeoReport's suggested limit is 1000).
 const LIST_LIMIT: i32 = 500;
+/// The window of a list asked for without dates (GeoReport v2: "the most recent 90 days").
+const DEFAULT_DAYS: i64 = 90;
 
 /// Categories as GeoReport services, with both names.
 const SERVICES: &[(&str, ipb::Category, &str, &str)] = &[
@@ -439,6 +441,7 @@ pub async fn post_request(
         attachments: media
             .map(|url| ipb::Attachment {
                 url: url.to_owned(),
+                mime_type: media_type_of(url).to_owned(),
                 phase: ipb::PhotoPhase::Before as i32,
                 ..Default::default()
             })
@@ -459,6 +462,25 @@ pub async fn post_request(
         "account_id": Value::Null,
     }]);
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// The media type a `media_url` names by its ending; Open311 sends no type,
+/// and the photo itself is elsewhere (an unknown ending is kept as bytes).
+fn media_type_of(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let ending = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ending.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
 }
 
 pub async fn get_request(
@@ -510,9 +532,19 @@ pub async fn list_requests(
         parse_date(&params, "start_date")?,
         parse_date(&params, "end_date")?,
     );
-    let wanted = |i: &ipb::Issue| {
-        let at = i.reported_at.as_ref().map_or(0, |t| t.seconds);
-        start.is_none_or(|s| at >= s) && end.is_none_or(|e| at <= e)
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(GeoError::bad("start_date must not be after end_date"));
+    }
+    // With no dates, the spec's window: the most recent 90 days.
+    let start = match (start, end) {
+        (None, None) => Some(now_micros() / 1_000_000 - DEFAULT_DAYS * 86_400),
+        (s, _) => s,
+    };
+    let at = |secs: i64| prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
     };
     if let Some(ids) = params.get("service_request_id").filter(|v| !v.is_empty()) {
         let mut out = Vec::new();
@@ -546,12 +578,17 @@ pub async fn list_requests(
                 ))
             })?,
     };
+    // Newest first, the window read by the issues service itself.
     let listed = issues(&state)
         .list_issues(client.actor.request(ipb::ListIssuesRequest {
             community_id: client.community_id.clone(),
             category: category as i32,
             open_only: status == "open",
             page_size: LIST_LIMIT,
+            reported_from: start.map(at),
+            // end_date is the latest moment included.
+            reported_before: end.map(|e| at(e + 1)),
+            newest_first: true,
             ..Default::default()
         }))
         .await?
@@ -559,7 +596,6 @@ pub async fn list_requests(
         .issues;
     let out: Vec<Value> = listed
         .iter()
-        .filter(|i| wanted(i))
         .map(request_json)
         .filter(|r| status.is_empty() || r["status"] == status)
         .collect();
@@ -569,6 +605,20 @@ pub async fn list_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_url_is_typed_by_its_ending() {
+        assert_eq!(media_type_of("https://x.cn/a/b.JPG?size=2"), "image/jpeg");
+        assert_eq!(media_type_of("https://x.cn/p.png#top"), "image/png");
+        assert_eq!(
+            media_type_of("https://x.cn/photo"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            media_type_of("https://x.cn.example/"),
+            "application/octet-stream"
+        );
+    }
 
     #[test]
     fn every_category_is_a_service_once() {
