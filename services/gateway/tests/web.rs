@@ -290,7 +290,8 @@ async fn open311_reports_and_follows(backend: Backend) {
         (without("api_key"), 403, "api_key"),
         (with("api_key", "not-a-key"), 403, "api_key"),
         (without("service_code"), 400, "service_code"),
-        (with("service_code", "potholes"), 400, "potholes"),
+        // GeoReport: an unknown service is not found.
+        (with("service_code", "potholes"), 404, "potholes"),
         (without("description"), 400, "description"),
         (with("lat", "91"), 400, "lat"),
         (without("long"), 400, "long"),
@@ -644,4 +645,121 @@ async fn an_open311_key_names_its_community_by_id_code_or_name() {
     assert_eq!(app.community_id(&by_name).await.unwrap(), by_name);
     let unknown = app.community_id("没有这个社区").await.unwrap_err();
     assert!(unknown.to_string().contains("code or name"), "{unknown}");
+}
+
+/// GeoReport v2 as its clients read it: both formats everywhere, errors in the
+/// asked one, definitions and discovery, reads without a key by jurisdiction
+/// (id or code), a photo carrying a report alone, `api_key` in the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open311_speaks_both_formats_and_reads_without_a_key() {
+    let s = Suite::start(Backend::Sqlite).await;
+    let addr = s.web;
+    let worker = s.login("wujing").await;
+    let community_id = worker.identity.clone().unwrap().community_id;
+    let key = linli_gateway::web::open311::add_key(&s.gateway_store, "xml-app", &community_id)
+        .await
+        .unwrap();
+    let get = async |path: &str| http::get(addr, path, &[]).await;
+
+    let services = get("/open311/v2/services.xml").await;
+    assert_eq!(services.status, 200);
+    assert_eq!(
+        services.header("content-type"),
+        Some("text/xml; charset=utf-8")
+    );
+    assert!(
+        services.body.starts_with("<?xml") && services.body.contains("<service><description>"),
+        "{}",
+        services.body
+    );
+    assert_eq!(services.body.matches("<service>").count(), 8);
+    let definition = get("/open311/v2/services/road.json").await;
+    assert_eq!(definition.status, 200, "{}", definition.body);
+    assert_eq!(definition.json()["service_code"], "road");
+    let none = get("/open311/v2/services/bridges.xml").await;
+    assert_eq!(none.status, 404);
+    assert!(
+        none.body.contains("<errors><error><code>404</code>"),
+        "{}",
+        none.body
+    );
+    let discovery = get("/open311/v2/discovery.json").await;
+    assert_eq!(discovery.status, 200);
+    assert!(
+        discovery.json()["endpoints"][0]["formats"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    );
+    let lost = get("/open311/v2/nowhere/at/all").await;
+    assert_eq!(lost.status, 404);
+    assert_eq!(lost.json()[0]["code"], 404, "{}", lost.body);
+
+    // A report carried by its photo alone, the key in the query string.
+    let made = http::post_form(
+        addr,
+        &format!("/open311/v2/requests.xml?api_key={key}"),
+        &[],
+        &[
+            ("service_code", "road"),
+            ("media_url", "https://photos.example/pothole.jpg"),
+            ("address_string", "双泉社区七号楼"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made
+        .body
+        .split("<service_request_id>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("an id in XML")
+        .to_owned();
+    let unknown = http::post_form(
+        addr,
+        "/open311/v2/requests.json",
+        &[],
+        &[
+            ("api_key", key.as_str()),
+            ("service_code", "bridges"),
+            ("description", "桥"),
+            ("address_string", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // Read without a key, by the community's code: no contact details anywhere.
+    let one = get(&format!(
+        "/open311/v2/requests/{id}.xml?jurisdiction_id=421224100005"
+    ))
+    .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(
+        one.body
+            .contains("<media_url>https://photos.example/pothole.jpg</media_url>"),
+        "{}",
+        one.body
+    );
+    let list = get(&format!(
+        "/open311/v2/requests.json?jurisdiction_id={community_id}&status=open"
+    ))
+    .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.json()[0]["service_request_id"], id.as_str());
+    assert!(
+        !list.body.contains("@"),
+        "no e-mail addresses in public reads"
+    );
+    let nowhere = get("/open311/v2/requests.json").await;
+    assert_eq!(nowhere.status, 400, "{}", nowhere.body);
+    assert!(nowhere.body.contains("jurisdiction_id"));
+    let elsewhere = get("/open311/v2/requests.json?jurisdiction_id=999999999999").await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    let backwards = get(&format!(
+        "/open311/v2/requests.json?jurisdiction_id={community_id}&start_date=2026-11-20&end_date=2026-11-01"
+    ))
+    .await;
+    assert_eq!(backwards.status, 400, "{}", backwards.body);
 }

@@ -172,12 +172,13 @@ pub fn router(state: State, grpc: Router) -> Router {
         .route("/api/v1/county", get(api::county))
         .route("/api/v1/households/{household_id}", get(api::household))
         .route("/api/v1/issues/{issue_id}", get(api::issue))
-        .route("/open311/v2/services.json", get(open311::services))
         .route(
-            "/open311/v2/requests.json",
-            get(open311::list_requests).post(open311::post_request),
+            "/open311/v2/{file}",
+            get(open311::get_top).post(open311::post_top),
         )
-        .route("/open311/v2/requests/{file}", get(open311::get_request))
+        .route("/open311/v2/services/{file}", get(open311::get_definition))
+        .route("/open311/v2/requests/{file}", get(open311::get_one))
+        .route("/open311/{*rest}", axum::routing::any(open311::unknown))
         .route("/metrics", get(metrics::scrape))
         .route("/healthz", get(healthz));
     for service in [

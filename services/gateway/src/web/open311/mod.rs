@@ -1,13 +1,19 @@
-//! Open311 GeoReport v2 (JSON) over the issues service, so civic reporting
-//! apps can report problems into a community and follow them:
+//! Open311 GeoReport v2 (JSON and XML) over the issues service, so civic
+//! reporting apps can report problems into a community and follow them:
 //! - services: the issue categories (`service_code` = `road`, `drainage`, …);
 //! - requests: issues, `open` while someone still has to act, `closed` once
 //!   resolved, verified, rejected or merged, with the state in `status_notes`.
 //!
-//! Every call but the service list needs an `api_key`; each key belongs to one
-//! community and reports as `open311:<name>` in the audit trail. Errors come
-//! in GeoReport's format, `[{"code": 400, "description": "…"}]`, with the same
-//! HTTP status, and a refused report writes nothing.
+//! Reporting needs an `api_key`; each key belongs to one community and reports
+//! as `open311:<name>` in the audit trail. Reading needs none ("Requires API
+//! Key: No"): a community's requests are public as GeoReport shows them (no
+//! contact details), asked for by `jurisdiction_id` (the community's id or
+//! code) or through a key. Errors come in GeoReport's format and the asked
+//! one, `[{"code": 400, "description": "…"}]`, with the same HTTP status, and
+//! a refused report writes nothing.
+mod format;
+mod read;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -17,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use tonic::Code;
 
 use linli_core::auth::Claims;
 use linli_core::time::now_micros;
@@ -27,6 +32,7 @@ use linli_proto::issues::v1::issues_service_client::IssuesServiceClient;
 
 use super::{Lang, State, WebError, session};
 use crate::auth::hash;
+use format::Format;
 
 /// How long the token an Open311 call is made with lives.
 const TOKEN_TTL: Duration = Duration::from_secs(120);
@@ -78,6 +84,7 @@ const SERVICES: &[(&str, ipb::Category, &str, &str)] = &[
 ];
 
 /// A GeoReport error answer.
+#[derive(Debug)]
 pub struct GeoError(StatusCode, String);
 
 impl GeoError {
@@ -86,11 +93,124 @@ impl GeoError {
     }
 }
 
+impl GeoError {
+    fn not_found(m: impl Into<String>) -> GeoError {
+        GeoError(StatusCode::NOT_FOUND, m.into())
+    }
+
+    fn in_format(self, format: Format) -> Response {
+        format::error(format, self.0, &self.1)
+    }
+}
+
 impl IntoResponse for GeoError {
     fn into_response(self) -> Response {
-        let body = json!([{ "code": self.0.as_u16(), "description": self.1 }]);
-        (self.0, axum::Json(body)).into_response()
+        self.in_format(Format::Json)
     }
+}
+
+/// An answer in `format`, errors included.
+fn respond(format: Format, answer: Answer) -> Response {
+    answer.unwrap_or_else(|e| e.in_format(format))
+}
+
+/// Any other path under /open311: GeoReport's 404, not a web page.
+pub async fn unknown() -> Response {
+    GeoError::not_found("no such Open311 resource: see /open311/v2/discovery.json").into_response()
+}
+
+/// `GET /open311/v2/{services,requests,discovery}.{json,xml}`.
+pub async fn get_top(
+    Extract(state): Extract<State>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match Format::of(&file) {
+        Some(("services", f)) => services(f, &headers, &params),
+        Some(("requests", f)) => respond(f, read::list_requests(&state, &params, f).await),
+        Some(("discovery", f)) => discovery(f),
+        Some((_, f)) => {
+            GeoError::not_found(format!("no such Open311 resource: {file}")).in_format(f)
+        }
+        None => unknown().await,
+    }
+}
+
+/// `POST /open311/v2/requests.{json,xml}`: the form, and any field sent in
+/// the query string too (clients send `api_key` there).
+pub async fn post_top(
+    Extract(state): Extract<State>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    RawForm(body): RawForm,
+) -> Response {
+    match Format::of(&file) {
+        Some(("requests", f)) => {
+            let mut params = query;
+            params.extend(form_urlencoded::parse(&body).into_owned());
+            respond(f, post_request(&state, &headers, params, f).await)
+        }
+        Some((_, f)) => GeoError(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{file} takes no POST: reports go to requests.json"),
+        )
+        .in_format(f),
+        None => unknown().await,
+    }
+}
+
+/// `GET /open311/v2/services/{code}.{json,xml}`: a service's definition. No
+/// service asks for more than the standard fields, so none has attributes.
+pub async fn get_definition(Path(file): Path<String>) -> Response {
+    let Some((code, f)) = Format::of(&file) else {
+        return unknown().await;
+    };
+    if !SERVICES.iter().any(|s| s.0 == code) {
+        return GeoError::not_found(format!(
+            "service_code {code} is not a known service (see services.json)"
+        ))
+        .in_format(f);
+    }
+    format::one(
+        f,
+        "service_definition",
+        json!({"service_code": code, "attributes": []}),
+    )
+}
+
+/// `GET /open311/v2/requests/{id}.{json,xml}`.
+pub async fn get_one(
+    Extract(state): Extract<State>,
+    Path(file): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match Format::of(&file) {
+        Some((id, f)) => respond(f, read::get_request(&state, id, &params, f).await),
+        None => unknown().await,
+    }
+}
+
+/// What this endpoint is, for clients that discover it (GeoReport's discovery).
+fn discovery(f: Format) -> Response {
+    format::one(
+        f,
+        "discovery",
+        json!({
+            "changeset": "2026-12-05T00:00:00Z",
+            "contact": "the county's community affairs office (see the deployment's README)",
+            "key_service": "ask the community's worker for an api_key (linli-gateway open311-key)",
+            "endpoints": [{
+                "specification": "http://wiki.open311.org/GeoReport_v2",
+                "url": "/open311/v2",
+                "changeset": "2026-12-05T00:00:00Z",
+                "type": "production",
+                "formats": ["application/json", "text/xml"],
+            }],
+            "jurisdiction": "a community: its id or its administrative code (e.g. 421224100005)",
+        }),
+    )
 }
 
 impl From<tonic::Status> for GeoError {
@@ -183,16 +303,47 @@ async fn client(state: &State, params: &HashMap<String, String>) -> Result<Clien
     let name: String = row.try_get("name").unwrap_or_default();
     let community_id: String = row.try_get("community_id").unwrap_or_default();
     let key_id = hash(key)[..16].to_owned();
-    if let Some(j) = params.get("jurisdiction_id").filter(|j| !j.is_empty())
-        && *j != community_id
+    if let Some(j) = params
+        .get("jurisdiction_id")
+        .map(|j| j.trim())
+        .filter(|j| !j.is_empty())
+        && j != community_id
+        && jurisdiction(state, j).await? != community_id
     {
-        return Err(GeoError(
-            StatusCode::NOT_FOUND,
-            format!("jurisdiction_id {j} is not this key's community"),
-        ));
+        return Err(GeoError::not_found(format!(
+            "jurisdiction_id {j} is not this key's community"
+        )));
     }
-    let claims = Claims::new(format!("open311:{name}"), Role::CommunityWorker, TOKEN_TTL)
-        .community(&community_id);
+    acting(state, &format!("open311:{name}"), community_id, key_id)
+}
+
+/// A reader: the key's app, or without a key anyone, in the community
+/// `jurisdiction_id` names. What either reads is GeoReport's public view.
+async fn reader(state: &State, params: &HashMap<String, String>) -> Result<Client, GeoError> {
+    if params.get("api_key").is_some_and(|k| !k.trim().is_empty()) {
+        return client(state, params).await;
+    }
+    let given = params
+        .get("jurisdiction_id")
+        .map(|j| j.trim())
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| {
+            GeoError::bad(
+                "jurisdiction_id is required without an api_key: the community's id or code",
+            )
+        })?;
+    let community_id = jurisdiction(state, given).await?;
+    acting(state, "open311:public", community_id, "public".into())
+}
+
+/// A client acting as `who` in `community_id`, with a short token of its own.
+fn acting(
+    state: &State,
+    who: &str,
+    community_id: String,
+    key_id: String,
+) -> Result<Client, GeoError> {
+    let claims = Claims::new(who, Role::CommunityWorker, TOKEN_TTL).community(&community_id);
     let token = state.keys.sign(&claims);
     let actor = session::actor_from_token(state, &token)?;
     Ok(Client {
@@ -200,6 +351,37 @@ async fn client(state: &State, params: &HashMap<String, String>) -> Result<Clien
         community_id,
         key_id,
     })
+}
+
+/// The community a `jurisdiction_id` names: its id, or its administrative code.
+async fn jurisdiction(state: &State, given: &str) -> Result<String, GeoError> {
+    use linli_proto::people::v1 as ppb;
+    let mut people = ppb::people_service_client::PeopleServiceClient::new(state.people.clone());
+    let actor = state.keys.service_actor("gateway");
+    let mut page_token = String::new();
+    loop {
+        let mut req = actor.request(ppb::ListPlacesRequest {
+            kind: ppb::PlaceKind::Community as i32,
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        });
+        req.set_timeout(state.call_timeout);
+        let page = people.list_places(req).await?.into_inner();
+        if let Some(p) = page
+            .places
+            .iter()
+            .find(|p| p.id == given || (!p.code.is_empty() && p.code == given))
+        {
+            return Ok(p.id.clone());
+        }
+        if page.next_page_token.is_empty() {
+            return Err(GeoError::not_found(format!(
+                "jurisdiction_id {given} is no community here: give its id or its code"
+            )));
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 fn issues(state: &State) -> IssuesServiceClient<crate::backend::Backend> {
@@ -213,8 +395,8 @@ fn service_code(category: i32) -> &'static str {
         .map_or("other", |s| s.0)
 }
 
-pub async fn services(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let lang = Lang::of(&headers, q.get("locale").map(|l| l.get(..2).unwrap_or(l)));
+fn services(f: Format, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    let lang = Lang::of(headers, q.get("locale").map(|l| l.get(..2).unwrap_or(l)));
     let list: Vec<Value> = SERVICES
         .iter()
         .map(|(code, _, zh, en)| {
@@ -229,65 +411,7 @@ pub async fn services(headers: HeaderMap, Query(q): Query<HashMap<String, String
             })
         })
         .collect();
-    axum::Json(Value::Array(list)).into_response()
-}
-
-fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Value {
-    match ts {
-        Some(t) if t.seconds != 0 => Value::String(
-            linli_core::time::to_datetime(linli_core::time::micros(t))
-                .with_timezone(&linli_core::time::china_standard_time())
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-        ),
-        _ => Value::Null,
-    }
-}
-
-/// An issue as a GeoReport request.
-fn request_json(i: &ipb::Issue) -> Value {
-    use ipb::IssueState as S;
-    let state = S::try_from(i.state).unwrap_or(S::Unspecified);
-    let open = matches!(
-        state,
-        S::Reported | S::Acknowledged | S::Claimed | S::InProgress | S::Reopened
-    );
-    let mut notes = format!("{} / {}", Lang::Zh.state(i.state), Lang::En.state(i.state));
-    if !i.reject_reason.is_empty() {
-        notes.push_str(&format!(": {}", i.reject_reason));
-    }
-    if !i.duplicate_of.is_empty() {
-        notes.push_str(&format!(": {}", i.duplicate_of));
-    }
-    let updated = [
-        &i.closed_at,
-        &i.resolved_at,
-        &i.responded_at,
-        &i.reported_at,
-    ]
-    .into_iter()
-    .flatten()
-    .max_by_key(|t| (t.seconds, t.nanos));
-    let location = i.location.clone().unwrap_or_default();
-    let has_point = location.latitude != 0.0 || location.longitude != 0.0;
-    json!({
-        "service_request_id": i.id,
-        "status": if open { "open" } else { "closed" },
-        "status_notes": notes,
-        "service_name": SERVICES.iter().find(|s| s.1 as i32 == i.category).map_or("其他", |s| s.2),
-        "service_code": service_code(i.category),
-        "description": i.description,
-        "agency_responsible": i.claim.as_ref().map(|c| if c.unit_id.is_empty() { c.cadre_id.clone() } else { c.unit_id.clone() }),
-        "service_notice": Value::Null,
-        "requested_datetime": rfc3339(i.reported_at.as_ref()),
-        "updated_datetime": rfc3339(updated),
-        "expected_datetime": if open { rfc3339(i.resolution_due_at.as_ref()) } else { Value::Null },
-        "address": location.text,
-        "address_id": Value::Null,
-        "zipcode": Value::Null,
-        "lat": if has_point { json!(location.latitude) } else { Value::Null },
-        "long": if has_point { json!(location.longitude) } else { Value::Null },
-        "media_url": i.attachments.first().map(|a| a.url.clone()),
-    })
+    format::list(f, StatusCode::OK, "services", "service", list)
 }
 
 fn parse_coordinate(
@@ -331,13 +455,13 @@ fn title_from(description: &str) -> String {
     title
 }
 
-pub async fn post_request(
-    Extract(state): Extract<State>,
-    headers: HeaderMap,
-    RawForm(body): RawForm,
+async fn post_request(
+    state: &State,
+    headers: &HeaderMap,
+    params: HashMap<String, String>,
+    f: Format,
 ) -> Answer {
-    let params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    let client = client(&state, &params).await?;
+    let client = client(state, &params).await?;
     if let Some(wait) = state.open311_rate.take(&client.key_id, REPORTS_PER_MINUTE) {
         let mut resp = GeoError(
             StatusCode::TOO_MANY_REQUESTS,
@@ -346,7 +470,7 @@ pub async fn post_request(
                 wait.as_secs().max(1)
             ),
         )
-        .into_response();
+        .in_format(f);
         resp.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from(wait.as_secs().max(1)),
@@ -363,15 +487,23 @@ pub async fn post_request(
         .find(|s| s.0 == code)
         .map(|s| s.1)
         .ok_or_else(|| {
-            GeoError::bad(format!(
+            GeoError::not_found(format!(
                 "service_code {code} is not a known service (see services.json)"
             ))
         })?;
-    let description = params
-        .get("description")
-        .map(|d| d.trim())
-        .filter(|d| !d.is_empty())
-        .ok_or_else(|| GeoError::bad("description is required"))?;
+    let media = params
+        .get("media_url")
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty());
+    // A photo may carry the report on its own (the spec's description is optional).
+    let description = match params.get("description").map(|d| d.trim()) {
+        Some(d) if !d.is_empty() => d,
+        _ if media.is_some() => "（见照片）/ (see the photo)",
+        _ => return Err(GeoError::bad("description is required (or a media_url)")),
+    };
+    if description.chars().count() > 4000 {
+        return Err(GeoError::bad("description must be at most 4000 characters"));
+    }
     let lat = parse_coordinate(&params, "lat", 90.0)?;
     let long = parse_coordinate(&params, "long", 180.0)?;
     let address = params.get("address_string").map(|a| a.trim()).unwrap_or("");
@@ -421,10 +553,6 @@ pub async fn post_request(
             format!("open311:{}", &hex::encode(h.finalize())[..32])
         });
     let key = scoped_key(&client.key_id, &key);
-    let media = params
-        .get("media_url")
-        .map(|u| u.trim())
-        .filter(|u| !u.is_empty());
     let mut req = client.actor.request(ipb::ReportIssueRequest {
         idempotency_key: key,
         community_id: client.community_id.clone(),
@@ -450,18 +578,24 @@ pub async fn post_request(
         ..Default::default()
     });
     req.set_timeout(state.call_timeout);
-    let issue = issues(&state)
+    let issue = issues(state)
         .report_issue(req)
         .await?
         .into_inner()
         .issue
         .unwrap_or_default();
-    let body = json!([{
+    let body = json!({
         "service_request_id": issue.id,
         "service_notice": "已收到，社区将在响应期限内受理 / Received; the community will respond by the deadline",
         "account_id": Value::Null,
-    }]);
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    });
+    Ok(format::list(
+        f,
+        StatusCode::CREATED,
+        "service_requests",
+        "request",
+        vec![body],
+    ))
 }
 
 /// The media type a `media_url` names by its ending; Open311 sends no type,
@@ -481,125 +615,6 @@ fn media_type_of(url: &str) -> &'static str {
         "mp4" => "video/mp4",
         _ => "application/octet-stream",
     }
-}
-
-pub async fn get_request(
-    Extract(state): Extract<State>,
-    Path(file): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let id = file.strip_suffix(".json").ok_or_else(|| {
-        GeoError(
-            StatusCode::NOT_FOUND,
-            "only the .json format is served".into(),
-        )
-    })?;
-    let client = client(&state, &params).await?;
-    let issue = issues(&state)
-        .get_issue(client.actor.request(ipb::GetIssueRequest {
-            issue_id: id.to_owned(),
-        }))
-        .await?
-        .into_inner()
-        .issue
-        .unwrap_or_default();
-    Ok(axum::Json(json!([request_json(&issue)])).into_response())
-}
-
-fn parse_date(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, GeoError> {
-    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => chrono::DateTime::parse_from_rfc3339(v)
-            .map(|d| Some(d.timestamp()))
-            .map_err(|_| {
-                GeoError::bad(format!(
-                    "{name} must be a date and time in RFC 3339 (e.g. 2026-11-20T09:00:00+08:00)"
-                ))
-            }),
-    }
-}
-
-pub async fn list_requests(
-    Extract(state): Extract<State>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let client = client(&state, &params).await?;
-    let status = params.get("status").map(|s| s.trim()).unwrap_or("");
-    if !matches!(status, "" | "open" | "closed") {
-        return Err(GeoError::bad("status must be open or closed"));
-    }
-    let (start, end) = (
-        parse_date(&params, "start_date")?,
-        parse_date(&params, "end_date")?,
-    );
-    if let (Some(s), Some(e)) = (start, end)
-        && s > e
-    {
-        return Err(GeoError::bad("start_date must not be after end_date"));
-    }
-    // With no dates, the spec's window: the most recent 90 days.
-    let start = match (start, end) {
-        (None, None) => Some(now_micros() / 1_000_000 - DEFAULT_DAYS * 86_400),
-        (s, _) => s,
-    };
-    let at = |secs: i64| prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    };
-    if let Some(ids) = params.get("service_request_id").filter(|v| !v.is_empty()) {
-        let mut out = Vec::new();
-        for id in ids.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let found = issues(&state)
-                .get_issue(client.actor.request(ipb::GetIssueRequest {
-                    issue_id: id.to_owned(),
-                }))
-                .await;
-            match found {
-                Ok(r) => out.extend(r.into_inner().issue.as_ref().map(request_json)),
-                Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => {}
-                Err(s) => return Err(s.into()),
-            }
-        }
-        return Ok(axum::Json(Value::Array(out)).into_response());
-    }
-    let category = match params
-        .get("service_code")
-        .map(|c| c.trim())
-        .filter(|c| !c.is_empty())
-    {
-        None => ipb::Category::Unspecified,
-        Some(code) => SERVICES
-            .iter()
-            .find(|s| s.0 == code)
-            .map(|s| s.1)
-            .ok_or_else(|| {
-                GeoError::bad(format!(
-                    "service_code {code} is not a known service (see services.json)"
-                ))
-            })?,
-    };
-    // Newest first, the window read by the issues service itself.
-    let listed = issues(&state)
-        .list_issues(client.actor.request(ipb::ListIssuesRequest {
-            community_id: client.community_id.clone(),
-            category: category as i32,
-            open_only: status == "open",
-            page_size: LIST_LIMIT,
-            reported_from: start.map(at),
-            // end_date is the latest moment included.
-            reported_before: end.map(|e| at(e + 1)),
-            newest_first: true,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .issues;
-    let out: Vec<Value> = listed
-        .iter()
-        .map(request_json)
-        .filter(|r| status.is_empty() || r["status"] == status)
-        .collect();
-    Ok(axum::Json(Value::Array(out)).into_response())
 }
 
 #[cfg(test)]
@@ -662,24 +677,5 @@ mod tests {
         assert_eq!(title_from("路灯不亮\n三号楼前"), "路灯不亮");
         let long = "很".repeat(50);
         assert_eq!(title_from(&long).chars().count(), 41);
-    }
-
-    #[test]
-    fn states_map_to_open_and_closed() {
-        let mut i = ipb::Issue {
-            state: ipb::IssueState::InProgress as i32,
-            ..Default::default()
-        };
-        assert_eq!(request_json(&i)["status"], "open");
-        i.state = ipb::IssueState::Rejected as i32;
-        i.reject_reason = "不属于社区事务".into();
-        let r = request_json(&i);
-        assert_eq!(r["status"], "closed");
-        assert!(
-            r["status_notes"]
-                .as_str()
-                .unwrap()
-                .contains("不属于社区事务")
-        );
     }
 }
