@@ -496,6 +496,39 @@ async fn open311_lists_the_newest_however_many_there_are() {
             "{query}: the newest is not first"
         );
     }
+    // Pages (the common page / page_size extension) and lists of values.
+    let page = async |query: &str| {
+        let r = http::get(
+            addr,
+            &format!("/open311/v2/requests.json?api_key={key}{query}"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["service_request_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first_hundred = page("&page_size=100").await;
+    assert_eq!(first_hundred.len(), 100);
+    let sixth = page("&page_size=20&page=5").await;
+    assert_eq!(sixth, first_hundred[80..]);
+    let beyond = page("&page_size=500&page=3").await;
+    assert!(beyond.is_empty(), "past the last page: none");
+    let both = page("&status=open,closed&page_size=50").await;
+    assert_eq!(both, first_hundred[..50]);
+    let services = page("&service_code=road,drainage&page_size=5").await;
+    assert_eq!(services[0], id);
+    let deep = http::get(
+        addr,
+        &format!("/open311/v2/requests.json?api_key={key}&page=99&page_size=500"),
+        &[],
+    )
+    .await;
+    assert_eq!(deep.status, 400, "{}", deep.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,15 +137,72 @@ fn parse_date(params: &HashMap<String, String>, name: &str) -> Result<Option<i64
         .map_err(|_| bad())
 }
 
+/// The most requests one list reads to answer a page (page × page_size).
+const MOST_READ: i64 = 5000;
+
+/// A whole number parameter within `[least, most]`, `default` when absent.
+fn whole(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    least: i64,
+    most: i64,
+) -> Result<i64, GeoError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (least..=most).contains(n))
+            .ok_or_else(|| {
+                GeoError::bad(format!(
+                    "{name} must be a whole number from {least} to {most}"
+                ))
+            }),
+    }
+}
+
 pub(super) async fn list_requests(
     state: &State,
     params: &HashMap<String, String>,
     f: Format,
 ) -> Answer {
     let client = reader(state, params).await?;
-    let status = params.get("status").map(|s| s.trim()).unwrap_or("");
-    if !matches!(status, "" | "open" | "closed") {
-        return Err(GeoError::bad("status must be open or closed"));
+    // "May be declared multiple times, comma delimited."
+    let mut statuses = Vec::new();
+    for st in params
+        .get("status")
+        .map(|s| s.as_str())
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !matches!(st, "open" | "closed") {
+            return Err(GeoError::bad("status must be open or closed"));
+        }
+        statuses.push(st);
+    }
+    let status = match (statuses.contains(&"open"), statuses.contains(&"closed")) {
+        (true, false) => "open",
+        (false, true) => "closed",
+        _ => "",
+    };
+    let (page, page_size) = (
+        whole(params, "page", 1, 1, i64::MAX)?,
+        whole(
+            params,
+            "page_size",
+            i64::from(LIST_LIMIT),
+            1,
+            i64::from(LIST_LIMIT),
+        )?,
+    );
+    let wanted = page.saturating_mul(page_size);
+    if wanted > MOST_READ {
+        return Err(GeoError::bad(format!(
+            "page {page} of {page_size} reaches past the newest {MOST_READ}: narrow the dates"
+        )));
     }
     let (start, end) = (
         parse_date(params, "start_date")?,
@@ -187,13 +244,16 @@ pub(super) async fn list_requests(
             out,
         ));
     }
-    let category = match params
+    let mut categories = Vec::new();
+    for code in params
         .get("service_code")
-        .map(|c| c.trim())
+        .map(|c| c.as_str())
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
         .filter(|c| !c.is_empty())
     {
-        None => ipb::Category::Unspecified,
-        Some(code) => SERVICES
+        let category = SERVICES
             .iter()
             .find(|s| s.0 == code)
             .map(|s| s.1)
@@ -201,28 +261,56 @@ pub(super) async fn list_requests(
                 GeoError::bad(format!(
                     "service_code {code} is not a known service (see services.json)"
                 ))
-            })?,
-    };
-    // Newest first, the window read by the issues service itself.
-    let listed = issues(state)
-        .list_issues(client.actor.request(ipb::ListIssuesRequest {
-            community_id: client.community_id.clone(),
-            category: category as i32,
-            open_only: status == "open",
-            page_size: LIST_LIMIT,
-            reported_from: start.map(at),
-            // end_date is the latest moment included.
-            reported_before: end.map(|e| at(e + 1)),
-            newest_first: true,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .issues;
+            })?;
+        categories.push(category);
+    }
+    if categories.is_empty() {
+        categories.push(ipb::Category::Unspecified);
+    }
+    // Newest first, the window read by the issues service itself; several
+    // services are read each and merged (ids are in the order reported).
+    let mut listed = Vec::new();
+    for category in categories {
+        let mut token = String::new();
+        let mut read = 0;
+        loop {
+            let page = issues(state)
+                .list_issues(client.actor.request(ipb::ListIssuesRequest {
+                    community_id: client.community_id.clone(),
+                    category: category as i32,
+                    open_only: status == "open",
+                    page_size: LIST_LIMIT,
+                    page_token: token,
+                    reported_from: start.map(at),
+                    // end_date is the latest moment included.
+                    reported_before: end.map(|e| at(e + 1)),
+                    newest_first: true,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            read += page.issues.len() as i64;
+            listed.extend(page.issues);
+            token = page.next_page_token;
+            // Closed ones are told apart here, so those are read to the end (within MOST_READ).
+            let enough = if status == "closed" {
+                MOST_READ
+            } else {
+                wanted
+            };
+            if token.is_empty() || read >= enough {
+                break;
+            }
+        }
+    }
+    listed.sort_by(|a, b| b.id.cmp(&a.id));
+    listed.dedup_by(|a, b| a.id == b.id);
     let out: Vec<Value> = listed
         .iter()
         .map(request_json)
         .filter(|r| status.is_empty() || r["status"] == status)
+        .skip(((page - 1) * page_size) as usize)
+        .take(page_size as usize)
         .collect();
     Ok(format::list(
         f,
