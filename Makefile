@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BUF ?= npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run build test fuzz screenshots bench bench-postgres chaos chaos-short bench-web images container-smoke compose-up compose-down deploy-check fmt fmt-check lint clippy proto-lint release
+.PHONY: run build test fuzz screenshots bench bench-postgres chaos chaos-short bench-web images container-smoke compose-up compose-down open311-check deploy-check fmt fmt-check lint clippy proto-lint release
 
 ## make run: build and start the suite on the embedded default (SQLite under ./data) with demo data.
 run: build
@@ -49,6 +49,10 @@ chaos-short:
 ## make bench-web: server time of the dashboard's pages on the demo data (release build).
 bench-web:
 	$(CARGO) bench -p linli-gateway --bench web
+
+## make open311-check BASE=https://host/open311/v2 KEY=… JURISDICTION=…: GeoReport v2 conformance checks against any endpoint.
+open311-check:
+	python3 tests/open311/check.py $(BASE) --api-key $(KEY) --jurisdiction $(JURISDICTION)
 
 ## make images: static binaries in FROM scratch images, localhost/linli-<service>:dev (podman).
 images:

@@ -596,6 +596,37 @@ async fn the_suite_runs_as_separate_processes() {
         home.starts_with("HTTP/1.1 303") && home.contains("location: /login"),
         "{home}"
     );
+    // Open311 as a city would check its vendor: the conformance checks written
+    // from the spec (tests/open311/check.py), with a key made by the operators' command.
+    let made = run(linli("linli-gateway").args([
+        "--database-url",
+        &format!("sqlite://{}", gateway_db.display()),
+        "--people-addr",
+        &format!("http://{}", people.addr),
+        "open311-key",
+        "--name",
+        "conformance",
+        "--community",
+        "双泉社区",
+    ]));
+    let api_key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let checked = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("open311/check.py"))
+        .args([
+            &format!("http://{http_addr}/open311/v2"),
+            "--api-key",
+            &api_key,
+            "--jurisdiction",
+            "421224100005",
+        ])
+        .output()
+        .expect("python3 runs the Open311 checks");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && said.contains("every check passed"),
+        "{said}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     for (name, service) in [
         ("gateway", &mut gateway),
