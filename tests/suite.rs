@@ -627,6 +627,24 @@ async fn the_suite_runs_as_separate_processes() {
         "{said}{}",
         String::from_utf8_lossy(&checked.stderr)
     );
+    // And as a published client reads it (georeport, from PyPI; .ci/run installs it).
+    let read = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("open311/clients.py"))
+        .args([
+            &format!("http://{http_addr}/open311/v2"),
+            "--api-key",
+            &api_key,
+            "--jurisdiction",
+            "421224100005",
+        ])
+        .output()
+        .expect("python3 runs the published client");
+    let said = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && said.contains("georeport reads linli in JSON and XML"),
+        "{said}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
 
     for (name, service) in [
         ("gateway", &mut gateway),
