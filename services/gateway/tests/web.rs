@@ -195,6 +195,15 @@ async fn sessions_forms_and_reach(backend: Backend) {
     let profile = resident.get(&own).await;
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("id=\"household-address\""));
+    // Her carers, whom she must be able to reach: whole numbers, a tap to call.
+    let carers = profile
+        .body
+        .split("包户联系人")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .expect("the carers' list");
+    assert!(carers.contains("href=\"tel:1"), "{carers}");
+    assert!(!carers.contains('*'), "{carers}");
     assert_eq!(resident.get(&home).await.status, 403);
     let someone_else = dashboard
         .visit_compliance

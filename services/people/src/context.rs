@@ -48,9 +48,13 @@ pub(crate) fn present(mut r: pb::Resident, full: bool) -> pb::Resident {
     r
 }
 
-/// Carers' and cadres' phone numbers, masked like residents' for roles that do not need them.
+/// Carers' and cadres' phone numbers, masked like residents' for roles that do
+/// not need them; but a household sees its own carers' numbers whole: they are
+/// the people it must be able to call.
 pub(crate) fn present_pairing(mut p: pb::Pairing, actor: &Actor) -> pb::Pairing {
-    if !actor.role.sees_personal_data() {
+    let own_carer =
+        actor.role == Role::Resident && actor.household.as_deref() == Some(&p.household_id);
+    if !actor.role.sees_personal_data() && !own_carer {
         p.member_phone = domain::mask_phone(&p.member_phone);
     }
     p

@@ -644,6 +644,42 @@ async fn carers_phone_numbers_are_masked(backend: Backend) {
         phones(c, linli_core::Role::CommunityWorker).await,
         ("13700000001".to_owned(), "13900000000".to_owned())
     );
+    // The household itself sees its own carers' numbers whole, to call them.
+    let resident = |household: &str| {
+        linli_core::testing::sign(
+            &linli_core::auth::Claims::new(
+                "account:resident",
+                linli_core::Role::Resident,
+                std::time::Duration::from_secs(600),
+            )
+            .community(&community.id)
+            .household(household),
+        )
+    };
+    let own = c
+        .get_household(with_token(
+            pb::GetHouseholdRequest {
+                household_id: hh.id.clone(),
+                ..Default::default()
+            },
+            &resident(&hh.id),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.pairings[0].member_phone, "13700000001");
+    let next_door = household(c, &community, "八角亭小区1栋102").await;
+    let theirs = c
+        .get_household(with_token(
+            pb::GetHouseholdRequest {
+                household_id: hh.id.clone(),
+                ..Default::default()
+            },
+            &resident(&next_door.id),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound, "another household's carers");
     h.server.stop().await;
 }
 

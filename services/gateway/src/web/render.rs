@@ -605,7 +605,13 @@ pub fn household(lang: Lang, signed: &Signed, p: &pb::GetHouseholdProfileRespons
                 h2 { (lang.t("包户联系人", "Carers")) }
                 ul {
                     @for c in h.pairings.iter().filter(|c| c.ended_at.is_none()) {
-                        li { (c.member_name) " " (c.member_phone) }
+                        li {
+                            (c.member_name) " "
+                            // A whole number is one this person may call: a tap does.
+                            @if !c.member_phone.is_empty() && !c.member_phone.contains('*') {
+                                a.call href={ "tel:" (c.member_phone) } { (c.member_phone) }
+                            } @else { (c.member_phone) }
+                        }
                     }
                 }
                 @if !p.recent_visits.is_empty() {
