@@ -203,6 +203,12 @@ async fn sessions_forms_and_reach(backend: Backend) {
         .and_then(|rest| rest.split("</ul>").next())
         .expect("the carers' list");
     assert!(carers.contains("href=\"tel:1"), "{carers}");
+    // One language on the page: the care reason too.
+    assert!(profile.body.contains("独居且"), "no care reason in Chinese");
+    assert!(
+        !profile.body.contains("living alone"),
+        "English on the Chinese page"
+    );
     assert!(!carers.contains('*'), "{carers}");
     assert_eq!(resident.get(&home).await.status, 403);
     let someone_else = dashboard

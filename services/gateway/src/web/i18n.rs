@@ -178,6 +178,23 @@ impl Lang {
         }
     }
 
+    /// Why a household is cared for, in the page's language: the default care
+    /// rules' names are known; a county's own rules are shown as it named them.
+    pub fn care_reason(self, reason: &str) -> &str {
+        let zh = match reason {
+            "living alone and aged 80 or over" => "独居且年满 80 岁",
+            "living alone with a disability or illness" => "独居且有残疾或疾病",
+            "aged 80 or over" => "年满 80 岁",
+            "disabled or of limited mobility" => "残疾或行动不便",
+            "other vulnerability" => "其他困难情形",
+            _ => return reason,
+        };
+        match self {
+            Lang::Zh => zh,
+            Lang::En => reason,
+        }
+    }
+
     /// How long, in the largest whole unit: `3 天` / `3 days`.
     pub fn duration(self, seconds: i64) -> String {
         let (n, zh, en) = if seconds >= 86_400 {
@@ -207,6 +224,15 @@ mod tests {
         assert_eq!(Lang::En.state_key("in_progress"), "In progress");
         assert_eq!(Lang::Zh.duration(3 * 86_400 + 5), "3 天");
         assert_eq!(Lang::En.duration(7_300), "2 hours");
+    }
+
+    #[test]
+    fn care_reasons_read_in_the_pages_language() {
+        let r = "living alone with a disability or illness";
+        assert_eq!(Lang::Zh.care_reason(r), "独居且有残疾或疾病");
+        assert_eq!(Lang::En.care_reason(r), r);
+        // A county's own rule, as it named it.
+        assert_eq!(Lang::Zh.care_reason("低保户"), "低保户");
     }
 
     #[test]

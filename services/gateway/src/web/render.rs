@@ -586,7 +586,7 @@ pub fn household(lang: Lang, signed: &Signed, p: &pb::GetHouseholdProfileRespons
                 dl.facts {
                     dt { (lang.t("关爱等级", "Care level")) } dd { (lang.care_level(care.level)) }
                     @if care.visit_every_days > 0 { dt { (lang.t("走访周期", "Visit every")) } dd { (care.visit_every_days) " " (lang.t("天", "days")) } }
-                    @if !care.reason.is_empty() { dt { (lang.t("原因", "Why")) } dd { (care.reason) } }
+                    @if !care.reason.is_empty() { dt { (lang.t("原因", "Why")) } dd { (lang.care_reason(&care.reason)) } }
                 }
                 h2 { (lang.t("家庭成员", "Members")) }
                 table #members {
