@@ -610,41 +610,32 @@ async fn the_suite_runs_as_separate_processes() {
         "双泉社区",
     ]));
     let api_key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    let checked = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("open311/check.py"))
-        .args([
-            &format!("http://{http_addr}/open311/v2"),
-            "--api-key",
-            &api_key,
-            "--jurisdiction",
-            "421224100005",
-        ])
-        .output()
-        .expect("python3 runs the Open311 checks");
-    let said = String::from_utf8_lossy(&checked.stdout);
-    assert!(
-        checked.status.success() && said.contains("every check passed"),
-        "{said}{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    // And as a published client reads it (georeport, from PyPI; .ci/run installs it).
-    let read = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("open311/clients.py"))
-        .args([
-            &format!("http://{http_addr}/open311/v2"),
-            "--api-key",
-            &api_key,
-            "--jurisdiction",
-            "421224100005",
-        ])
-        .output()
-        .expect("python3 runs the published client");
-    let said = String::from_utf8_lossy(&read.stdout);
-    assert!(
-        read.status.success() && said.contains("georeport reads linli in JSON and XML"),
-        "{said}{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
+    // Then as a published client reads it (georeport, from PyPI; .ci/run installs it).
+    for (script, done) in [
+        ("open311/check.py", "every check passed"),
+        (
+            "open311/clients.py",
+            "georeport reads linli in JSON and XML",
+        ),
+    ] {
+        let ran = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+            .args([
+                &format!("http://{http_addr}/open311/v2"),
+                "--api-key",
+                &api_key,
+                "--jurisdiction",
+                "421224100005",
+            ])
+            .output()
+            .expect("python3 runs the Open311 scripts");
+        let said = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            ran.status.success() && said.contains(done),
+            "{script}: {said}{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+    }
 
     for (name, service) in [
         ("gateway", &mut gateway),

@@ -165,38 +165,16 @@ impl Application {
         .await
     }
 
-    /// A community named by its id or its administrative code, as people has it.
+    /// A community named by its id, its administrative code or its exact name, as people has it.
     pub async fn community_id(&self, given: &str) -> anyhow::Result<String> {
-        use linli_proto::people::v1 as ppb;
-        let mut people = ppb::people_service_client::PeopleServiceClient::new(self.people.clone());
-        let actor = self.keys.service_actor("gateway");
-        let mut page_token = String::new();
-        let mut named = Vec::new();
-        loop {
-            let page = people
-                .list_places(actor.request(ppb::ListPlacesRequest {
-                    kind: ppb::PlaceKind::Community as i32,
-                    page_size: 500,
-                    page_token,
-                    ..Default::default()
-                }))
-                .await
-                .map_err(|s| anyhow::anyhow!("cannot ask people for communities: {}", s.message()))?
-                .into_inner();
-            if let Some(p) = page
-                .places
-                .iter()
-                .find(|p| p.id == given || (!p.code.is_empty() && p.code == given))
-            {
-                return Ok(p.id.clone());
-            }
-            named.extend(page.places.into_iter().filter(|p| p.name == given));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
+        let all = communities(&self.people, &self.keys, self.settings.common.call_timeout)
+            .await
+            .map_err(|s| anyhow::anyhow!("cannot ask people for communities: {}", s.message()))?;
+        if let Some(p) = find_community(&all, given) {
+            return Ok(p.id.clone());
         }
         // By exact name, as `linli-people token` takes it, when one community has it.
+        let named: Vec<_> = all.iter().filter(|p| p.name == given).collect();
         match named.as_slice() {
             [one] => Ok(one.id.clone()),
             [] => anyhow::bail!("people knows no community with id, code or name {given:?}"),
@@ -267,4 +245,40 @@ impl Application {
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
         web::serve(listener, self.web_router(), self.web.clone(), shutdown)
     }
+}
+
+/// Every community people knows, read page by page as the gateway itself.
+pub(crate) async fn communities(
+    people: &Backend,
+    keys: &Keys,
+    timeout: std::time::Duration,
+) -> Result<Vec<linli_proto::people::v1::Place>, tonic::Status> {
+    use linli_proto::people::v1 as ppb;
+    let mut client = ppb::people_service_client::PeopleServiceClient::new(people.clone());
+    let actor = keys.service_actor("gateway");
+    let (mut all, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let mut req = actor.request(ppb::ListPlacesRequest {
+            kind: ppb::PlaceKind::Community as i32,
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        });
+        req.set_timeout(timeout);
+        let page = client.list_places(req).await?.into_inner();
+        all.extend(page.places);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The community `given` names by its id or its administrative code.
+pub(crate) fn find_community<'a>(
+    all: &'a [linli_proto::people::v1::Place],
+    given: &str,
+) -> Option<&'a linli_proto::people::v1::Place> {
+    all.iter()
+        .find(|p| p.id == given || (!p.code.is_empty() && p.code == given))
 }

@@ -112,9 +112,7 @@ pub async fn login(
     let q = PageQuery::default();
     let lang = lang_of(&headers, &q);
     // The form must come from our own login page (double-submit value).
-    let expected = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or("");
-    if expected.is_empty() || !session::constant_time_eq(expected.as_bytes(), form.nonce.as_bytes())
-    {
+    let Some(nonce) = session::login_nonce(&headers, &form.nonce) else {
         return Ok(login_page(
             lang,
             &q,
@@ -124,7 +122,7 @@ pub async fn login(
                 "The login form expired; please try again.",
             )),
         ));
-    }
+    };
     if form.username.trim().is_empty() || form.password.is_empty() {
         return Ok(login_page(
             lang,
@@ -163,12 +161,7 @@ pub async fn login(
         Err(s) => return Err(s.into()),
     };
     if account.must_change_password {
-        return Ok(super::password::form(
-            lang,
-            session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or(""),
-            &account.username,
-            None,
-        ));
+        return Ok(super::password::form(lang, nonce, &account.username, None));
     }
     Ok(session::signed_in(&state, &account).await?)
 }

@@ -75,10 +75,9 @@ pub async fn change(
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
     let lang = lang_of(&headers, &PageQuery::default());
-    let expected = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or("");
-    if expected.is_empty() || !session::constant_time_eq(expected.as_bytes(), f.nonce.as_bytes()) {
+    let Some(expected) = session::login_nonce(&headers, &f.nonce) else {
         return Ok(Redirect::to("/login").into_response());
-    }
+    };
     let again = |error: &str| Ok(form(lang, expected, &f.username, Some(error)));
     if f.new != f.repeat {
         return again(lang.t("两次输入的新密码不一样。", "The new passwords differ."));

@@ -96,6 +96,14 @@ pub fn random_token() -> String {
     B64.encode(raw)
 }
 
+/// The login form's value, when the form came back with it (a double-submit
+/// value: the cookie and the form field must match).
+pub fn login_nonce<'a>(headers: &'a HeaderMap, sent: &str) -> Option<&'a str> {
+    cookie(headers, LOGIN_COOKIE).filter(|expected| {
+        !expected.is_empty() && constant_time_eq(expected.as_bytes(), sent.as_bytes())
+    })
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

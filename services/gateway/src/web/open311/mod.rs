@@ -355,33 +355,14 @@ fn acting(
 
 /// The community a `jurisdiction_id` names: its id, or its administrative code.
 async fn jurisdiction(state: &State, given: &str) -> Result<String, GeoError> {
-    use linli_proto::people::v1 as ppb;
-    let mut people = ppb::people_service_client::PeopleServiceClient::new(state.people.clone());
-    let actor = state.keys.service_actor("gateway");
-    let mut page_token = String::new();
-    loop {
-        let mut req = actor.request(ppb::ListPlacesRequest {
-            kind: ppb::PlaceKind::Community as i32,
-            page_size: 500,
-            page_token,
-            ..Default::default()
-        });
-        req.set_timeout(state.call_timeout);
-        let page = people.list_places(req).await?.into_inner();
-        if let Some(p) = page
-            .places
-            .iter()
-            .find(|p| p.id == given || (!p.code.is_empty() && p.code == given))
-        {
-            return Ok(p.id.clone());
-        }
-        if page.next_page_token.is_empty() {
-            return Err(GeoError::not_found(format!(
+    let all = crate::communities(&state.people, &state.keys, state.call_timeout).await?;
+    crate::find_community(&all, given)
+        .map(|p| p.id.clone())
+        .ok_or_else(|| {
+            GeoError::not_found(format!(
                 "jurisdiction_id {given} is no community here: give its id or its code"
-            )));
-        }
-        page_token = page.next_page_token;
-    }
+            ))
+        })
 }
 
 fn issues(state: &State) -> IssuesServiceClient<crate::backend::Backend> {
